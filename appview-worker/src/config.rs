@@ -1,0 +1,51 @@
+//! The appview's configuration: `[vars]` in the top-level `wrangler.toml`.
+
+use atcr_protocol::Did;
+use worker::Env;
+
+/// Name of the D1 binding in `wrangler.toml`.
+pub const DB_BINDING: &str = "DB";
+
+pub struct AppConfig {
+    /// Public base URL of the registry, e.g. `https://atcr.example`.
+    pub public_url: String,
+    /// The `service` clients name when asking for a token (the registry host).
+    pub service: String,
+    /// PLC directory for resolving `did:plc` identities.
+    pub plc_url: String,
+    /// An XRPC service answering `com.atproto.identity.resolveHandle`, used
+    /// when DNS and `/.well-known/atproto-did` do not resolve a handle.
+    pub handle_resolver_url: String,
+    /// Hold used for users whose profile names none.
+    pub default_hold: Did,
+}
+
+impl AppConfig {
+    pub fn from_env(env: &Env) -> Result<Self, String> {
+        let var = |name: &str| -> Result<String, String> {
+            env.var(name).map(|v| v.to_string()).map_err(|_| format!("{name} is not set"))
+        };
+        let public_url = var("PUBLIC_URL")?.trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&public_url).map_err(|e| format!("PUBLIC_URL: {e}"))?;
+        let host = parsed.host_str().ok_or("PUBLIC_URL has no host")?;
+        let default_service = match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        Ok(AppConfig {
+            service: var("REGISTRY_SERVICE").unwrap_or(default_service),
+            plc_url: var("PLC_URL").unwrap_or_else(|_| "https://plc.directory".into()).trim_end_matches('/').into(),
+            handle_resolver_url: var("HANDLE_RESOLVER_URL")
+                .unwrap_or_else(|_| "https://public.api.bsky.app".into())
+                .trim_end_matches('/')
+                .into(),
+            default_hold: var("DEFAULT_HOLD")?.parse().map_err(|e| format!("DEFAULT_HOLD: {e}"))?,
+            public_url,
+        })
+    }
+
+    /// Where clients ask for registry tokens.
+    pub fn token_realm(&self) -> String {
+        format!("{}/auth/token", self.public_url)
+    }
+}

@@ -1,0 +1,36 @@
+//! `GET /health`: is the bucket reachable with our keys, and can we resolve
+//! the owner's identity (PLC) and reach their PDS, where crew records live?
+
+use crate::config::HoldConfig;
+use atcr_protocol::health::{Check, HealthReport};
+use atcr_protocol::s3::EMPTY_SHA256;
+use worker::{Method, Response, Result};
+use worker_support::{failed_check, health_response, now, probe, resolve_did, timed};
+
+pub async fn report(config: &HoldConfig) -> Result<Response> {
+    // HEAD on the bucket proves the endpoint answers and accepts our signature.
+    let bucket_url = config.s3.object_url("");
+    let s3 = match config.s3.sign_headers("HEAD", &bucket_url, &[], EMPTY_SHA256, now()) {
+        Ok(headers) => probe("s3", Method::Head, &bucket_url, &headers, &[200]).await,
+        Err(e) => failed_check("s3", e.to_string()),
+    };
+    let mut checks = vec![s3];
+    checks.extend(owner_checks(config).await);
+    health_response(&HealthReport::new("atcr-hold", env!("CARGO_PKG_VERSION"), checks))
+}
+
+/// Resolves the owner's DID document, then probes the PDS it names.
+async fn owner_checks(config: &HoldConfig) -> Vec<Check> {
+    let mut pds = None;
+    let identity = timed("owner_identity", async {
+        let doc = resolve_did(&config.owner, &config.plc_url).await?;
+        pds = doc.pds_endpoint().map(str::to_string);
+        Ok(format!("{} resolved", config.owner))
+    })
+    .await;
+    let pds = match pds {
+        Some(pds) => probe("owner_pds", Method::Get, &format!("{pds}/xrpc/_health"), &[], &[200]).await,
+        None => failed_check("owner_pds", format!("no PDS known for {}", config.owner)),
+    };
+    vec![identity, pds]
+}

@@ -1,0 +1,15 @@
+//! Protocol logic shared by the ATCR workers and the credential helper.
+//!
+//! Nothing here depends on the Workers runtime: every module is plain Rust,
+//! tested natively with `cargo test -p atcr-protocol` and compiled into the
+//! workers for `wasm32-unknown-unknown`. Time is always passed in by the caller
+//! (`SystemTime::now()` panics on wasm32).
+
+pub mod challenge;
+pub mod error;
+pub mod health;
+pub mod identity;
+pub mod s3;
+
+pub use error::{ErrorEnvelope, OciCode};
+pub use identity::{Did, DidDocument, Handle};

@@ -1,0 +1,87 @@
+//! Runtime glue shared by the appview and hold workers.
+//!
+//! Only what needs the `worker` crate lives here; anything testable without
+//! the Workers runtime belongs in `atcr-protocol`.
+
+use atcr_protocol::health::{Check, HealthReport};
+use serde::Serialize;
+use std::time::{Duration, SystemTime};
+use worker::{Date, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+
+/// The current time. `SystemTime::now()` panics on wasm32, so read the JS clock.
+pub fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(Date::now().as_millis())
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}
+
+/// Serves a health report: 200 when every check passed, 503 otherwise.
+pub fn health_response(report: &HealthReport) -> Result<Response> {
+    let mut resp = json(report.status(), report)?;
+    resp.headers_mut().set("Cache-Control", "no-store")?;
+    Ok(resp)
+}
+
+/// Sends one request and reports whether it answered with a status in `expect`.
+pub async fn probe(name: &str, method: Method, url: &str, headers: &[(String, String)], expect: &[u16]) -> Check {
+    timed(name, async {
+        match send(method, url, headers).await {
+            Ok(status) if expect.contains(&status) => Ok(format!("{url} answered {status}")),
+            Ok(status) => Err(format!("{url} answered {status}")),
+            Err(e) => Err(format!("{url} unreachable: {e}")),
+        }
+    })
+    .await
+}
+
+/// Runs one probe and times it: `Ok(detail)` passes, `Err(detail)` fails.
+pub async fn timed<F>(name: &str, probe: F) -> Check
+where
+    F: std::future::Future<Output = std::result::Result<String, String>>,
+{
+    let started = Date::now().as_millis();
+    let outcome = probe.await;
+    let elapsed_ms = Date::now().as_millis().saturating_sub(started);
+    let (ok, detail) = match outcome {
+        Ok(detail) => (true, detail),
+        Err(detail) => (false, detail),
+    };
+    Check { name: name.into(), ok, detail, elapsed_ms }
+}
+
+/// A check that failed before anything was sent (e.g. a setting is missing).
+pub fn failed_check(name: &str, detail: impl Into<String>) -> Check {
+    Check { name: name.into(), ok: false, detail: detail.into(), elapsed_ms: 0 }
+}
+
+async fn send(method: Method, url: &str, headers: &[(String, String)]) -> Result<u16> {
+    let h = Headers::new();
+    for (k, v) in headers {
+        h.set(k, v)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(h);
+    let req = Request::new_with_init(url, &init)?;
+    let resp = Fetch::Request(req).send().await?;
+    Ok(resp.status_code())
+}
+
+/// Fetches and parses the DID document of `did` (PLC directory or did:web).
+pub async fn resolve_did(did: &atcr_protocol::Did, plc_url: &str) -> std::result::Result<atcr_protocol::DidDocument, String> {
+    let url = did.document_url(plc_url).ok_or_else(|| format!("cannot resolve DIDs of method '{}'", did.method()))?;
+    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
+        .send()
+        .await
+        .map_err(|e| format!("{url} unreachable: {e}"))?;
+    if resp.status_code() != 200 {
+        return Err(format!("{url} answered {}", resp.status_code()));
+    }
+    let doc: atcr_protocol::DidDocument = resp.json().await.map_err(|e| format!("{url}: not a DID document: {e}"))?;
+    if doc.id != did.as_str() {
+        return Err(format!("{url} describes {} instead of {did}", doc.id));
+    }
+    Ok(doc)
+}
