@@ -1,0 +1,88 @@
+//! Runs the built helper binary as Docker would: commands on argv, data on stdin.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn helper(home: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docker-credential-atcr"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("DOCKER_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("helper starts");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn store_get_list_erase_round_trip() {
+    let home = tempdir();
+    let stored = helper(
+        &home,
+        &["store"],
+        r#"{"ServerURL":"https://127.0.0.1:8787","Username":"alice.test","Secret":"abcd-efgh-ijkl-mnop"}"#,
+    );
+    assert!(stored.status.success(), "{}", stdout(&stored));
+
+    let got = helper(&home, &["get"], "127.0.0.1:8787\n");
+    assert!(got.status.success());
+    let creds: serde_json::Value = serde_json::from_str(&stdout(&got)).unwrap();
+    assert_eq!(creds["Username"], "alice.test");
+    assert_eq!(creds["Secret"], "abcd-efgh-ijkl-mnop");
+
+    let listed = helper(&home, &["list"], "");
+    let list: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(list["https://127.0.0.1:8787"], "alice.test");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.join(".config/atcr/credentials.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the store must be private");
+    }
+
+    assert!(helper(&home, &["erase"], "https://127.0.0.1:8787").status.success());
+    let gone = helper(&home, &["get"], "127.0.0.1:8787");
+    assert!(!gone.status.success());
+    assert_eq!(stdout(&gone), "credentials not found in native keychain");
+}
+
+#[test]
+fn malformed_store_input_is_refused() {
+    let home = tempdir();
+    let out = helper(&home, &["store"], "not json");
+    assert!(!out.status.success());
+    assert!(stdout(&out).starts_with("invalid credentials on stdin"));
+}
+
+#[test]
+fn configure_docker_keeps_existing_settings() {
+    let home = tempdir();
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(home.join(".docker/config.json"), r#"{"auths":{"ghcr.io":{}},"credHelpers":{"gcr.io":"gcloud"}}"#).unwrap();
+    let out = helper(&home, &["configure-docker", "127.0.0.1:8787"], "");
+    assert!(out.status.success(), "{}", stdout(&out));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join(".docker/config.json")).unwrap()).unwrap();
+    assert_eq!(config["credHelpers"]["127.0.0.1:8787"], "atcr");
+    assert_eq!(config["credHelpers"]["gcr.io"], "gcloud");
+    assert!(config["auths"]["ghcr.io"].is_object());
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("atcr-helper-test-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}

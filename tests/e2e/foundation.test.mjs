@@ -1,0 +1,108 @@
+// The stack's wiring, end to end: real PLC + PDS, real S3 (s3s-fs) and both
+// Workers under wrangler dev with local D1.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack } from '../lib/stack.mjs';
+
+let stack;
+before(async () => {
+  stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+}, { timeout: 900_000 });
+after(async () => stack && stack.stop());
+
+/** Parses `Bearer realm="…",service="…"` into an object. */
+function parseChallenge(header) {
+  assert.match(header, /^Bearer /);
+  return Object.fromEntries([...header.slice(7).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+}
+
+test('GET /v2/ challenges with a Bearer realm and service', async () => {
+  const res = await fetch(`${stack.urls.appview}/v2/`);
+  assert.equal(res.status, 401);
+  assert.equal(res.headers.get('docker-distribution-api-version'), 'registry/2.0');
+  const challenge = parseChallenge(res.headers.get('www-authenticate'));
+  assert.equal(challenge.realm, `${stack.urls.appview}/auth/token`);
+  assert.equal(challenge.service, `127.0.0.1:${stack.ports.appview}`);
+  const body = await res.json();
+  assert.equal(body.errors[0].code, 'UNAUTHORIZED');
+});
+
+test('registry paths under /v2/ are challenged too, never served as assets', async () => {
+  const res = await fetch(`${stack.urls.appview}/v2/alice.test/hello/manifests/latest`);
+  assert.equal(res.status, 401);
+  assert.ok(res.headers.get('www-authenticate'));
+  assert.equal((await res.json()).errors[0].code, 'UNAUTHORIZED');
+});
+
+test('the hold serves its did:web document naming its endpoint', async () => {
+  const res = await fetch(`${stack.urls.hold}/.well-known/did.json`);
+  assert.equal(res.status, 200);
+  const doc = await res.json();
+  assert.equal(doc.id, `did:web:127.0.0.1%3A${stack.ports.hold}`);
+  assert.equal(doc.id, stack.holdDid);
+  const service = doc.service.find((s) => s.id === '#atcr_hold');
+  assert.equal(service.type, 'AtcrHoldService');
+  assert.equal(service.serviceEndpoint, stack.urls.hold);
+});
+
+test('the hold describes its owner and access policy', async () => {
+  const res = await fetch(`${stack.urls.hold}/`);
+  assert.equal(res.status, 200);
+  const info = await res.json();
+  assert.equal(info.did, stack.holdDid);
+  assert.equal(info.owner, stack.accounts.alice.did);
+  assert.equal(info.public, true);
+  assert.equal(info.allowAllCrew, false);
+});
+
+test('appview health: D1 with schema, PLC, handle resolver and default hold all reachable', async () => {
+  const res = await fetch(`${stack.urls.appview}/health`);
+  const report = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(report));
+  assert.equal(report.ok, true);
+  const byName = Object.fromEntries(report.checks.map((c) => [c.name, c]));
+  for (const name of ['d1', 'plc', 'pds_resolver', 'default_hold']) {
+    assert.equal(byName[name]?.ok, true, `${name}: ${JSON.stringify(byName[name])}`);
+  }
+  assert.match(byName.d1.detail, /schema version/);
+  assert.match(byName.default_hold.detail, new RegExp(stack.urls.hold.replace(/[.:/]/g, '\\$&')));
+});
+
+test('demo accounts exist in the PDS and their app passwords sign in', async () => {
+  for (const acct of Object.values(stack.accounts)) {
+    const resolved = await fetch(`${stack.urls.pds}/xrpc/com.atproto.identity.resolveHandle?handle=${acct.handle}`);
+    assert.equal((await resolved.json()).did, acct.did);
+    const session = await fetch(`${stack.urls.pds}/xrpc/com.atproto.server.createSession`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ identifier: acct.handle, password: acct.appPassword }),
+    });
+    assert.equal(session.status, 200);
+    assert.equal((await session.json()).did, acct.did);
+  }
+});
+
+test('the appview serves its home page from web/', async () => {
+  const res = await fetch(`${stack.urls.appview}/`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /text\/html/);
+  assert.match(await res.text(), /container registry on the AT Protocol/);
+});
+
+// Runs last: it takes S3 away from the stack.
+test('hold health is green with S3 and red without it', async () => {
+  const healthy = await fetch(`${stack.urls.hold}/health`);
+  const good = await healthy.json();
+  assert.equal(healthy.status, 200, JSON.stringify(good));
+  const names = good.checks.map((c) => c.name);
+  assert.deepEqual(names, ['s3', 'owner_identity', 'owner_pds']);
+  assert.ok(good.checks.every((c) => c.ok));
+
+  await stack.stopService('s3s-fs');
+  const res = await fetch(`${stack.urls.hold}/health`);
+  assert.equal(res.status, 503);
+  const report = await res.json();
+  const s3 = report.checks.find((c) => c.name === 's3');
+  assert.equal(s3.ok, false);
+  assert.match(s3.detail, /unreachable|answered 5\d\d/);
+});

