@@ -6,10 +6,16 @@
 //! (`SystemTime::now()` panics on wasm32).
 
 pub mod challenge;
+pub mod digest;
 pub mod error;
 pub mod health;
+pub mod hold_api;
 pub mod identity;
+pub mod paths;
 pub mod s3;
+pub mod service_auth;
+pub mod upload_session;
 
 pub use error::{ErrorEnvelope, OciCode};
+pub use digest::Digest;
 pub use identity::{Did, DidDocument, Handle};

@@ -1,0 +1,130 @@
+//! The hold's XRPC API: method names, request and response bodies, errors.
+//!
+//! Shared by the hold (server) and the appview (client). Every method takes a
+//! service token in `Authorization: Bearer` whose `lxm` names the method;
+//! reads of a public hold need none.
+//!
+//! | method | HTTP | what |
+//! |---|---|---|
+//! | `io.atcr.hold.getBlob` | GET `?digest=&method=GET\|HEAD` | presigned URL for a verified blob |
+//! | `io.atcr.hold.statBlob` | GET `?digest=` | size of a verified blob, 404 if absent |
+//! | `io.atcr.hold.startUpload` | POST `{digest}` | opens a multipart upload session |
+//! | `io.atcr.hold.getUploadPartUrl` | POST `{session, partNumber}` | presigned URL for one part |
+//! | `io.atcr.hold.completeUpload` | POST `{session, parts}` | assembles, verifies the digest, publishes |
+//! | `io.atcr.hold.abortUpload` | POST `{session}` | discards an upload |
+//! | `io.atcr.hold.deleteBlob` | POST `{digest}` | removes a blob (owner only) |
+
+use crate::digest::Digest;
+use serde::{Deserialize, Serialize};
+
+pub const GET_BLOB: &str = "io.atcr.hold.getBlob";
+pub const STAT_BLOB: &str = "io.atcr.hold.statBlob";
+pub const START_UPLOAD: &str = "io.atcr.hold.startUpload";
+pub const GET_UPLOAD_PART_URL: &str = "io.atcr.hold.getUploadPartUrl";
+pub const COMPLETE_UPLOAD: &str = "io.atcr.hold.completeUpload";
+pub const ABORT_UPLOAD: &str = "io.atcr.hold.abortUpload";
+pub const DELETE_BLOB: &str = "io.atcr.hold.deleteBlob";
+
+/// S3 allows at most 10,000 parts per upload.
+pub const MAX_PARTS: u32 = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresignedUrl {
+    pub url: String,
+    /// Unix seconds after which storage refuses the URL.
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobStat {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestInput {
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadStarted {
+    /// Opaque, signed; names the upload in every later call.
+    pub session: String,
+    /// The session's deadline (unix seconds).
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartUrlInput {
+    pub session: String,
+    pub part_number: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedPart {
+    pub part_number: u32,
+    /// The `ETag` storage answered the part's PUT with.
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteInput {
+    pub session: String,
+    pub parts: Vec<CompletedPart>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadCompleted {
+    pub digest: Digest,
+    pub size: u64,
+    /// Time the hold spent hashing the assembled bytes.
+    pub verify_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInput {
+    pub session: String,
+}
+
+/// XRPC errors: `{"error": <name>, "message": <words for a person>}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldError {
+    InvalidRequest,
+    AuthRequired,
+    InvalidToken,
+    Forbidden,
+    BlobNotFound,
+    UploadNotFound,
+    DigestMismatch,
+    StorageError,
+}
+
+impl HoldError {
+    pub fn name_and_status(self) -> (&'static str, u16) {
+        match self {
+            HoldError::InvalidRequest => ("InvalidRequest", 400),
+            HoldError::AuthRequired => ("AuthRequired", 401),
+            HoldError::InvalidToken => ("InvalidToken", 401),
+            HoldError::Forbidden => ("Forbidden", 403),
+            HoldError::BlobNotFound => ("BlobNotFound", 404),
+            HoldError::UploadNotFound => ("UploadNotFound", 404),
+            HoldError::DigestMismatch => ("DigestMismatch", 400),
+            HoldError::StorageError => ("StorageError", 502),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct XrpcError {
+    pub error: String,
+    pub message: String,
+}
