@@ -18,6 +18,14 @@ pub struct HoldConfig {
     /// PLC directory used to resolve `did:plc` identities.
     pub plc_url: String,
     pub s3: S3Config,
+    /// Appview DIDs whose tokens may act for their users (`sub`).
+    pub trusted_appviews: Vec<Did>,
+    /// How long crew and hold records are reused before re-reading the PDS.
+    pub crew_cache_seconds: u64,
+    /// Key that seals upload sessions.
+    pub session_key: Vec<u8>,
+    /// Lifetime of presigned read URLs: clients use them at once.
+    pub read_url_seconds: u64,
 }
 
 impl HoldConfig {
@@ -41,7 +49,24 @@ impl HoldConfig {
             flag("S3_PATH_STYLE"),
         )
         .map_err(|e| e.to_string())?;
+        let trusted_appviews = var("TRUSTED_APPVIEWS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|e| format!("TRUSTED_APPVIEWS: {e}")))
+            .collect::<Result<Vec<Did>, String>>()?;
+        // Sealing upload sessions needs a secret: a dedicated one if given,
+        // else one derived from the S3 secret key, which only the hold knows.
+        let session_key = match var("HOLD_SESSION_SECRET") {
+            Ok(secret) => secret.into_bytes(),
+            Err(_) => format!("atcr-hold-upload-session:{}", s3.secret_access_key).into_bytes(),
+        };
         Ok(HoldConfig {
+            trusted_appviews,
+            crew_cache_seconds: var("HOLD_CREW_CACHE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30),
+            session_key,
+            read_url_seconds: var("HOLD_READ_URL_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
             public_url,
             did,
             owner,

@@ -5,8 +5,13 @@
 //! storage. This crate is the Workers adapter; the signing and identity logic
 //! lives in `atcr-protocol`.
 
+mod access;
+mod api;
+mod auth;
 mod config;
+mod failure;
 mod health;
+mod storage;
 
 use atcr_protocol::DidDocument;
 use config::HoldConfig;
@@ -23,7 +28,15 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(config) => config,
         Err(message) => return plain_error(500, &format!("hold is misconfigured: {message}")),
     };
-    match (req.method(), req.path().as_str()) {
+    let path = req.path();
+    if let Some(method) = path.strip_prefix("/xrpc/") {
+        let method = method.to_string();
+        return match api::dispatch(req, &config, &method).await {
+            Ok(resp) => Ok(resp),
+            Err(failure) => failure.into_response(),
+        };
+    }
+    match (req.method(), path.as_str()) {
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         (Method::Get, "/health") => health::report(&config).await,
         (Method::Get, "/") => describe(&config),

@@ -272,3 +272,53 @@ mod tests {
         assert!(!format!("{s3:?}").contains(SK));
     }
 }
+
+/// The body of a CompleteMultipartUpload request.
+pub fn complete_multipart_xml(parts: &[(u32, &str)]) -> String {
+    let mut xml = String::from("<CompleteMultipartUpload>");
+    for (number, etag) in parts {
+        xml.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>", xml_escape(etag)));
+    }
+    xml.push_str("</CompleteMultipartUpload>");
+    xml
+}
+
+/// The text of the first `<tag>…</tag>` in an S3 XML response.
+pub fn xml_element(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(xml_unescape(&xml[start..end]))
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&apos;", "'").replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod xml_tests {
+    use super::*;
+
+    #[test]
+    fn reads_upload_ids_and_error_codes() {
+        let created = r#"<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>abc&amp;def</UploadId></InitiateMultipartUploadResult>"#;
+        assert_eq!(xml_element(created, "UploadId").as_deref(), Some("abc&def"));
+        assert_eq!(xml_element(created, "Missing"), None);
+        let error = "<Error><Code>NoSuchUpload</Code><Message>gone</Message></Error>";
+        assert_eq!(xml_element(error, "Code").as_deref(), Some("NoSuchUpload"));
+    }
+
+    #[test]
+    fn completion_body_lists_parts_in_order() {
+        let xml = complete_multipart_xml(&[(1, "\"e1\""), (2, "\"e2\"")]);
+        assert_eq!(
+            xml,
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&quot;e1&quot;</ETag></Part>\
+             <Part><PartNumber>2</PartNumber><ETag>&quot;e2&quot;</ETag></Part></CompleteMultipartUpload>"
+        );
+    }
+}

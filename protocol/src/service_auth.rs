@@ -98,7 +98,19 @@ impl PublicKey {
             .find(|m| m.id == "#atproto" || m.id == format!("{}#atproto", doc.id))
             .ok_or("the DID document publishes no #atproto key")?;
         let multibase = method.public_key_multibase.as_deref().ok_or("the #atproto key has no publicKeyMultibase")?;
-        PublicKey::from_multikey(multibase)
+        match method.kind.as_str() {
+            // Legacy forms: the curve is in the type, the key is bare SEC1 bytes.
+            "EcdsaSecp256k1VerificationKey2019" | "EcdsaSecp256r1VerificationKey2019" => {
+                let encoded = multibase.strip_prefix('z').ok_or("only base58btc keys ('z…') are supported")?;
+                let bytes = bs58::decode(encoded).into_vec().map_err(|e| format!("bad base58: {e}"))?;
+                if method.kind.contains("256k1") {
+                    k256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes).map(PublicKey::K256).map_err(|_| "not a secp256k1 point".into())
+                } else {
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes).map(PublicKey::P256).map_err(|_| "not a P-256 point".into())
+                }
+            }
+            _ => PublicKey::from_multikey(multibase),
+        }
     }
 }
 
@@ -219,6 +231,23 @@ mod tests {
         assert_eq!(PublicKey::from_multikey(&k.to_multikey()).unwrap(), k);
         assert!(PublicKey::from_multikey("uAbc").is_err());
         assert!(PublicKey::from_multikey("z1111").is_err());
+    }
+
+    #[test]
+    fn keys_from_plc_documents_in_both_forms() {
+        let key = *k256_key(9).verifying_key();
+        let doc = |kind: &str, multibase: String| -> DidDocument {
+            serde_json::from_value(serde_json::json!({
+                "id": "did:plc:abc",
+                "verificationMethod": [{"id": "#atproto", "type": kind, "controller": "did:plc:abc", "publicKeyMultibase": multibase}]
+            }))
+            .unwrap()
+        };
+        let uncompressed = format!("z{}", bs58::encode(key.to_encoded_point(false).as_bytes()).into_string());
+        let legacy = doc("EcdsaSecp256k1VerificationKey2019", uncompressed);
+        assert_eq!(PublicKey::from_did_document(&legacy).unwrap(), PublicKey::K256(key));
+        let multikey = doc("Multikey", PublicKey::K256(key).to_multikey());
+        assert_eq!(PublicKey::from_did_document(&multikey).unwrap(), PublicKey::K256(key));
     }
 
     #[test]

@@ -38,7 +38,7 @@ test('the hold serves its did:web document naming its endpoint', async () => {
   const res = await fetch(`${stack.urls.hold}/.well-known/did.json`);
   assert.equal(res.status, 200);
   const doc = await res.json();
-  assert.equal(doc.id, `did:web:127.0.0.1%3A${stack.ports.hold}`);
+  assert.equal(doc.id, `did:web:localhost%3A${stack.ports.hold}`);
   assert.equal(doc.id, stack.holdDid);
   const service = doc.service.find((s) => s.id === '#atcr_hold');
   assert.equal(service.type, 'AtcrHoldService');

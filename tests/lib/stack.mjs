@@ -40,7 +40,8 @@ export const DEMO_ACCOUNTS = [
  * Starts the stack and resolves once every service answers its health check.
  * Options: ports {plc, pds, s3, hold, appview} (free ports when absent), dir
  * (state directory; a fresh temp dir by default), s3 {accessKey, secretKey,
- * bucket}, build (default true: build both Workers first), log (function).
+ * bucket}, hold {trustedAppviews, crewCacheSeconds, readUrlSeconds}, build
+ * (default true: build both Workers first), log (function).
  */
 export async function startStack(opts = {}) {
   const log = opts.log ?? (() => {});
@@ -64,7 +65,11 @@ export async function startStack(opts = {}) {
     s3,
     urls: {},
     accounts: {},
-    /** Stops one service (by label: s3s-fs, hold, appview) to observe failures. */
+    /** Process group of a service (by label: s3s-fs, hold, appview). */
+    processGroup(label) {
+      return children.find((c) => c.label === label)?.pid;
+    },
+    /** Stops one service (by label) to observe failures. */
     async stopService(label) {
       await Promise.all(children.filter((c) => c.label === label).map(stopChild));
     },
@@ -115,9 +120,11 @@ export async function startStack(opts = {}) {
     );
     await waitFor(`${stack.urls.s3}/`, [403, 200], 'S3');
 
-    stack.urls.hold = `http://127.0.0.1:${ports.hold}`;
+    // ATProto allows a port in did:web only for `localhost`, so the hold is
+    // named (and reached) as localhost; it still listens on 127.0.0.1 only.
+    stack.urls.hold = `http://localhost:${ports.hold}`;
     stack.urls.appview = `http://127.0.0.1:${ports.appview}`;
-    stack.holdDid = `did:web:127.0.0.1%3A${ports.hold}`;
+    stack.holdDid = `did:web:localhost%3A${ports.hold}`;
 
     log('starting the hold Worker (wrangler dev) ...');
     const holdEnv = writeEnvFile(dir, 'hold.env', {
@@ -132,6 +139,9 @@ export async function startStack(opts = {}) {
       S3_PATH_STYLE: 'true',
       S3_ACCESS_KEY_ID: s3.accessKey,
       S3_SECRET_ACCESS_KEY: s3.secretKey,
+      TRUSTED_APPVIEWS: (opts.hold?.trustedAppviews ?? []).join(','),
+      HOLD_CREW_CACHE_SECONDS: String(opts.hold?.crewCacheSeconds ?? 30),
+      HOLD_READ_URL_SECONDS: String(opts.hold?.readUrlSeconds ?? 300),
     });
     children.push(
       startWrangler('hold', path.join(ROOT, 'hold-worker', 'wrangler.toml'), {

@@ -85,3 +85,27 @@ pub async fn resolve_did(did: &atcr_protocol::Did, plc_url: &str) -> std::result
     }
     Ok(doc)
 }
+
+/// How long a resolved DID document is reused within one isolate.
+const DID_CACHE_MS: u64 = 5 * 60 * 1000;
+
+thread_local! {
+    static DID_CACHE: std::cell::RefCell<std::collections::HashMap<String, (u64, atcr_protocol::DidDocument)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `resolve_did`, remembered for a few minutes: every authenticated request
+/// needs the caller's key, and documents change rarely.
+pub async fn resolve_did_cached(
+    did: &atcr_protocol::Did,
+    plc_url: &str,
+) -> std::result::Result<atcr_protocol::DidDocument, String> {
+    let now = Date::now().as_millis();
+    let hit = DID_CACHE.with(|c| c.borrow().get(did.as_str()).filter(|(exp, _)| *exp > now).map(|(_, d)| d.clone()));
+    if let Some(doc) = hit {
+        return Ok(doc);
+    }
+    let doc = resolve_did(did, plc_url).await?;
+    DID_CACHE.with(|c| c.borrow_mut().insert(did.to_string(), (now + DID_CACHE_MS, doc.clone())));
+    Ok(doc)
+}

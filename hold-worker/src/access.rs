@@ -1,0 +1,141 @@
+//! Who may read and write: the owner, the crew, and the public flag, read
+//! from ATProto records in the owner's PDS and cached for a short time.
+//!
+//! - `io.atcr.hold` records whose `endpoint` is this hold set `public`
+//!   (overriding `HOLD_PUBLIC`);
+//! - `io.atcr.hold.crew` records name `member` DIDs and optional
+//!   `permissions` (`blob:read`, `blob:write`; none listed = both).
+
+use crate::auth::Caller;
+use crate::config::HoldConfig;
+use crate::failure::Failure;
+use atcr_protocol::hold_api::HoldError;
+use atcr_protocol::Did;
+use serde::Deserialize;
+use std::cell::RefCell;
+use worker::{Date, Fetch};
+use worker_support::resolve_did_cached;
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub public: bool,
+    crew: Vec<CrewMember>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct CrewMember {
+    member: Did,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+impl CrewMember {
+    fn allows(&self, permission: &str) -> bool {
+        self.permissions.is_empty() || self.permissions.iter().any(|p| p == permission)
+    }
+}
+
+thread_local! {
+    // (expires at ms, policy): a cache per isolate, refreshed after the TTL.
+    static CACHE: RefCell<Option<(u64, Policy)>> = const { RefCell::new(None) };
+}
+
+impl Policy {
+    pub async fn load(config: &HoldConfig) -> Result<Policy, Failure> {
+        let now = Date::now().as_millis();
+        if let Some(policy) = CACHE.with(|c| c.borrow().as_ref().filter(|(exp, _)| *exp > now).map(|(_, p)| p.clone())) {
+            return Ok(policy);
+        }
+        let policy = fetch_policy(config).await?;
+        CACHE.with(|c| *c.borrow_mut() = Some((now + config.crew_cache_seconds * 1000, policy.clone())));
+        Ok(policy)
+    }
+
+    fn crew(&self, did: &Did, permission: &str) -> bool {
+        self.crew.iter().any(|m| &m.member == did && m.allows(permission))
+    }
+
+    pub fn require_read(&self, config: &HoldConfig, caller: &Caller) -> Result<(), Failure> {
+        if self.public {
+            return Ok(());
+        }
+        match caller {
+            Caller::Anonymous => Err(Failure::new(HoldError::AuthRequired, "this hold is private: sign in to read")),
+            Caller::User(did) if did == &config.owner || self.crew(did, "blob:read") => Ok(()),
+            Caller::User(did) => Err(Failure::new(HoldError::Forbidden, format!("{did} is not crew of this private hold"))),
+        }
+    }
+
+    pub fn require_write(&self, config: &HoldConfig, caller: &Caller) -> Result<Did, Failure> {
+        match caller {
+            Caller::Anonymous => Err(Failure::new(HoldError::AuthRequired, "writing to a hold needs a service token")),
+            Caller::User(did) if did == &config.owner || config.allow_all_crew || self.crew(did, "blob:write") => {
+                Ok(did.clone())
+            }
+            Caller::User(did) => Err(Failure::new(HoldError::Forbidden, format!("{did} is not crew of this hold"))),
+        }
+    }
+}
+
+pub fn require_owner(config: &HoldConfig, caller: &Caller) -> Result<(), Failure> {
+    match caller {
+        Caller::User(did) if did == &config.owner => Ok(()),
+        Caller::Anonymous => Err(Failure::new(HoldError::AuthRequired, "only the hold's owner may do this")),
+        Caller::User(did) => Err(Failure::new(HoldError::Forbidden, format!("only the hold's owner may do this, not {did}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListRecords {
+    records: Vec<Record>,
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    value: serde_json::Value,
+}
+
+async fn fetch_policy(config: &HoldConfig) -> Result<Policy, Failure> {
+    let unavailable = |e: String| Failure::new(HoldError::StorageError, format!("cannot read the owner's records: {e}"));
+    let doc = resolve_did_cached(&config.owner, &config.plc_url).await.map_err(unavailable)?;
+    let pds = doc.pds_endpoint().ok_or_else(|| unavailable(format!("{} names no PDS", config.owner)))?.to_string();
+    let mut public = config.public;
+    for value in list_records(&pds, &config.owner, "io.atcr.hold").await.map_err(unavailable)? {
+        let endpoint = value["endpoint"].as_str().unwrap_or_default().trim_end_matches('/');
+        if endpoint == config.public_url || endpoint == config.did.as_str() {
+            public = value["public"].as_bool().unwrap_or(public);
+        }
+    }
+    let crew = list_records(&pds, &config.owner, "io.atcr.hold.crew")
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    Ok(Policy { public, crew })
+}
+
+/// Every record of `collection` in `repo` (public, unauthenticated XRPC).
+async fn list_records(pds: &str, repo: &Did, collection: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{pds}/xrpc/com.atproto.repo.listRecords?repo={repo}&collection={collection}&limit=100");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={}", url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()));
+        }
+        let parsed = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let mut resp = Fetch::Url(parsed).send().await.map_err(|e| format!("{pds} unreachable: {e}"))?;
+        if resp.status_code() != 200 {
+            return Err(format!("{url} answered {}", resp.status_code()));
+        }
+        let page: ListRecords = resp.json().await.map_err(|e| e.to_string())?;
+        let done = page.records.is_empty() || page.cursor.is_none();
+        out.extend(page.records.into_iter().map(|r| r.value));
+        if done || out.len() >= 10_000 {
+            return Ok(out);
+        }
+        cursor = page.cursor;
+    }
+}

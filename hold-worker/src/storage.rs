@@ -1,0 +1,199 @@
+//! The bucket behind the hold, as one trait, and its S3 implementation.
+//!
+//! Everything the hold does to storage goes through `BlobStore`: presigning
+//! (no bytes through the Worker), small signed requests (multipart control,
+//! copy, delete, stat) and the one streaming read that verifies a digest.
+
+use atcr_protocol::digest::{Algorithm, Digest};
+use atcr_protocol::s3::{complete_multipart_xml, xml_element, S3Config, EMPTY_SHA256};
+use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+use wasm_bindgen::JsValue;
+use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
+use worker_support::now;
+
+#[derive(Debug)]
+pub enum StorageError {
+    /// The object or upload does not exist.
+    NotFound,
+    /// Storage refused or failed; the text says what it answered.
+    Failed(String),
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::NotFound => f.write_str("not found in storage"),
+            StorageError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+#[allow(async_fn_in_trait)] // Workers run one request per thread: no Send needed.
+pub trait BlobStore {
+    /// A URL that allows `method` (GET or HEAD) on `key` for `expires_in`.
+    fn presign_read(&self, key: &str, method: &str, expires_in: Duration) -> Result<String>;
+    /// A URL that uploads part `part` of multipart upload `upload_id`.
+    fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String>;
+    /// The size of `key`, or `None` when absent.
+    async fn size(&self, key: &str) -> Result<Option<u64>>;
+    async fn start_multipart(&self, key: &str) -> Result<String>;
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[(u32, &str)]) -> Result<()>;
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Reads `key` once, hashing as the bytes stream past: (digest, size).
+    async fn hash(&self, key: &str, algorithm: Algorithm) -> Result<(Digest, u64)>;
+    /// Server-side copy; the bytes stay in storage.
+    async fn copy(&self, from: &str, to: &str) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Any S3-compatible endpoint, reached with SigV4-signed `fetch`.
+pub struct S3Store {
+    pub config: S3Config,
+}
+
+impl S3Store {
+    fn url(&self, key: &str, query: &str) -> String {
+        let base = self.config.object_url(key);
+        if query.is_empty() {
+            base
+        } else {
+            format!("{base}?{query}")
+        }
+    }
+
+    /// Sends one signed request; `body` is small (XML) or absent.
+    async fn send(&self, method: Method, url: &str, extra: &[(&str, &str)], body: Option<String>) -> Result<Response> {
+        let payload_hash = match &body {
+            Some(b) => hex(&Sha256::digest(b.as_bytes())),
+            None => EMPTY_SHA256.to_string(),
+        };
+        let signed = self
+            .config
+            .sign_headers(method.as_ref(), url, extra, &payload_hash, now())
+            .map_err(|e| StorageError::Failed(e.to_string()))?;
+        let headers = Headers::new();
+        for (k, v) in extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(signed) {
+            headers.set(&k, &v).map_err(failed)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        if let Some(b) = body {
+            init.with_body(Some(JsValue::from_str(&b)));
+        }
+        let req = Request::new_with_init(url, &init).map_err(failed)?;
+        Fetch::Request(req).send().await.map_err(|e| StorageError::Failed(format!("storage unreachable: {e}")))
+    }
+
+    /// Maps a non-2xx answer to an error, keeping S3's error code.
+    async fn check(mut resp: Response, what: &str) -> Result<Response> {
+        match resp.status_code() {
+            200..=299 => Ok(resp),
+            404 => Err(StorageError::NotFound),
+            status => {
+                let body = resp.text().await.unwrap_or_default();
+                let code = xml_element(&body, "Code").unwrap_or_default();
+                if code == "NoSuchUpload" || code == "NoSuchKey" {
+                    return Err(StorageError::NotFound);
+                }
+                Err(StorageError::Failed(format!("storage refused {what}: {status} {code}")))
+            }
+        }
+    }
+}
+
+impl BlobStore for S3Store {
+    fn presign_read(&self, key: &str, method: &str, expires_in: Duration) -> Result<String> {
+        self.config.presign(method, key, &[], expires_in, now()).map_err(|e| StorageError::Failed(e.to_string()))
+    }
+
+    fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
+        let part = part.to_string();
+        self.config
+            .presign("PUT", key, &[("partNumber", &part), ("uploadId", upload_id)], expires_in, now())
+            .map_err(|e| StorageError::Failed(e.to_string()))
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        let resp = self.send(Method::Head, &self.url(key, ""), &[], None).await?;
+        match Self::check(resp, "HEAD").await {
+            Ok(resp) => Ok(resp.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok())),
+            Err(StorageError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_multipart(&self, key: &str) -> Result<String> {
+        let resp = self.send(Method::Post, &self.url(key, "uploads="), &[], None).await?;
+        let mut resp = Self::check(resp, "CreateMultipartUpload").await?;
+        let body = resp.text().await.map_err(failed)?;
+        xml_element(&body, "UploadId").ok_or_else(|| StorageError::Failed("storage returned no UploadId".into()))
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[(u32, &str)]) -> Result<()> {
+        let url = self.url(key, &format!("uploadId={}", encode_query(upload_id)));
+        let resp = self.send(Method::Post, &url, &[], Some(complete_multipart_xml(parts))).await?;
+        let mut resp = Self::check(resp, "CompleteMultipartUpload").await?;
+        // S3 may answer 200 and put the failure in the body.
+        let body = resp.text().await.map_err(failed)?;
+        match xml_element(&body, "Code") {
+            Some(code) => Err(StorageError::Failed(format!("storage refused CompleteMultipartUpload: {code}"))),
+            None => Ok(()),
+        }
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let url = self.url(key, &format!("uploadId={}", encode_query(upload_id)));
+        let resp = self.send(Method::Delete, &url, &[], None).await?;
+        Self::check(resp, "AbortMultipartUpload").await.map(|_| ())
+    }
+
+    async fn hash(&self, key: &str, algorithm: Algorithm) -> Result<(Digest, u64)> {
+        let resp = self.send(Method::Get, &self.url(key, ""), &[], None).await?;
+        let mut resp = Self::check(resp, "GET").await?;
+        let mut stream = resp.stream().map_err(failed)?;
+        let mut hasher = algorithm.hasher();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| StorageError::Failed(format!("reading from storage failed: {e}")))?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok((hasher.finish(), size))
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let source = format!("/{}/{}", self.config.bucket, atcr_protocol::s3::encode_key(from));
+        let resp = self.send(Method::Put, &self.url(to, ""), &[("x-amz-copy-source", &source)], None).await?;
+        let mut resp = Self::check(resp, "CopyObject").await?;
+        let body = resp.text().await.map_err(failed)?;
+        match xml_element(&body, "Code") {
+            Some(code) => Err(StorageError::Failed(format!("storage refused CopyObject: {code}"))),
+            None => Ok(()),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let resp = self.send(Method::Delete, &self.url(key, ""), &[], None).await?;
+        match Self::check(resp, "DELETE").await {
+            Ok(_) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn failed(e: worker::Error) -> StorageError {
+    StorageError::Failed(e.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Percent-encodes a query value (upload ids may hold `+`, `/`, `=`).
+fn encode_query(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}

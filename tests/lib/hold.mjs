@@ -1,0 +1,84 @@
+// Client side of the hold's XRPC API, as an appview or a CLI would use it:
+// bytes go to and from storage through presigned URLs only.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+
+export class HoldClient {
+  constructor(url) {
+    this.url = url;
+  }
+
+  /** Calls `method`; resolves to {status, body}. */
+  async call(method, { token, params, body } = {}) {
+    const url = new URL(`/xrpc/${method}`, this.url);
+    for (const [k, v] of Object.entries(params ?? {})) url.searchParams.set(k, v);
+    const res = await fetch(url, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  /**
+   * Uploads `file` in parts of `partSize` through presigned URLs.
+   * `tokenFor(method)` returns a service token for each call.
+   */
+  async uploadFile(file, digest, partSize, tokenFor) {
+    const start = await this.call('io.atcr.hold.startUpload', { token: await tokenFor('io.atcr.hold.startUpload'), body: { digest } });
+    if (start.status !== 200) return start;
+    const { session } = start.body;
+    const size = fs.statSync(file).size;
+    const fd = fs.openSync(file, 'r');
+    const parts = [];
+    try {
+      for (let offset = 0, partNumber = 1; offset < size; offset += partSize, partNumber++) {
+        const length = Math.min(partSize, size - offset);
+        const chunk = Buffer.alloc(length);
+        fs.readSync(fd, chunk, 0, length, offset);
+        const partUrl = await this.call('io.atcr.hold.getUploadPartUrl', {
+          token: await tokenFor('io.atcr.hold.getUploadPartUrl'),
+          body: { session, partNumber },
+        });
+        if (partUrl.status !== 200) return partUrl;
+        const put = await fetch(partUrl.body.url, { method: 'PUT', body: chunk });
+        if (put.status !== 200) throw new Error(`part ${partNumber}: storage answered ${put.status} ${await put.text()}`);
+        parts.push({ partNumber, etag: put.headers.get('etag') });
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return this.call('io.atcr.hold.completeUpload', { token: await tokenFor('io.atcr.hold.completeUpload'), body: { session, parts } });
+  }
+}
+
+/** Writes `size` random bytes to `file`; resolves to its sha256 digest. */
+export async function randomFile(file, size) {
+  const hash = crypto.createHash('sha256');
+  const out = fs.createWriteStream(file);
+  const block = 8 * 1024 * 1024;
+  for (let written = 0; written < size; written += block) {
+    const chunk = crypto.randomBytes(Math.min(block, size - written));
+    hash.update(chunk);
+    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise((resolve, reject) => out.end((err) => (err ? reject(err) : resolve())));
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/** Streams a URL's body through sha256: {status, digest, size}. */
+export async function fetchDigest(url, init) {
+  const res = await fetch(url, init);
+  const hash = crypto.createHash('sha256');
+  let size = 0;
+  if (res.body) {
+    for await (const chunk of res.body) {
+      size += chunk.length;
+      hash.update(chunk);
+    }
+  }
+  return { status: res.status, digest: `sha256:${hash.digest('hex')}`, size };
+}
