@@ -180,7 +180,7 @@ pub fn sign_es256(
     Es256.token(&Header::empty().with_token_type("JWT"), &claims, key).map_err(|e| e.to_string())
 }
 
-fn to_chrono(t: SystemTime) -> DateTime<Utc> {
+pub(crate) fn to_chrono(t: SystemTime) -> DateTime<Utc> {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     Utc.timestamp_opt(d.as_secs() as i64, d.subsec_nanos()).single().unwrap_or_default()
 }
