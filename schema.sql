@@ -83,11 +83,14 @@ CREATE INDEX IF NOT EXISTS stars_repository ON stars (owner_did, repository);
 
 -- PDS sessions the appview holds to write a user's records (app password or
 -- OAuth). Tokens are encrypted with the appview's secret key before storage.
+-- credential_mac is an HMAC of the app password under the appview's key, so a
+-- repeated `docker login` is recognised without a new PDS sign-in.
 CREATE TABLE IF NOT EXISTS pds_sessions (
   did               TEXT PRIMARY KEY,
   kind              TEXT NOT NULL CHECK (kind IN ('app_password', 'oauth')),
   pds_endpoint      TEXT NOT NULL,
-  tokens_ciphertext BLOB NOT NULL,
+  tokens_ciphertext TEXT NOT NULL,          -- base64 of secret_box::seal(JSON tokens)
+  credential_mac    TEXT,
   expires_at        INTEGER NOT NULL,
   updated_at        INTEGER NOT NULL
 );

@@ -1,5 +1,7 @@
-//! The appview's configuration: `[vars]` in the top-level `wrangler.toml`.
+//! The appview's configuration: `[vars]` in the top-level `wrangler.toml`,
+//! plus two secrets set with `wrangler secret put`.
 
+use atcr_protocol::secret_box::{key_from_hex, KEY_LEN};
 use atcr_protocol::Did;
 use worker::Env;
 
@@ -11,19 +13,27 @@ pub struct AppConfig {
     pub public_url: String,
     /// The `service` clients name when asking for a token (the registry host).
     pub service: String,
+    /// The appview's own identity: `did:web:<host>`.
+    pub did: Did,
     /// PLC directory for resolving `did:plc` identities.
     pub plc_url: String,
-    /// An XRPC service answering `com.atproto.identity.resolveHandle`, used
-    /// when DNS and `/.well-known/atproto-did` do not resolve a handle.
+    /// An XRPC service answering `com.atproto.identity.resolveHandle`.
     pub handle_resolver_url: String,
     /// Hold used for users whose profile names none.
     pub default_hold: Did,
+    /// Signs registry tokens and service tokens (`APPVIEW_SIGNING_KEY`, 64 hex).
+    pub signing_key: p256::ecdsa::SigningKey,
+    /// Encrypts PDS sessions at rest (`APPVIEW_SECRET_KEY`, 64 hex).
+    pub secret_key: [u8; KEY_LEN],
 }
 
 impl AppConfig {
     pub fn from_env(env: &Env) -> Result<Self, String> {
         let var = |name: &str| -> Result<String, String> {
-            env.var(name).map(|v| v.to_string()).map_err(|_| format!("{name} is not set"))
+            env.var(name)
+                .map(|v| v.to_string())
+                .or_else(|_| env.secret(name).map(|v| v.to_string()))
+                .map_err(|_| format!("{name} is not set"))
         };
         let public_url = var("PUBLIC_URL")?.trim_end_matches('/').to_string();
         let parsed = url::Url::parse(&public_url).map_err(|e| format!("PUBLIC_URL: {e}"))?;
@@ -32,8 +42,13 @@ impl AppConfig {
             Some(port) => format!("{host}:{port}"),
             None => host.to_string(),
         };
+        let signing_key = key_from_hex(&var("APPVIEW_SIGNING_KEY")?)
+            .and_then(|bytes| p256::ecdsa::SigningKey::from_bytes(&bytes.into()).map_err(|e| e.to_string()))
+            .map_err(|e| format!("APPVIEW_SIGNING_KEY: {e}"))?;
+        let secret_key = key_from_hex(&var("APPVIEW_SECRET_KEY")?).map_err(|e| format!("APPVIEW_SECRET_KEY: {e}"))?;
         Ok(AppConfig {
             service: var("REGISTRY_SERVICE").unwrap_or(default_service),
+            did: Did::web_for_url(&public_url).map_err(|e| format!("PUBLIC_URL: {e}"))?,
             plc_url: var("PLC_URL").unwrap_or_else(|_| "https://plc.directory".into()).trim_end_matches('/').into(),
             handle_resolver_url: var("HANDLE_RESOLVER_URL")
                 .unwrap_or_else(|_| "https://public.api.bsky.app".into())
@@ -41,6 +56,8 @@ impl AppConfig {
                 .into(),
             default_hold: var("DEFAULT_HOLD")?.parse().map_err(|e| format!("DEFAULT_HOLD: {e}"))?,
             public_url,
+            signing_key,
+            secret_key,
         })
     }
 

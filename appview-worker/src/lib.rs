@@ -6,7 +6,13 @@
 mod config;
 mod health;
 mod oci;
+mod pds;
+mod resolve;
+mod sessions;
+mod token;
 
+use atcr_protocol::identity::{DidDocument, Service};
+use atcr_protocol::service_auth::PublicKey;
 use config::AppConfig;
 use worker::*;
 
@@ -30,6 +36,21 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,
+        (Method::Get, "/auth/token") => token::issue(&req, &env, &config).await,
+        (Method::Get, "/.well-known/did.json") => did_document(&config),
         _ => worker_support::json(404, &serde_json::json!({ "error": "not found" })),
     }
+}
+
+/// `GET /.well-known/did.json`: the appview's `did:web` document, publishing
+/// the key its service tokens are signed with, so holds can verify them.
+fn did_document(config: &AppConfig) -> Result<Response> {
+    let key = PublicKey::P256(*config.signing_key.verifying_key()).to_multikey();
+    let mut doc = DidDocument::for_hold(&config.did, &config.public_url, Some(&key));
+    doc.service = vec![Service {
+        id: "#atcr_appview".into(),
+        kind: "AtcrAppView".into(),
+        service_endpoint: config.public_url.clone(),
+    }];
+    Response::from_json(&doc)
 }

@@ -1,20 +1,81 @@
-//! The OCI Distribution API under `/v2/`.
+//! The OCI Distribution API under `/v2/`: authentication first, then routing.
 
 use crate::config::AppConfig;
 use atcr_protocol::challenge::BearerChallenge;
+use atcr_protocol::registry_token::{verify, RegistryClaims};
+use atcr_protocol::route::{Route, RouteError};
 use atcr_protocol::{ErrorEnvelope, OciCode};
-use worker::{Request, Response, Result};
+use worker::{Method, Request, Response, Result};
+use worker_support::now;
 
 /// Every registry response names the API version it speaks.
 const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
-/// `GET /v2/`: "if the response is 401 Unauthorized, the client should take
-/// action based on the contents of the WWW-Authenticate header".
-/// No request carries a registry token the appview would accept yet, so every
-/// `/v2/` request is challenged.
-pub fn handle(_req: &Request, config: &AppConfig) -> Result<Response> {
-    let challenge = BearerChallenge::new(config.token_realm(), &config.service);
-    let mut resp = error(OciCode::Unauthorized, None)?;
+pub fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
+    let route = match Route::parse(&req.path()) {
+        Ok(route) => route,
+        Err(RouteError::NotFound) => return error(OciCode::NameUnknown, Some(format!("no registry endpoint at {}", req.path()))),
+        Err(RouteError::NameInvalid(m)) => return error(OciCode::NameInvalid, Some(m)),
+        Err(RouteError::DigestInvalid(m)) => return error(OciCode::DigestInvalid, Some(m)),
+        Err(RouteError::ReferenceInvalid(m)) => return error(OciCode::ManifestInvalid, Some(m)),
+    };
+    let needed = needed_action(req.method(), &route);
+    let claims = match authenticate(req, config) {
+        Ok(claims) => claims,
+        Err(why) => return challenge(config, &route, needed, why),
+    };
+    if let (Some(name), Some(action)) = (route.name(), needed) {
+        if !claims.allows("repository", name.as_str(), action) {
+            return challenge(config, &route, needed, Some("insufficient_scope"));
+        }
+    }
+    match route {
+        // "If the response is 200 OK, then the registry implements this specification."
+        Route::Base => {
+            let mut resp = Response::ok("{}")?;
+            resp.headers_mut().set("Content-Type", "application/json")?;
+            resp.headers_mut().set(API_VERSION_HEADER.0, API_VERSION_HEADER.1)?;
+            Ok(resp)
+        }
+        _ => error(OciCode::Unsupported, Some(format!("{} {} is not served by this registry", req.method(), req.path()))),
+    }
+}
+
+/// The action a request needs on its repository.
+fn needed_action(method: Method, route: &Route) -> Option<&'static str> {
+    route.name()?;
+    Some(match method {
+        Method::Get | Method::Head => "pull",
+        Method::Delete => "delete",
+        _ => "push",
+    })
+}
+
+/// The registry token in `Authorization: Bearer`, verified. `Err(None)`: no
+/// token; `Err(Some(_))`: a token that does not verify.
+fn authenticate(req: &Request, config: &AppConfig) -> std::result::Result<RegistryClaims, Option<&'static str>> {
+    let header = req.headers().get("Authorization").ok().flatten().ok_or(None)?;
+    let token = header.strip_prefix("Bearer ").ok_or(Some("invalid_token"))?;
+    verify(token.trim(), config.signing_key.verifying_key(), &config.service, now()).map_err(|_| Some("invalid_token"))
+}
+
+/// 401 with the challenge that tells the client where to get a token for
+/// what it tried to do.
+fn challenge(config: &AppConfig, route: &Route, action: Option<&str>, error_kind: Option<&str>) -> Result<Response> {
+    let mut challenge = BearerChallenge::new(config.token_realm(), &config.service);
+    if let (Some(name), Some(action)) = (route.name(), action) {
+        let actions = if action == "pull" { "pull".to_string() } else { format!("pull,{action}") };
+        challenge = challenge.with_scope(format!("repository:{name}:{actions}"));
+    }
+    if let Some(kind) = error_kind {
+        challenge = challenge.with_error(kind);
+    }
+    let message = match error_kind {
+        Some("insufficient_scope") => "the token does not grant this action on this repository",
+        Some(_) => "the token is invalid or has expired",
+        None => "authentication required",
+    };
+    let mut resp = error(OciCode::Unauthorized, Some(message.to_string()))?;
     resp.headers_mut().set("WWW-Authenticate", &challenge.to_header())?;
     Ok(resp)
 }

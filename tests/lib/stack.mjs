@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import crypto from 'node:crypto';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOLS = path.join(ROOT, 'tools', 'node_modules');
@@ -159,7 +160,12 @@ export async function startStack(opts = {}) {
       PLC_URL: stack.urls.plc,
       HANDLE_RESOLVER_URL: stack.urls.pds,
       DEFAULT_HOLD: stack.holdDid,
+      // Fresh keys per stack: the registry token signing key and the key that
+      // encrypts PDS sessions in D1.
+      APPVIEW_SIGNING_KEY: opts.appview?.signingKey ?? crypto.randomBytes(32).toString('hex'),
+      APPVIEW_SECRET_KEY: opts.appview?.secretKey ?? crypto.randomBytes(32).toString('hex'),
     });
+    stack.appviewStateDir = appviewState;
     children.push(
       startWrangler('appview', path.join(ROOT, 'wrangler.toml'), {
         port: ports.appview, inspector: ports.appviewInspector, envFile: appviewEnv, persist: appviewState, log,
@@ -172,6 +178,15 @@ export async function startStack(opts = {}) {
     await stack.stop();
     throw err;
   }
+}
+
+/** Runs SQL against the appview's local D1 in `persistTo`; resolves to the rows. */
+export function queryD1(persistTo, sql) {
+  const out = run(NODE22, [
+    WRANGLER, 'd1', 'execute', 'DB', '--local', '--persist-to', persistTo,
+    '--config', path.join(ROOT, 'wrangler.toml'), '--json', '--command', sql,
+  ]);
+  return JSON.parse(out)[0].results;
 }
 
 /** Applies the D1 schema to the appview's local database in `persistTo`. */
