@@ -3,8 +3,10 @@
 //! This crate adapts the Workers runtime (requests, D1, outbound fetch) to the
 //! protocol logic in `atcr-protocol`. One module per endpoint family.
 
+mod blobs;
 mod config;
 mod health;
+mod holds;
 mod oci;
 mod pds;
 mod resolve;
@@ -32,7 +34,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
-        return oci::handle(&req, &config);
+        return oci::handle(&req, &config).await;
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,

@@ -4,14 +4,14 @@ use crate::config::AppConfig;
 use atcr_protocol::challenge::BearerChallenge;
 use atcr_protocol::registry_token::{verify, RegistryClaims};
 use atcr_protocol::route::{Route, RouteError};
-use atcr_protocol::{ErrorEnvelope, OciCode};
+use atcr_protocol::{Did, ErrorEnvelope, OciCode};
 use worker::{Method, Request, Response, Result};
 use worker_support::now;
 
 /// Every registry response names the API version it speaks.
 const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
-pub fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
+pub async fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
     let route = match Route::parse(&req.path()) {
         Ok(route) => route,
         Err(RouteError::NotFound) => return error(OciCode::NameUnknown, Some(format!("no registry endpoint at {}", req.path()))),
@@ -36,6 +36,10 @@ pub fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
             resp.headers_mut().set("Content-Type", "application/json")?;
             resp.headers_mut().set(API_VERSION_HEADER.0, API_VERSION_HEADER.1)?;
             Ok(resp)
+        }
+        Route::Blob { name, digest } if matches!(req.method(), Method::Get | Method::Head) => {
+            let user = claims.sub.parse::<Did>().ok();
+            crate::blobs::get_blob(config, user.as_ref(), req.method(), &name, &digest).await
         }
         _ => error(OciCode::Unsupported, Some(format!("{} {} is not served by this registry", req.method(), req.path()))),
     }

@@ -126,6 +126,7 @@ export async function startStack(opts = {}) {
     stack.urls.hold = `http://localhost:${ports.hold}`;
     stack.urls.appview = `http://127.0.0.1:${ports.appview}`;
     stack.holdDid = `did:web:localhost%3A${ports.hold}`;
+    stack.appviewDid = `did:web:127.0.0.1%3A${ports.appview}`;
 
     log('starting the hold Worker (wrangler dev) ...');
     const holdEnv = writeEnvFile(dir, 'hold.env', {
@@ -140,7 +141,8 @@ export async function startStack(opts = {}) {
       S3_PATH_STYLE: 'true',
       S3_ACCESS_KEY_ID: s3.accessKey,
       S3_SECRET_ACCESS_KEY: s3.secretKey,
-      TRUSTED_APPVIEWS: (opts.hold?.trustedAppviews ?? []).join(','),
+      // The stack's own appview acts for its users at the hold.
+      TRUSTED_APPVIEWS: [stack.appviewDid, ...(opts.hold?.trustedAppviews ?? [])].join(','),
       HOLD_CREW_CACHE_SECONDS: String(opts.hold?.crewCacheSeconds ?? 30),
       HOLD_READ_URL_SECONDS: String(opts.hold?.readUrlSeconds ?? 300),
     });

@@ -1,0 +1,141 @@
+//! The appview as a client of holds: finding a user's hold and calling its
+//! XRPC API with short-lived service tokens signed by the appview.
+
+use crate::config::AppConfig;
+use crate::resolve::Identity;
+use atcr_protocol::hold_api::{BlobStat, PresignedUrl, XrpcError, GET_BLOB, STAT_BLOB};
+use atcr_protocol::identity::HOLD_SERVICE_ID;
+use atcr_protocol::service_auth::{sign_es256, ServiceClaims};
+use atcr_protocol::{Did, Digest};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::time::Duration;
+use worker::{Fetch, Headers, Method, Request, RequestInit};
+use worker_support::{now, resolve_did_cached};
+
+/// Service tokens live just long enough for the one call they authorize.
+const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub enum HoldCallError {
+    /// The hold answered with an XRPC error.
+    Refused { status: u16, error: XrpcError },
+    /// The hold could not be found or reached.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for HoldCallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HoldCallError::Refused { status, error } => write!(f, "hold refused ({status} {}): {}", error.error, error.message),
+            HoldCallError::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A hold, resolved from its DID to the endpoint its document names.
+pub struct Hold {
+    pub did: Did,
+    pub endpoint: String,
+}
+
+impl Hold {
+    pub async fn resolve(did: &Did, config: &AppConfig) -> Result<Hold, HoldCallError> {
+        let doc = resolve_did_cached(did, &config.plc_url).await.map_err(HoldCallError::Unavailable)?;
+        let endpoint = doc
+            .service_endpoint(HOLD_SERVICE_ID)
+            .ok_or_else(|| HoldCallError::Unavailable(format!("{did} is not a hold (no {HOLD_SERVICE_ID} service)")))?;
+        Ok(Hold { did: did.clone(), endpoint: endpoint.trim_end_matches('/').to_string() })
+    }
+
+    /// `statBlob`: `Ok(None)` when the hold has no such blob.
+    pub async fn stat(&self, config: &AppConfig, user: Option<&Did>, digest: &Digest) -> Result<Option<u64>, HoldCallError> {
+        let query = format!("digest={digest}");
+        match self.call::<BlobStat>(config, user, Method::Get, STAT_BLOB, &query).await {
+            Ok(stat) => Ok(Some(stat.size)),
+            Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `getBlob`: a presigned URL for GET or HEAD; `Ok(None)` when absent.
+    pub async fn blob_url(
+        &self,
+        config: &AppConfig,
+        user: Option<&Did>,
+        digest: &Digest,
+        method: &str,
+    ) -> Result<Option<String>, HoldCallError> {
+        let query = format!("digest={digest}&method={method}");
+        match self.call::<PresignedUrl>(config, user, Method::Get, GET_BLOB, &query).await {
+            Ok(url) => Ok(Some(url.url)),
+            Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Calls one XRPC method, acting for `user` (or anonymously).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        config: &AppConfig,
+        user: Option<&Did>,
+        method: Method,
+        nsid: &str,
+        query: &str,
+    ) -> Result<T, HoldCallError> {
+        let headers = Headers::new();
+        if let Some(user) = user {
+            let claims = ServiceClaims {
+                iss: config.did.clone(),
+                aud: self.did.to_string(),
+                sub: Some(user.to_string()),
+                lxm: Some(nsid.to_string()),
+                jti: None,
+            };
+            let token = sign_es256(&config.signing_key, claims, now(), SERVICE_TOKEN_LIFETIME).map_err(HoldCallError::Unavailable)?;
+            headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
+        }
+        let url = format!("{}/xrpc/{nsid}?{query}", self.endpoint);
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        let req = Request::new_with_init(&url, &init).map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
+        let mut resp = Fetch::Request(req)
+            .send()
+            .await
+            .map_err(|e| HoldCallError::Unavailable(format!("hold {} unreachable: {e}", self.did)))?;
+        let status = resp.status_code();
+        if status == 200 {
+            return resp.json().await.map_err(|e| HoldCallError::Unavailable(format!("hold answered nonsense: {e}")));
+        }
+        let error = resp.json::<XrpcError>().await.unwrap_or(XrpcError { error: "Unknown".into(), message: format!("status {status}") });
+        Err(HoldCallError::Refused { status, error })
+    }
+}
+
+#[derive(Deserialize)]
+struct ProfileRecord {
+    value: Profile,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    default_hold: Option<Did>,
+}
+
+/// The hold a user's blobs go to: their `io.atcr.sailor.profile`
+/// `defaultHold`, else the appview's default hold.
+pub async fn hold_of(owner: &Identity, config: &AppConfig) -> Did {
+    let url = format!(
+        "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection=io.atcr.sailor.profile&rkey=self",
+        owner.pds, owner.did
+    );
+    let profile = async {
+        let mut resp = Fetch::Url(url.parse().ok()?).send().await.ok()?;
+        if resp.status_code() != 200 {
+            return None;
+        }
+        resp.json::<ProfileRecord>().await.ok()?.value.default_hold
+    };
+    profile.await.unwrap_or_else(|| config.default_hold.clone())
+}
