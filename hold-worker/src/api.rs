@@ -63,7 +63,7 @@ async fn stat_blob(req: &Request, config: &HoldConfig, caller: &Caller, store: &
 }
 
 /// `startUpload`: opens a multipart upload under a staging key.
-async fn start_upload(input: DigestInput, config: &HoldConfig, caller: &Caller, store: &impl BlobStore) -> Outcome {
+async fn start_upload(input: StartUploadInput, config: &HoldConfig, caller: &Caller, store: &impl BlobStore) -> Outcome {
     let owner = Policy::load(config).await?.require_write(config, caller)?;
     let id = random_id()?;
     let upload_id = store.start_multipart(&upload_key(&id)).await?;
@@ -89,6 +89,14 @@ async fn complete_upload(input: CompleteInput, config: &HoldConfig, caller: &Cal
     if input.parts.is_empty() {
         return Err(Failure::new(HoldError::InvalidRequest, "an upload needs at least one part"));
     }
+    let expected = match (input.digest, session.digest) {
+        (Some(given), Some(started)) if given != started => {
+            let msg = format!("the upload was started for {started}, not {given}");
+            return Err(Failure::new(HoldError::InvalidRequest, msg));
+        }
+        (Some(digest), _) | (None, Some(digest)) => digest,
+        (None, None) => return Err(Failure::new(HoldError::InvalidRequest, "name the digest the upload must have")),
+    };
     let mut parts: Vec<(u32, &str)> = input.parts.iter().map(|p| (p.part_number, p.etag.as_str())).collect();
     parts.sort_by_key(|(n, _)| *n);
     let staging = upload_key(&session.id);
@@ -98,7 +106,7 @@ async fn complete_upload(input: CompleteInput, config: &HoldConfig, caller: &Cal
     })?;
 
     let started = Date::now().as_millis();
-    let hashed = store.hash(&staging, session.digest.algorithm()).await;
+    let hashed = store.hash(&staging, expected.algorithm()).await;
     let verify_ms = Date::now().as_millis().saturating_sub(started);
     let (actual, size) = match hashed {
         Ok(h) => h,
@@ -107,11 +115,11 @@ async fn complete_upload(input: CompleteInput, config: &HoldConfig, caller: &Cal
             return Err(e.into());
         }
     };
-    if actual != session.digest {
+    if actual != expected {
         store.delete(&staging).await?;
         return Err(Failure::new(
             HoldError::DigestMismatch,
-            format!("the uploaded bytes have digest {actual}, not {}; the upload was discarded", session.digest),
+            format!("the uploaded bytes have digest {actual}, not {expected}; the upload was discarded"),
         ));
     }
     store.copy(&staging, &blob_key(&actual)).await?;

@@ -8,9 +8,9 @@
 //! |---|---|---|
 //! | `io.atcr.hold.getBlob` | GET `?digest=&method=GET\|HEAD` | presigned URL for a verified blob |
 //! | `io.atcr.hold.statBlob` | GET `?digest=` | size of a verified blob, 404 if absent |
-//! | `io.atcr.hold.startUpload` | POST `{digest}` | opens a multipart upload session |
+//! | `io.atcr.hold.startUpload` | POST `{digest?}` | opens a multipart upload session |
 //! | `io.atcr.hold.getUploadPartUrl` | POST `{session, partNumber}` | presigned URL for one part |
-//! | `io.atcr.hold.completeUpload` | POST `{session, parts}` | assembles, verifies the digest, publishes |
+//! | `io.atcr.hold.completeUpload` | POST `{session, parts, digest?}` | assembles, verifies the digest, publishes |
 //! | `io.atcr.hold.abortUpload` | POST `{session}` | discards an upload |
 //! | `io.atcr.hold.deleteBlob` | POST `{digest}` | removes a blob (owner only) |
 
@@ -49,6 +49,15 @@ pub struct DigestInput {
     pub digest: Digest,
 }
 
+/// The digest may be named at the start or, when the client learns it only
+/// at the end (OCI upload sessions), at completion.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartUploadInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadStarted {
@@ -78,6 +87,9 @@ pub struct CompletedPart {
 pub struct CompleteInput {
     pub session: String,
     pub parts: Vec<CompletedPart>,
+    /// Required unless the session was started with a digest; must match it if both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod reference;
 pub mod registry_token;
 pub mod route;
 pub mod s3;
+pub mod sealed;
 pub mod secret_box;
 pub mod service_auth;
 pub mod upload_session;

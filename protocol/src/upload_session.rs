@@ -7,11 +7,8 @@
 
 use crate::digest::Digest;
 use crate::identity::Did;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use hmac::{Hmac, Mac};
+use crate::sealed;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadSession {
@@ -19,7 +16,10 @@ pub struct UploadSession {
     pub id: String,
     /// The storage's multipart upload id.
     pub upload_id: String,
-    pub digest: Digest,
+    /// The digest the bytes must have, when known at the start; otherwise
+    /// it is named when the upload completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
     /// Who opened the session; only they may continue it.
     pub owner: Did,
     /// Unix seconds.
@@ -38,18 +38,12 @@ pub enum SessionError {
 
 impl UploadSession {
     pub fn seal(&self, key: &[u8]) -> String {
-        let payload = B64.encode(serde_json::to_vec(self).expect("session serializes"));
-        let tag = B64.encode(mac(key, payload.as_bytes()).finalize().into_bytes());
-        format!("{payload}.{tag}")
+        sealed::seal(self, key)
     }
 
     /// Verifies the seal, the deadline and that `caller` opened the session.
     pub fn open(token: &str, key: &[u8], caller: &Did, now_secs: u64) -> Result<Self, SessionError> {
-        let (payload, tag) = token.split_once('.').ok_or(SessionError::Invalid)?;
-        let tag = B64.decode(tag).map_err(|_| SessionError::Invalid)?;
-        mac(key, payload.as_bytes()).verify_slice(&tag).map_err(|_| SessionError::Invalid)?;
-        let bytes = B64.decode(payload).map_err(|_| SessionError::Invalid)?;
-        let session: UploadSession = serde_json::from_slice(&bytes).map_err(|_| SessionError::Invalid)?;
+        let session: UploadSession = sealed::open(token, key).map_err(|_| SessionError::Invalid)?;
         if session.expires_at < now_secs {
             return Err(SessionError::Expired);
         }
@@ -60,21 +54,17 @@ impl UploadSession {
     }
 }
 
-fn mac(key: &[u8], data: &[u8]) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(data);
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
 
     fn session() -> UploadSession {
         UploadSession {
             id: "s1".into(),
             upload_id: "u1".into(),
-            digest: "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap(),
+            digest: Some("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap()),
             owner: "did:plc:alice".parse().unwrap(),
             expires_at: 1000,
         }
@@ -97,7 +87,7 @@ mod tests {
         let token = session().seal(b"k");
         let (payload, tag) = token.split_once('.').unwrap();
         let mut forged = session();
-        forged.digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        forged.digest = Some(format!("sha256:{}", "0".repeat(64)).parse().unwrap());
         let forged_payload = B64.encode(serde_json::to_vec(&forged).unwrap());
         assert_ne!(forged_payload, payload);
         assert_eq!(UploadSession::open(&format!("{forged_payload}.{tag}"), b"k", &alice, 0), Err(SessionError::Invalid));

@@ -117,6 +117,19 @@ test('a wrong digest is refused and the upload discarded', async () => {
   assert.deepEqual(stagingLeftovers(), []);
 });
 
+test('the digest may be named only at completion, and is verified the same way', async () => {
+  const file = path.join(scratch, 'late.bin');
+  const digest = await randomFile(file, 7 * MB);
+  const ok = await hold.uploadFile(file, digest, 5 * MB, pdsTokens(alice), { digestAtEnd: true });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(ok.body.digest, digest);
+  const wrong = `sha256:${'12'.repeat(32)}`;
+  const refused = await hold.uploadFile(file, wrong, 5 * MB, pdsTokens(alice), { digestAtEnd: true });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.body.error, 'DigestMismatch');
+  assert.deepEqual(stagingLeftovers(), []);
+});
+
 test('malformed digests are refused with a clear error', async () => {
   const res = await hold.call('io.atcr.hold.statBlob', { params: { digest: 'sha256:../../etc' } });
   assert.equal(res.status, 400);

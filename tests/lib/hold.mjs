@@ -25,10 +25,12 @@ export class HoldClient {
 
   /**
    * Uploads `file` in parts of `partSize` through presigned URLs.
-   * `tokenFor(method)` returns a service token for each call.
+   * `tokenFor(method)` returns a service token for each call. With
+   * `digestAtEnd`, the digest is named only when completing.
    */
-  async uploadFile(file, digest, partSize, tokenFor) {
-    const start = await this.call('io.atcr.hold.startUpload', { token: await tokenFor('io.atcr.hold.startUpload'), body: { digest } });
+  async uploadFile(file, digest, partSize, tokenFor, { digestAtEnd = false } = {}) {
+    const startBody = digestAtEnd ? {} : { digest };
+    const start = await this.call('io.atcr.hold.startUpload', { token: await tokenFor('io.atcr.hold.startUpload'), body: startBody });
     if (start.status !== 200) return start;
     const { session } = start.body;
     const size = fs.statSync(file).size;
@@ -51,7 +53,8 @@ export class HoldClient {
     } finally {
       fs.closeSync(fd);
     }
-    return this.call('io.atcr.hold.completeUpload', { token: await tokenFor('io.atcr.hold.completeUpload'), body: { session, parts } });
+    const completeBody = digestAtEnd ? { session, parts, digest } : { session, parts };
+    return this.call('io.atcr.hold.completeUpload', { token: await tokenFor('io.atcr.hold.completeUpload'), body: completeBody });
   }
 }
 
