@@ -6,11 +6,12 @@
 
 use atcr_protocol::digest::{Algorithm, Digest};
 use atcr_protocol::s3::{complete_multipart_xml, xml_element, S3Config, EMPTY_SHA256};
-use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 use wasm_bindgen::JsValue;
-use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
+use wasm_bindgen_futures::JsFuture;
+use worker::crypto::{DigestStream, DigestStreamAlgorithm};
+use worker::{Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody};
 use worker_support::now;
 
 #[derive(Debug)]
@@ -44,6 +45,7 @@ pub trait BlobStore {
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[(u32, &str)]) -> Result<()>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Reads `key` once, hashing as the bytes stream past: (digest, size).
+    /// Memory stays flat whatever the object's size.
     async fn hash(&self, key: &str, algorithm: Algorithm) -> Result<(Digest, u64)>;
     /// Server-side copy; the bytes stay in storage.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
@@ -153,16 +155,36 @@ impl BlobStore for S3Store {
 
     async fn hash(&self, key: &str, algorithm: Algorithm) -> Result<(Digest, u64)> {
         let resp = self.send(Method::Get, &self.url(key, ""), &[], None).await?;
-        let mut resp = Self::check(resp, "GET").await?;
-        let mut stream = resp.stream().map_err(failed)?;
-        let mut hasher = algorithm.hasher();
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| StorageError::Failed(format!("reading from storage failed: {e}")))?;
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
+        let resp = Self::check(resp, "GET").await?;
+        let size: u64 = resp
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StorageError::Failed("storage sent no Content-Length".into()))?;
+        // The runtime's own DigestStream hashes natively as the body streams
+        // past: the bytes never enter WebAssembly memory.
+        let hasher = DigestStream::new(match algorithm {
+            Algorithm::Sha256 => DigestStreamAlgorithm::Sha256,
+            Algorithm::Sha512 => DigestStreamAlgorithm::Sha512,
+        });
+        match resp.body() {
+            ResponseBody::Stream(body) => {
+                JsFuture::from(body.pipe_to(hasher.raw()))
+                    .await
+                    .map_err(|e| StorageError::Failed(format!("reading from storage failed: {e:?}")))?;
+            }
+            // An empty object: close the hasher with nothing written.
+            _ => {
+                JsFuture::from(hasher.raw().close())
+                    .await
+                    .map_err(|e| StorageError::Failed(format!("hashing failed: {e:?}")))?;
+            }
         }
-        Ok((hasher.finish(), size))
+        let hash = hasher.digest().await.map_err(failed)?.to_vec();
+        let digest = Digest::from_hash(algorithm, &hash).map_err(|e| StorageError::Failed(e.to_string()))?;
+        Ok((digest, size))
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<()> {

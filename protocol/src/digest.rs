@@ -63,6 +63,11 @@ impl Digest {
         &self.text
     }
 
+    /// A digest from the raw hash bytes a hasher produced elsewhere.
+    pub fn from_hash(algorithm: Algorithm, hash: &[u8]) -> Result<Digest, DigestError> {
+        format!("{}:{}", algorithm.as_str(), hex(hash)).parse()
+    }
+
     /// The digest of `bytes` under `algorithm`.
     pub fn of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
         let mut h = algorithm.hasher();
@@ -176,5 +181,8 @@ mod tests {
             h.update(chunk);
         }
         assert_eq!(h.finish(), Digest::of(Algorithm::Sha512, data));
+        let raw = [0xe3u8, 0xb0].repeat(16);
+        assert_eq!(Digest::from_hash(Algorithm::Sha256, &raw).unwrap().hex(), "e3b0".repeat(16));
+        assert!(Digest::from_hash(Algorithm::Sha512, &raw).is_err(), "wrong length for the algorithm");
     }
 }
