@@ -6,22 +6,16 @@
 //! storage to the client. HEAD answers from the hold's stat.
 
 use crate::config::AppConfig;
-use crate::holds::{hold_of, Hold, HoldCallError};
+use crate::holds::{locate, HoldCallError};
 use crate::oci::error;
-use crate::resolve::{resolve_owner, ResolveError};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{Did, Digest, OciCode};
 use worker::{Method, Response, Result};
 
 pub async fn get_blob(config: &AppConfig, user: Option<&Did>, method: Method, name: &RepoName, digest: &Digest) -> Result<Response> {
-    let owner = match resolve_owner(name.owner(), config).await {
-        Ok(owner) => owner,
-        Err(ResolveError::Unknown(m)) => return error(OciCode::NameUnknown, Some(m)),
-        Err(ResolveError::Unavailable(m)) => return error(OciCode::Internal, Some(m)),
-    };
-    let hold = match Hold::resolve(&hold_of(&owner, config).await, config).await {
-        Ok(hold) => hold,
-        Err(e) => return error(OciCode::Internal, Some(e.to_string())),
+    let hold = match locate(name, config).await {
+        Ok((_, hold)) => hold,
+        Err((code, message)) => return error(code, Some(message)),
     };
     let unknown = || error(OciCode::BlobUnknown, Some(format!("{name} has no blob {digest}")));
     if method == Method::Head {

@@ -2,13 +2,19 @@
 //! XRPC API with short-lived service tokens signed by the appview.
 
 use crate::config::AppConfig;
-use crate::resolve::Identity;
-use atcr_protocol::hold_api::{BlobStat, PresignedUrl, XrpcError, GET_BLOB, STAT_BLOB};
+use crate::resolve::{resolve_owner, Identity, ResolveError};
+use atcr_protocol::reference::RepoName;
+use atcr_protocol::OciCode;
+use atcr_protocol::hold_api::{
+    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD, COMPLETE_UPLOAD,
+    GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
+};
 use atcr_protocol::identity::HOLD_SERVICE_ID;
 use atcr_protocol::service_auth::{sign_es256, ServiceClaims};
 use atcr_protocol::{Did, Digest};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::json;
 use std::time::Duration;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 use worker_support::{now, resolve_did_cached};
@@ -51,7 +57,7 @@ impl Hold {
     /// `statBlob`: `Ok(None)` when the hold has no such blob.
     pub async fn stat(&self, config: &AppConfig, user: Option<&Did>, digest: &Digest) -> Result<Option<u64>, HoldCallError> {
         let query = format!("digest={digest}");
-        match self.call::<BlobStat>(config, user, Method::Get, STAT_BLOB, &query).await {
+        match self.call::<BlobStat>(config, user, STAT_BLOB, &query, None).await {
             Ok(stat) => Ok(Some(stat.size)),
             Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -67,21 +73,52 @@ impl Hold {
         method: &str,
     ) -> Result<Option<String>, HoldCallError> {
         let query = format!("digest={digest}&method={method}");
-        match self.call::<PresignedUrl>(config, user, Method::Get, GET_BLOB, &query).await {
+        match self.call::<PresignedUrl>(config, user, GET_BLOB, &query, None).await {
             Ok(url) => Ok(Some(url.url)),
             Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Calls one XRPC method, acting for `user` (or anonymously).
+    /// `startUpload` without a digest: OCI clients name it only at the end.
+    pub async fn start_upload(&self, config: &AppConfig, user: &Did) -> Result<UploadStarted, HoldCallError> {
+        self.call(config, Some(user), START_UPLOAD, "", Some(json!({}))).await
+    }
+
+    /// `getUploadPartUrl`: where part `part` of the upload goes.
+    pub async fn part_url(&self, config: &AppConfig, user: &Did, session: &str, part: u32) -> Result<String, HoldCallError> {
+        let body = json!({ "session": session, "partNumber": part });
+        let url: PresignedUrl = self.call(config, Some(user), GET_UPLOAD_PART_URL, "", Some(body)).await?;
+        Ok(url.url)
+    }
+
+    /// `completeUpload`: the hold verifies `digest` and publishes the blob.
+    pub async fn complete_upload(
+        &self,
+        config: &AppConfig,
+        user: &Did,
+        session: &str,
+        parts: &[CompletedPart],
+        digest: &Digest,
+    ) -> Result<UploadCompleted, HoldCallError> {
+        let body = json!({ "session": session, "parts": parts, "digest": digest });
+        self.call(config, Some(user), COMPLETE_UPLOAD, "", Some(body)).await
+    }
+
+    pub async fn abort_upload(&self, config: &AppConfig, user: &Did, session: &str) -> Result<(), HoldCallError> {
+        let body = json!({ "session": session });
+        self.call::<serde_json::Value>(config, Some(user), ABORT_UPLOAD, "", Some(body)).await.map(|_| ())
+    }
+
+    /// Calls one XRPC method, acting for `user` (or anonymously): a GET with
+    /// `query`, or a POST of `body`.
     async fn call<T: DeserializeOwned>(
         &self,
         config: &AppConfig,
         user: Option<&Did>,
-        method: Method,
         nsid: &str,
         query: &str,
+        body: Option<serde_json::Value>,
     ) -> Result<T, HoldCallError> {
         let headers = Headers::new();
         if let Some(user) = user {
@@ -97,7 +134,16 @@ impl Hold {
         }
         let url = format!("{}/xrpc/{nsid}?{query}", self.endpoint);
         let mut init = RequestInit::new();
-        init.with_method(method).with_headers(headers);
+        match body {
+            Some(body) => {
+                headers.set("Content-Type", "application/json").map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
+                init.with_method(Method::Post).with_body(Some(body.to_string().into()));
+            }
+            None => {
+                init.with_method(Method::Get);
+            }
+        }
+        init.with_headers(headers);
         let req = Request::new_with_init(&url, &init).map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
         let mut resp = Fetch::Request(req)
             .send()
@@ -138,4 +184,14 @@ pub async fn hold_of(owner: &Identity, config: &AppConfig) -> Did {
         resp.json::<ProfileRecord>().await.ok()?.value.default_hold
     };
     profile.await.unwrap_or_else(|| config.default_hold.clone())
+}
+
+/// The identity behind a repository name and the hold its blobs live in.
+pub async fn locate(name: &RepoName, config: &AppConfig) -> Result<(Identity, Hold), (OciCode, String)> {
+    let owner = resolve_owner(name.owner(), config).await.map_err(|e| match e {
+        ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
+        ResolveError::Unavailable(m) => (OciCode::Internal, m),
+    })?;
+    let hold = Hold::resolve(&hold_of(&owner, config).await, config).await.map_err(|e| (OciCode::Internal, e.to_string()))?;
+    Ok((owner, hold))
 }

@@ -12,6 +12,7 @@ mod pds;
 mod resolve;
 mod sessions;
 mod token;
+mod uploads;
 
 use atcr_protocol::identity::{DidDocument, Service};
 use atcr_protocol::service_auth::PublicKey;
@@ -34,7 +35,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
-        return oci::handle(&req, &config).await;
+        return oci::handle(req, &config).await;
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,

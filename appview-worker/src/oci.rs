@@ -11,7 +11,7 @@ use worker_support::now;
 /// Every registry response names the API version it speaks.
 const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
-pub async fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
+pub async fn handle(mut req: Request, config: &AppConfig) -> Result<Response> {
     let route = match Route::parse(&req.path()) {
         Ok(route) => route,
         Err(RouteError::NotFound) => return error(OciCode::NameUnknown, Some(format!("no registry endpoint at {}", req.path()))),
@@ -20,7 +20,7 @@ pub async fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
         Err(RouteError::ReferenceInvalid(m)) => return error(OciCode::ManifestInvalid, Some(m)),
     };
     let needed = needed_action(req.method(), &route);
-    let claims = match authenticate(req, config) {
+    let claims = match authenticate(&req, config) {
         Ok(claims) => claims,
         Err(why) => return challenge(config, &route, needed, why),
     };
@@ -41,6 +41,15 @@ pub async fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
             let user = claims.sub.parse::<Did>().ok();
             crate::blobs::get_blob(config, user.as_ref(), req.method(), &name, &digest).await
         }
+        // Push was granted, so the token names its user.
+        Route::UploadStart { name } => match claims.sub.parse::<Did>() {
+            Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, None).await,
+            Err(_) => error(OciCode::Denied, Some("anonymous clients cannot push".into())),
+        },
+        Route::Upload { name, id } => match claims.sub.parse::<Did>() {
+            Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, Some(&id)).await,
+            Err(_) => error(OciCode::Denied, Some("anonymous clients cannot push".into())),
+        },
         _ => error(OciCode::Unsupported, Some(format!("{} {} is not served by this registry", req.method(), req.path()))),
     }
 }
@@ -48,6 +57,9 @@ pub async fn handle(req: &Request, config: &AppConfig) -> Result<Response> {
 /// The action a request needs on its repository.
 fn needed_action(method: Method, route: &Route) -> Option<&'static str> {
     route.name()?;
+    if matches!(route, Route::UploadStart { .. } | Route::Upload { .. }) {
+        return Some("push");
+    }
     Some(match method {
         Method::Get | Method::Head => "pull",
         Method::Delete => "delete",
