@@ -7,6 +7,8 @@ mod blobs;
 mod config;
 mod health;
 mod holds;
+mod index;
+mod manifests;
 mod oci;
 mod pds;
 mod resolve;
@@ -35,7 +37,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
-        return oci::handle(req, &config).await;
+        return oci::handle(req, &env, &config).await;
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,

@@ -5,13 +5,13 @@ use atcr_protocol::challenge::BearerChallenge;
 use atcr_protocol::registry_token::{verify, RegistryClaims};
 use atcr_protocol::route::{Route, RouteError};
 use atcr_protocol::{Did, ErrorEnvelope, OciCode};
-use worker::{Method, Request, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 use worker_support::now;
 
 /// Every registry response names the API version it speaks.
 const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
-pub async fn handle(mut req: Request, config: &AppConfig) -> Result<Response> {
+pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<Response> {
     let route = match Route::parse(&req.path()) {
         Ok(route) => route,
         Err(RouteError::NotFound) => return error(OciCode::NameUnknown, Some(format!("no registry endpoint at {}", req.path()))),
@@ -41,6 +41,15 @@ pub async fn handle(mut req: Request, config: &AppConfig) -> Result<Response> {
             let user = claims.sub.parse::<Did>().ok();
             crate::blobs::get_blob(config, user.as_ref(), req.method(), &name, &digest).await
         }
+        Route::Manifest { name, reference } => match req.method() {
+            Method::Get | Method::Head => crate::manifests::get_manifest(env, config, req.method(), &name, reference).await,
+            Method::Put => match claims.sub.parse::<Did>() {
+                Ok(user) => crate::manifests::put_manifest(&mut req, env, config, &user, &name, reference).await,
+                Err(_) => error(OciCode::Denied, Some("anonymous clients cannot push".into())),
+            },
+            _ => error(OciCode::Unsupported, Some(format!("{} on manifests is not supported", req.method()))),
+        },
+        Route::Tags { name } => crate::manifests::list_tags(&req, config, &name).await,
         // Push was granted, so the token names its user.
         Route::UploadStart { name } => match claims.sub.parse::<Did>() {
             Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, None).await,

@@ -1,10 +1,11 @@
 //! Calls the appview makes to a user's PDS.
 
-use crate::sessions::PdsTokens;
+use crate::config::AppConfig;
+use crate::sessions::{self, PdsTokens};
 use atcr_protocol::Did;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{Fetch, Headers, Method, Request, RequestInit};
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
 
 #[derive(Debug)]
 pub enum LoginError {
@@ -43,4 +44,125 @@ pub async fn create_session(pds: &str, did: &Did, password: &str) -> Result<PdsT
         400 | 401 => Err(LoginError::Refused("the PDS refused this handle and app password".into())),
         status => Err(LoginError::Unavailable(format!("{pds} answered {status} to sign-in"))),
     }
+}
+
+/// Writes to a user's PDS with the session the appview holds for them,
+/// refreshing it once when the PDS says it expired.
+pub struct PdsWriter<'a> {
+    env: &'a Env,
+    config: &'a AppConfig,
+    did: Did,
+    pub pds: String,
+    tokens: PdsTokens,
+}
+
+pub enum Body<'a> {
+    Json(serde_json::Value),
+    Bytes(&'a [u8], &'a str),
+}
+
+impl<'a> PdsWriter<'a> {
+    /// `None` when the appview holds no session for `did` (they must log in).
+    pub async fn for_user(env: &'a Env, config: &'a AppConfig, did: &Did) -> worker::Result<Option<PdsWriter<'a>>> {
+        Ok(sessions::load(env, config, did).await?.map(|(pds, tokens)| PdsWriter { env, config, did: did.clone(), pds, tokens }))
+    }
+
+    /// POSTs to an XRPC procedure; returns the JSON answer or the PDS's words.
+    pub async fn post(&mut self, nsid: &str, body: Body<'_>) -> Result<serde_json::Value, String> {
+        let (status, answer) = self.send(nsid, &body).await?;
+        let expired = status == 401 || (status == 400 && answer["error"] == "ExpiredToken");
+        if !expired {
+            return finish(nsid, status, answer);
+        }
+        self.refresh().await?;
+        let (status, answer) = self.send(nsid, &body).await?;
+        finish(nsid, status, answer)
+    }
+
+    async fn send(&self, nsid: &str, body: &Body<'_>) -> Result<(u16, serde_json::Value), String> {
+        let headers = Headers::new();
+        let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
+        set("Authorization", &format!("Bearer {}", self.tokens.access_jwt))?;
+        let mut init = RequestInit::new();
+        match body {
+            Body::Json(v) => {
+                set("Content-Type", "application/json")?;
+                init.with_body(Some(JsValue::from_str(&v.to_string())));
+            }
+            Body::Bytes(bytes, mime) => {
+                set("Content-Type", mime)?;
+                init.with_body(Some(js_sys::Uint8Array::from(*bytes).into()));
+            }
+        }
+        init.with_method(Method::Post).with_headers(headers);
+        let url = format!("{}/xrpc/{nsid}", self.pds);
+        let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
+        let mut resp = Fetch::Request(req).send().await.map_err(|e| format!("{} unreachable: {e}", self.pds))?;
+        let status = resp.status_code();
+        let answer = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, answer))
+    }
+
+    async fn refresh(&mut self) -> Result<(), String> {
+        let headers = Headers::new();
+        headers.set("Authorization", &format!("Bearer {}", self.tokens.refresh_jwt)).map_err(|e| e.to_string())?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_headers(headers);
+        let url = format!("{}/xrpc/com.atproto.server.refreshSession", self.pds);
+        let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
+        let mut resp = Fetch::Request(req).send().await.map_err(|e| e.to_string())?;
+        if resp.status_code() != 200 {
+            return Err(format!("the PDS session of {} has ended: log in again", self.did));
+        }
+        let s: CreatedSession = resp.json().await.map_err(|e| e.to_string())?;
+        self.tokens = PdsTokens { access_jwt: s.access_jwt, refresh_jwt: s.refresh_jwt };
+        sessions::replace_tokens(self.env, self.config, &self.did, &self.tokens).await.map_err(|e| e.to_string())
+    }
+}
+
+fn finish(nsid: &str, status: u16, answer: serde_json::Value) -> Result<serde_json::Value, String> {
+    if status == 200 {
+        Ok(answer)
+    } else {
+        Err(format!("{nsid} failed at the PDS ({status}): {}", answer["message"].as_str().unwrap_or("no message")))
+    }
+}
+
+/// Public read of one record; `Ok(None)` when it does not exist.
+pub async fn get_record(pds: &str, did: &Did, collection: &str, rkey: &str) -> Result<Option<serde_json::Value>, String> {
+    let url = format!(
+        "{pds}/xrpc/com.atproto.repo.getRecord?repo={did}&collection={collection}&rkey={}",
+        url::form_urlencoded::byte_serialize(rkey.as_bytes()).collect::<String>()
+    );
+    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?).send().await.map_err(|e| e.to_string())?;
+    match resp.status_code() {
+        200 => resp.json().await.map(Some).map_err(|e| e.to_string()),
+        400 | 404 => Ok(None),
+        s => Err(format!("{pds} answered {s} to getRecord")),
+    }
+}
+
+/// Public read of a blob's bytes.
+pub async fn get_blob(pds: &str, did: &Did, cid: &str) -> Result<Vec<u8>, String> {
+    let url = format!("{pds}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}");
+    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?).send().await.map_err(|e| e.to_string())?;
+    if resp.status_code() != 200 {
+        return Err(format!("{pds} answered {} to getBlob", resp.status_code()));
+    }
+    resp.bytes().await.map_err(|e| e.to_string())
+}
+
+/// Every record of `collection` in `did`'s repository, one page at a time.
+pub async fn list_records(pds: &str, did: &Did, collection: &str, cursor: Option<&str>) -> Result<(Vec<serde_json::Value>, Option<String>), String> {
+    let mut url = format!("{pds}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}&limit=100");
+    if let Some(c) = cursor {
+        url.push_str(&format!("&cursor={}", url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()));
+    }
+    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?).send().await.map_err(|e| e.to_string())?;
+    if resp.status_code() != 200 {
+        return Err(format!("{pds} answered {} to listRecords", resp.status_code()));
+    }
+    let page: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    let records = page["records"].as_array().cloned().unwrap_or_default();
+    Ok((records, page["cursor"].as_str().map(str::to_string)))
 }

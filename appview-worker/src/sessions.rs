@@ -45,10 +45,7 @@ pub async fn has_session_for(env: &Env, did: &Did, mac: &str) -> worker::Result<
 }
 
 pub async fn store(env: &Env, config: &AppConfig, did: &Did, pds: &str, tokens: &PdsTokens, mac: &str) -> worker::Result<()> {
-    let mut nonce = [0u8; secret_box::NONCE_LEN];
-    getrandom::getrandom(&mut nonce).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
-    let plaintext = serde_json::to_vec(tokens)?;
-    let sealed = B64.encode(secret_box::seal(&config.secret_key, nonce, &plaintext));
+    let sealed = seal_tokens(config, tokens)?;
     let now = Date::now().as_millis();
     env.d1(DB_BINDING)?
         .prepare(
@@ -69,4 +66,37 @@ pub async fn store(env: &Env, config: &AppConfig, did: &Did, pds: &str, tokens: 
         .run()
         .await?;
     Ok(())
+}
+
+/// The stored session of `did`, decrypted: (PDS endpoint, tokens).
+pub async fn load(env: &Env, config: &AppConfig, did: &Did) -> worker::Result<Option<(String, PdsTokens)>> {
+    let row: Option<serde_json::Value> = env
+        .d1(DB_BINDING)?
+        .prepare("SELECT pds_endpoint, tokens_ciphertext FROM pds_sessions WHERE did = ?1 AND expires_at > ?2")
+        .bind(&[did.as_str().into(), (Date::now().as_millis() as f64).into()])?
+        .first(None)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed = B64.decode(row["tokens_ciphertext"].as_str().unwrap_or_default()).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let plaintext = secret_box::open(&config.secret_key, &sealed).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let tokens: PdsTokens = serde_json::from_slice(&plaintext)?;
+    Ok(Some((row["pds_endpoint"].as_str().unwrap_or_default().to_string(), tokens)))
+}
+
+/// Replaces the tokens of an existing session (after a refresh).
+pub async fn replace_tokens(env: &Env, config: &AppConfig, did: &Did, tokens: &PdsTokens) -> worker::Result<()> {
+    let sealed = seal_tokens(config, tokens)?;
+    env.d1(DB_BINDING)?
+        .prepare("UPDATE pds_sessions SET tokens_ciphertext = ?2, updated_at = ?3 WHERE did = ?1")
+        .bind(&[did.as_str().into(), sealed.into(), (Date::now().as_millis() as f64).into()])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Tokens encrypted under the appview's secret key, base64 for D1.
+fn seal_tokens(config: &AppConfig, tokens: &PdsTokens) -> worker::Result<String> {
+    let mut nonce = [0u8; secret_box::NONCE_LEN];
+    getrandom::getrandom(&mut nonce).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
+    Ok(B64.encode(secret_box::seal(&config.secret_key, nonce, &serde_json::to_vec(tokens)?)))
 }

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
 use std::time::Duration;
-use worker::{Date, Env, Request, Response, Result};
+use worker::{Env, Request, Response, Result};
 use worker_support::now;
 
 /// Registry tokens are short-lived; clients come back for new ones.
@@ -64,7 +64,7 @@ pub async fn issue(req: &Request, env: &Env, config: &AppConfig) -> Result<Respo
         access,
     };
     let token = sign(&config.signing_key, claims, now(), TOKEN_LIFETIME);
-    let issued_at = rfc3339(Date::now().as_millis());
+    let issued_at = worker_support::now_rfc3339();
     let body = TokenResponse { token: token.clone(), access_token: token, expires_in: TOKEN_LIFETIME.as_secs(), issued_at };
     let mut resp = Response::from_json(&body)?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
@@ -133,11 +133,4 @@ fn basic_credentials(req: &Request) -> Option<std::result::Result<(String, Strin
         Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok((user.to_string(), password.to_string())),
         _ => Err("Basic credentials must be <handle>:<app password>".into()),
     })
-}
-
-/// RFC 3339 time for `issued_at`.
-fn rfc3339(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

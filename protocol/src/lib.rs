@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod hold_api;
 pub mod identity;
+pub mod manifest;
 pub mod paths;
 pub mod reference;
 pub mod registry_token;
@@ -19,6 +20,7 @@ pub mod s3;
 pub mod sealed;
 pub mod secret_box;
 pub mod service_auth;
+pub mod tid;
 pub mod upload_session;
 
 pub use error::{ErrorEnvelope, OciCode};

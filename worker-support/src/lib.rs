@@ -13,6 +13,13 @@ pub fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(Date::now().as_millis())
 }
 
+/// The current time as RFC 3339 (`2026-01-02T03:04:05.678Z`), as records and tokens write it.
+pub fn now_rfc3339() -> String {
+    chrono::DateTime::from_timestamp_millis(Date::now().as_millis() as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// A JSON response with the given status.
 pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))

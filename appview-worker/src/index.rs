@@ -1,0 +1,97 @@
+//! The D1 index: a write-through cache of users, repositories, manifests,
+//! tags and pull counts, for the web UI and for fast lookups. The PDS stays
+//! the source of truth; every row here can be rebuilt from records.
+
+use crate::config::DB_BINDING;
+use atcr_protocol::{Did, Digest};
+use worker::{Date, Env, Result};
+
+fn now_ms() -> f64 {
+    Date::now().as_millis() as f64
+}
+
+/// Records a stored manifest (and its owner and repository).
+pub async fn manifest_stored(env: &Env, owner: &Did, pds: &str, handle: Option<&str>, m: &StoredManifest<'_>) -> Result<()> {
+    let db = env.d1(DB_BINDING)?;
+    let now = now_ms();
+    let statements = vec![
+        db.prepare(
+            "INSERT INTO users (did, handle, pds_endpoint, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, pds_endpoint = excluded.pds_endpoint, updated_at = excluded.updated_at",
+        )
+        .bind(&[owner.as_str().into(), handle.into(), pds.into(), now.into()])?,
+        db.prepare(
+            "INSERT INTO repositories (owner_did, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (owner_did, name) DO UPDATE SET updated_at = excluded.updated_at",
+        )
+        .bind(&[owner.as_str().into(), m.repository.into(), now.into()])?,
+        db.prepare(
+            "INSERT INTO manifests (owner_did, repository, digest, media_type, artifact_type, subject, size, hold_did, record_uri, platforms, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (owner_did, repository, digest) DO UPDATE SET record_uri = excluded.record_uri, hold_did = excluded.hold_did",
+        )
+        .bind(&[
+            owner.as_str().into(),
+            m.repository.into(),
+            m.digest.as_str().into(),
+            m.media_type.into(),
+            m.artifact_type.into(),
+            m.subject.map(|d| d.as_str()).into(),
+            (m.size as f64).into(),
+            m.hold.into(),
+            m.record_uri.into(),
+            m.platforms.as_deref().into(),
+            now.into(),
+        ])?,
+    ];
+    db.batch(statements).await?;
+    Ok(())
+}
+
+pub struct StoredManifest<'a> {
+    pub repository: &'a str,
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub artifact_type: Option<&'a str>,
+    pub subject: Option<&'a Digest>,
+    pub size: u64,
+    pub hold: &'a str,
+    pub record_uri: &'a str,
+    pub platforms: Option<String>,
+}
+
+pub async fn tag_stored(env: &Env, owner: &Did, repository: &str, tag: &str, digest: &Digest, record_uri: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare(
+            "INSERT INTO tags (owner_did, repository, tag, digest, record_uri, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (owner_did, repository, tag) DO UPDATE SET digest = excluded.digest, record_uri = excluded.record_uri, updated_at = excluded.updated_at",
+        )
+        .bind(&[owner.as_str().into(), repository.into(), tag.into(), digest.as_str().into(), record_uri.into(), now_ms().into()])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// The record URI of a manifest, if this appview has seen it.
+pub async fn manifest_record(env: &Env, owner: &Did, repository: &str, digest: &Digest) -> Result<Option<String>> {
+    let row: Option<serde_json::Value> = env
+        .d1(DB_BINDING)?
+        .prepare("SELECT record_uri FROM manifests WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3")
+        .bind(&[owner.as_str().into(), repository.into(), digest.as_str().into()])?
+        .first(None)
+        .await?;
+    Ok(row.and_then(|r| r["record_uri"].as_str().map(str::to_string)))
+}
+
+/// One more pull of `repository`.
+pub async fn count_pull(env: &Env, owner: &Did, repository: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare(
+            "INSERT INTO pulls (owner_did, repository, count, last_pull) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (owner_did, repository) DO UPDATE SET count = count + 1, last_pull = excluded.last_pull",
+        )
+        .bind(&[owner.as_str().into(), repository.into(), now_ms().into()])?
+        .run()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! Manifests: `PUT`, `GET`, `HEAD /v2/<name>/manifests/<reference>` and
+//! `GET /v2/<name>/tags/list`.
+//!
+//! A manifest lives in its owner's PDS: the exact bytes as a blob, described
+//! by an `io.atcr.manifest` record; a tag is an `io.atcr.tag` record pointing
+//! at it. Writes go in the order blob → manifest record → tag record → D1
+//! index, so a failure part-way leaves nothing that points at something
+//! missing. Reads go to the PDS, the source of truth.
+
+use crate::config::AppConfig;
+use crate::holds::{locate, Hold};
+use crate::index::{self, StoredManifest};
+use crate::oci::error;
+use crate::pds::{get_blob, get_record, list_records, Body, PdsWriter};
+use crate::resolve::{resolve_owner, Identity, ResolveError};
+use atcr_protocol::digest::Algorithm;
+use atcr_protocol::manifest::{self, tag_record_key, ManifestError, MAX_MANIFEST_BYTES};
+use atcr_protocol::reference::{Reference, RepoName};
+use atcr_protocol::tid::tid;
+use atcr_protocol::{Did, Digest, OciCode};
+use serde_json::{json, Value};
+use worker::{Date, EncodeBody, Env, Method, Request, Response, Result};
+use worker_support::now_rfc3339;
+
+const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
+const TAG_COLLECTION: &str = "io.atcr.tag";
+const PROFILE_COLLECTION: &str = "io.atcr.sailor.profile";
+
+type Refusal = (OciCode, String);
+
+/// `PUT /v2/<name>/manifests/<reference>`.
+pub async fn put_manifest(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, name: &RepoName, reference: Reference) -> Result<Response> {
+    match store(req, env, config, user, name, reference).await {
+        Ok(resp) => Ok(resp),
+        Err((code, message)) => {
+            let resp = error(code, Some(message))?;
+            // Oversized manifests are a 413 ("Payload Too Large").
+            Ok(if code == OciCode::SizeInvalid { resp.with_status(413) } else { resp })
+        }
+    }
+}
+
+async fn store(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, name: &RepoName, reference: Reference) -> std::result::Result<Response, Refusal> {
+    let (owner, hold) = locate(name, config).await?;
+    if &owner.did != user {
+        return Err((OciCode::Denied, format!("only {} may push to {name}", owner.did)));
+    }
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_MANIFEST_BYTES) {
+        return Err((OciCode::SizeInvalid, format!("manifests may be at most {MAX_MANIFEST_BYTES} bytes")));
+    }
+    let bytes = req.bytes().await.map_err(internal)?;
+    let algorithm = match &reference {
+        Reference::Digest(d) => d.algorithm(),
+        Reference::Tag(_) => Algorithm::Sha256,
+    };
+    let digest = Digest::of(algorithm, &bytes);
+    if let Reference::Digest(expected) = &reference {
+        if expected != &digest {
+            return Err((OciCode::DigestInvalid, format!("the manifest's digest is {digest}, not {expected}")));
+        }
+    }
+    let content_type = req.headers().get("Content-Type").ok().flatten();
+    let parsed = manifest::parse(&bytes, content_type.as_deref()).map_err(|e| match e {
+        ManifestError::TooLarge => (OciCode::SizeInvalid, e.to_string()),
+        other => (OciCode::ManifestInvalid, other.to_string()),
+    })?;
+    for blob in parsed.blobs() {
+        if hold.stat(config, Some(user), &blob.digest).await.map_err(|e| (OciCode::Internal, e.to_string()))?.is_none() {
+            return Err((OciCode::ManifestBlobUnknown, format!("blob {} is not in {name}'s hold; push it first", blob.digest)));
+        }
+    }
+    for child in &parsed.manifests {
+        if find_manifest(env, &owner, name.repository(), &child.digest).await?.is_none() {
+            return Err((OciCode::ManifestBlobUnknown, format!("manifest {} is not in {name}; push it first", child.digest)));
+        }
+    }
+
+    let mut writer = PdsWriter::for_user(env, config, user)
+        .await
+        .map_err(internal)?
+        .ok_or((OciCode::Denied, format!("the registry holds no PDS session for {user}: log in again")))?;
+    ensure_profile(&mut writer, &owner, &hold).await?;
+    let pds_error = |e: String| (OciCode::Internal, e);
+    let blob = writer
+        .post("com.atproto.repo.uploadBlob", Body::Bytes(&bytes, &parsed.media_type))
+        .await
+        .map_err(pds_error)?["blob"]
+        .clone();
+    let now = now_rfc3339();
+    let record = manifest::record(&parsed, name.repository(), &digest, hold.did.as_str(), blob, &now);
+    // Re-pushing the same manifest updates its record instead of adding one.
+    let rkey = match index::manifest_record(env, &owner.did, name.repository(), &digest).await.map_err(internal)? {
+        Some(uri) => uri.rsplit('/').next().unwrap_or_default().to_string(),
+        None => new_record_key(),
+    };
+    let written = writer
+        .post("com.atproto.repo.putRecord", Body::Json(json!({
+            "repo": user, "collection": MANIFEST_COLLECTION, "rkey": rkey, "record": record,
+        })))
+        .await
+        .map_err(pds_error)?;
+    let manifest_uri = written["uri"].as_str().unwrap_or_default().to_string();
+    if let Reference::Tag(tag) = &reference {
+        writer
+            .post("com.atproto.repo.putRecord", Body::Json(json!({
+                "repo": user, "collection": TAG_COLLECTION, "rkey": tag_record_key(name.repository(), tag),
+                "record": { "$type": TAG_COLLECTION, "repository": name.repository(), "tag": tag,
+                            "manifest": manifest_uri, "createdAt": now, "updatedAt": now },
+            })))
+            .await
+            .map_err(pds_error)?;
+    }
+
+    // The PDS has it all now; the index is a cache, so a failure here is logged, not returned.
+    let platforms = (!parsed.manifests.is_empty())
+        .then(|| Value::Array(parsed.manifests.iter().filter_map(|m| m.platform.clone()).collect()).to_string());
+    let stored = StoredManifest {
+        repository: name.repository(),
+        digest: &digest,
+        media_type: &parsed.media_type,
+        artifact_type: parsed.artifact_type.as_deref(),
+        subject: parsed.subject.as_ref().map(|s| &s.digest),
+        size: bytes.len() as u64,
+        hold: hold.did.as_str(),
+        record_uri: &manifest_uri,
+        platforms,
+    };
+    let handle = owner.doc.handle().map(|h| h.to_string());
+    if let Err(e) = index::manifest_stored(env, &owner.did, &owner.pds, handle.as_deref(), &stored).await {
+        worker::console_error!("index write failed for {name}@{digest}: {e}");
+    }
+    if let Reference::Tag(tag) = &reference {
+        if let Err(e) = index::tag_stored(env, &owner.did, name.repository(), tag, &digest, &manifest_uri).await {
+            worker::console_error!("index write failed for {name}:{tag}: {e}");
+        }
+    }
+
+    let mut resp = Response::empty().map_err(internal)?.with_status(201);
+    let h = resp.headers_mut();
+    h.set("Location", &format!("/v2/{name}/manifests/{digest}")).map_err(internal)?;
+    h.set("Docker-Content-Digest", digest.as_str()).map_err(internal)?;
+    if let Some(subject) = &parsed.subject {
+        h.set("OCI-Subject", subject.digest.as_str()).map_err(internal)?;
+    }
+    Ok(resp)
+}
+
+/// `GET`/`HEAD /v2/<name>/manifests/<reference>`: the exact bytes pushed.
+pub async fn get_manifest(env: &Env, config: &AppConfig, method: Method, name: &RepoName, reference: Reference) -> Result<Response> {
+    match fetch(env, config, name, &reference).await {
+        Ok((owner, media_type, digest, bytes)) => {
+            let length = bytes.len();
+            let mut resp = if method == Method::Head { Response::empty()? } else { Response::from_bytes(bytes)? };
+            // Keep Content-Length: no compression of registry payloads.
+            resp = resp.with_encode_body(EncodeBody::Manual);
+            let h = resp.headers_mut();
+            h.set("Content-Type", &media_type)?;
+            h.set("Content-Length", &length.to_string())?;
+            h.set("Docker-Content-Digest", digest.as_str())?;
+            if method == Method::Get {
+                if let Err(e) = index::count_pull(env, &owner, name.repository()).await {
+                    worker::console_error!("pull count failed for {name}: {e}");
+                }
+            }
+            Ok(resp)
+        }
+        Err((code, message)) => error(code, Some(message)),
+    }
+}
+
+async fn fetch(env: &Env, config: &AppConfig, name: &RepoName, reference: &Reference) -> std::result::Result<(Did, String, Digest, Vec<u8>), Refusal> {
+    let owner = resolve_owner(name.owner(), config).await.map_err(|e| match e {
+        ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
+        ResolveError::Unavailable(m) => (OciCode::Internal, m),
+    })?;
+    let unknown = || (OciCode::ManifestUnknown, format!("{name} has no manifest {}", display(reference)));
+    let record = match reference {
+        Reference::Tag(tag) => {
+            let tag_record = get_record(&owner.pds, &owner.did, TAG_COLLECTION, &tag_record_key(name.repository(), tag))
+                .await
+                .map_err(pds_unavailable)?
+                .ok_or_else(unknown)?;
+            let uri = tag_record["value"]["manifest"].as_str().unwrap_or_default();
+            let rkey = uri.rsplit('/').next().unwrap_or_default();
+            get_record(&owner.pds, &owner.did, MANIFEST_COLLECTION, rkey).await.map_err(pds_unavailable)?.ok_or_else(unknown)?
+        }
+        Reference::Digest(digest) => find_manifest(env, &owner, name.repository(), digest).await?.ok_or_else(unknown)?,
+    };
+    let value = &record["value"];
+    if value["repository"].as_str() != Some(name.repository()) {
+        return Err(unknown());
+    }
+    let digest: Digest = value["digest"].as_str().unwrap_or_default().parse().map_err(|_| (OciCode::Internal, "record has no valid digest".to_string()))?;
+    let cid = value["manifestBlob"]["ref"]["$link"].as_str().ok_or((OciCode::Internal, "record has no manifestBlob".to_string()))?;
+    let bytes = get_blob(&owner.pds, &owner.did, cid).await.map_err(pds_unavailable)?;
+    // The PDS is trusted to store, not to be right: check before serving.
+    if Digest::of(digest.algorithm(), &bytes) != digest {
+        return Err((OciCode::Internal, format!("the stored bytes of {digest} do not match their digest")));
+    }
+    let media_type = value["mediaType"].as_str().unwrap_or(manifest::OCI_MANIFEST).to_string();
+    Ok((owner.did, media_type, digest, bytes))
+}
+
+/// The `io.atcr.manifest` record of `digest` in `repository`: through the
+/// index when this appview wrote it, else by scanning the owner's records.
+async fn find_manifest(env: &Env, owner: &Identity, repository: &str, digest: &Digest) -> std::result::Result<Option<Value>, Refusal> {
+    if let Some(uri) = index::manifest_record(env, &owner.did, repository, digest).await.map_err(internal)? {
+        let rkey = uri.rsplit('/').next().unwrap_or_default();
+        if let Some(record) = get_record(&owner.pds, &owner.did, MANIFEST_COLLECTION, rkey).await.map_err(pds_unavailable)? {
+            return Ok(Some(record));
+        }
+    }
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let (records, next) = list_records(&owner.pds, &owner.did, MANIFEST_COLLECTION, cursor.as_deref()).await.map_err(pds_unavailable)?;
+        if let Some(found) = records
+            .into_iter()
+            .find(|r| r["value"]["digest"].as_str() == Some(digest.as_str()) && r["value"]["repository"].as_str() == Some(repository))
+        {
+            return Ok(Some(found));
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(None)
+}
+
+/// `GET /v2/<name>/tags/list?n=&last=`, from the owner's tag records.
+pub async fn list_tags(req: &Request, config: &AppConfig, name: &RepoName) -> Result<Response> {
+    let owner = match resolve_owner(name.owner(), config).await {
+        Ok(o) => o,
+        Err(ResolveError::Unknown(m)) => return error(OciCode::NameUnknown, Some(m)),
+        Err(ResolveError::Unavailable(m)) => return error(OciCode::Internal, Some(m)),
+    };
+    let mut tags = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let (records, next) = match list_records(&owner.pds, &owner.did, TAG_COLLECTION, cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => return error(OciCode::Internal, Some(e)),
+        };
+        tags.extend(
+            records
+                .iter()
+                .filter(|r| r["value"]["repository"].as_str() == Some(name.repository()))
+                .filter_map(|r| r["value"]["tag"].as_str().map(str::to_string)),
+        );
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    if tags.is_empty() {
+        return error(OciCode::NameUnknown, Some(format!("{name} has no tags")));
+    }
+    tags.sort();
+    let url = req.url()?;
+    let param = |k: &str| url.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned());
+    if let Some(last) = param("last") {
+        tags.retain(|t| t.as_str() > last.as_str());
+    }
+    let limit = param("n").and_then(|n| n.parse::<usize>().ok());
+    let more = limit.is_some_and(|n| tags.len() > n);
+    if let Some(n) = limit {
+        tags.truncate(n);
+    }
+    let mut resp = Response::from_json(&json!({ "name": name.as_str(), "tags": tags }))?;
+    if let (true, Some(n), Some(last)) = (more, limit, tags.last()) {
+        resp.headers_mut().set("Link", &format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\""))?;
+    }
+    Ok(resp)
+}
+
+/// The owner's profile names their hold; created on their first push.
+async fn ensure_profile(writer: &mut PdsWriter<'_>, owner: &Identity, hold: &Hold) -> std::result::Result<(), Refusal> {
+    if get_record(&owner.pds, &owner.did, PROFILE_COLLECTION, "self").await.map_err(pds_unavailable)?.is_some() {
+        return Ok(());
+    }
+    let now = now_rfc3339();
+    writer
+        .post("com.atproto.repo.putRecord", Body::Json(json!({
+            "repo": owner.did, "collection": PROFILE_COLLECTION, "rkey": "self",
+            "record": { "$type": PROFILE_COLLECTION, "defaultHold": hold.did, "createdAt": now, "updatedAt": now },
+        })))
+        .await
+        .map(|_| ())
+        .map_err(|e| (OciCode::Internal, e))
+}
+
+fn new_record_key() -> String {
+    let mut clock = [0u8; 2];
+    getrandom::getrandom(&mut clock).unwrap_or_default();
+    tid(Date::now().as_millis() * 1000, u16::from_le_bytes(clock) & 0x3ff)
+}
+
+fn display(reference: &Reference) -> String {
+    match reference {
+        Reference::Tag(t) => t.clone(),
+        Reference::Digest(d) => d.to_string(),
+    }
+}
+
+fn pds_unavailable(e: String) -> Refusal {
+    (OciCode::Internal, format!("the owner's PDS could not be read: {e}"))
+}
+
+fn internal(e: worker::Error) -> Refusal {
+    (OciCode::Internal, e.to_string())
+}

@@ -1,0 +1,103 @@
+// Real clients push and pull real images: manifests land in the owner's PDS
+// as records, layers in the owner's hold, and what comes back is byte-identical.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startStack } from '../lib/stack.mjs';
+import { xrpc } from '../lib/atproto.mjs';
+import { buildImage, layoutBlobs } from '../lib/image.mjs';
+
+let stack, scratch, registry, alice, bob;
+before(async () => {
+  stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-push-test-'));
+  registry = `127.0.0.1:${stack.ports.appview}`;
+  ({ alice, bob } = stack.accounts);
+}, { timeout: 900_000 });
+after(async () => {
+  await stack?.stop();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+function run(cmd, args) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 300_000, maxBuffer: 1 << 26 },
+      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
+  });
+}
+
+const records = async (collection, did = alice.did) =>
+  (await xrpc(stack.urls.pds, 'com.atproto.repo.listRecords', { params: { repo: did, collection, limit: 100 } })).records;
+
+test('skopeo pushes a two-layer image and pulls it back byte for byte; the records are in alice\'s PDS', { timeout: 600_000 }, async () => {
+  const image = buildImage(scratch, {
+    tag: 'v1',
+    layers: [{ 'etc/hello.txt': 'hello from atcr\n' }, { 'data/random.bin': crypto.randomBytes(20 * 1024 * 1024) }],
+  });
+  const ref = `${registry}/${alice.handle}/app:v1`;
+  const push = await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${alice.handle}:${alice.appPassword}`, `oci:${image.layout}:v1`, `docker://${ref}`]);
+  assert.equal(push.code, 0, push.stderr);
+
+  const out = path.join(scratch, 'pulled');
+  const pull = await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${out}:v1`]);
+  assert.equal(pull.code, 0, pull.stderr);
+  const pulled = layoutBlobs(out);
+  for (const blob of image.blobs) assert.equal(pulled[blob.digest], blob.size, `blob ${blob.digest}`);
+  assert.equal(pulled[image.digest], image.manifestBytes.length, 'the manifest comes back byte-identical');
+
+  const manifests = await records('io.atcr.manifest');
+  const record = manifests.find((r) => r.value.digest === image.digest);
+  assert.ok(record, 'an io.atcr.manifest record names the manifest');
+  assert.equal(record.value.repository, 'app');
+  assert.equal(record.value.holdDid, stack.holdDid);
+  assert.equal(record.value.layers.length, 2);
+  assert.ok(record.value.manifestBlob.ref.$link);
+  const tags = await records('io.atcr.tag');
+  const tag = tags.find((r) => r.value.tag === 'v1' && r.value.repository === 'app');
+  assert.equal(tag.value.manifest, record.uri);
+  const profile = await records('io.atcr.sailor.profile');
+  assert.equal(profile[0].value.defaultHold, stack.holdDid);
+});
+
+test('inspect and tags list see the pushed tag; manifests by digest are byte-identical', async () => {
+  const inspect = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${registry}/${alice.handle}/app:v1`]);
+  assert.equal(inspect.code, 0, inspect.stderr);
+  const info = JSON.parse(inspect.stdout);
+  assert.deepEqual(info.RepoTags, ['v1']);
+  assert.equal(info.Architecture, 'amd64');
+});
+
+test('bob cannot push into alice\'s repository', async () => {
+  const image = buildImage(scratch, { tag: 'evil', layers: [{ 'x': 'bob was here' }] });
+  const res = await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${bob.handle}:${bob.appPassword}`, `oci:${image.layout}:evil`, `docker://${registry}/${alice.handle}/app:evil`]);
+  assert.notEqual(res.code, 0);
+  assert.match(res.stderr, /denied|unauthorized|401|403/i);
+  const tags = await records('io.atcr.tag');
+  assert.ok(!tags.some((r) => r.value.tag === 'evil'), 'no tag record was written');
+});
+
+test('podman pushes and pulls with an app-password login', { timeout: 600_000 }, async () => {
+  const image = buildImage(scratch, { tag: 'p1', layers: [{ 'podman.txt': 'pushed by podman\n' }] });
+  // Podman keeps images in its own storage: an isolated one, loaded from the layout.
+  const layout = path.join(scratch, 'podman-layout');
+  fs.renameSync(image.layout, layout);
+  const storage = ['--root', path.join(scratch, 'podman-root'), '--runroot', path.join(scratch, 'podman-run'), '--storage-driver', 'vfs'];
+  const podman = (...args) => run('podman', [...storage, ...args]);
+  const load = await podman('pull', `oci:${layout}:p1`);
+  assert.equal(load.code, 0, load.stderr);
+  const imageId = load.stdout.trim().split('\n').pop();
+  const remote = `${registry}/${alice.handle}/podman-app:p1`;
+  assert.equal((await podman('login', '--tls-verify=false', '-u', alice.handle, '-p', alice.appPassword, registry)).code, 0);
+  const push = await podman('push', '--tls-verify=false', imageId, `docker://${remote}`);
+  assert.equal(push.code, 0, push.stderr);
+  assert.equal((await podman('rmi', '-f', imageId)).code, 0);
+  const pull = await podman('pull', '--tls-verify=false', remote);
+  assert.equal(pull.code, 0, pull.stderr);
+  // The image ID is the config's digest: the same image came back.
+  assert.equal(pull.stdout.trim().split('\n').pop(), imageId);
+  assert.equal(`sha256:${imageId}`, image.blobs[0].digest);
+});

@@ -1,0 +1,72 @@
+// Builds real container images by hand (tar, gzip, sha256) as OCI layouts,
+// the way `docker build` output looks to a registry.
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const sha256 = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
+
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+/** Writes a blob into an OCI layout; returns its descriptor. */
+function writeBlob(layout, bytes, mediaType) {
+  const hex = sha256(bytes);
+  fs.mkdirSync(path.join(layout, 'blobs', 'sha256'), { recursive: true });
+  fs.writeFileSync(path.join(layout, 'blobs', 'sha256', hex), bytes);
+  return { mediaType, digest: `sha256:${hex}`, size: bytes.length };
+}
+
+/** A gzipped tar layer holding `files` ({path: Buffer|string}). */
+function layer(workdir, files) {
+  const root = fs.mkdtempSync(path.join(workdir, 'layer-'));
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(root, name)), { recursive: true });
+    fs.writeFileSync(path.join(root, name), content);
+  }
+  const tar = execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--mtime=@0', '-C', root, '-cf', '-', '.'], { maxBuffer: 1 << 30 });
+  const gz = execFileSync('gzip', ['-n', '-1'], { input: tar, maxBuffer: 1 << 30 });
+  fs.rmSync(root, { recursive: true, force: true });
+  return { tar, gz };
+}
+
+/**
+ * An image for `architecture` with one layer per entry of `layers`
+ * (each {path: content}), tagged `tag` in a new OCI layout under `workdir`.
+ * Returns {layout, manifest, manifestBytes, digest, blobs}.
+ */
+export function buildImage(workdir, { tag = 'latest', architecture = 'amd64', layers }) {
+  const layout = fs.mkdtempSync(path.join(workdir, 'image-'));
+  fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const built = layers.map((files) => layer(workdir, files));
+  const layerDescriptors = built.map(({ gz }) => writeBlob(layout, gz, 'application/vnd.oci.image.layer.v1.tar+gzip'));
+  const config = Buffer.from(JSON.stringify({
+    architecture, os: 'linux',
+    config: { Cmd: ['/bin/sh'] },
+    rootfs: { type: 'layers', diff_ids: built.map(({ tar }) => `sha256:${sha256(tar)}`) },
+  }));
+  const configDescriptor = writeBlob(layout, config, 'application/vnd.oci.image.config.v1+json');
+  const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDescriptor, layers: layerDescriptors };
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  const manifestDescriptor = writeBlob(layout, manifestBytes, OCI_MANIFEST);
+  fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{ ...manifestDescriptor, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+  }));
+  return { layout, manifest, manifestBytes, digest: manifestDescriptor.digest, blobs: [configDescriptor, ...layerDescriptors] };
+}
+
+/** sha256 of every blob file in an OCI layout: {digest: size}. */
+export function layoutBlobs(layout) {
+  const dir = path.join(layout, 'blobs', 'sha256');
+  return Object.fromEntries(fs.readdirSync(dir).map((hex) => {
+    const bytes = fs.readFileSync(path.join(dir, hex));
+    assertHash(bytes, hex);
+    return [`sha256:${hex}`, bytes.length];
+  }));
+}
+
+function assertHash(bytes, hex) {
+  if (sha256(bytes) !== hex) throw new Error(`blob ${hex} does not hash to its name`);
+}
