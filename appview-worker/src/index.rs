@@ -95,3 +95,24 @@ pub async fn count_pull(env: &Env, owner: &Did, repository: &str) -> Result<()> 
         .await?;
     Ok(())
 }
+
+pub async fn tag_deleted(env: &Env, owner: &Did, repository: &str, tag: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("DELETE FROM tags WHERE owner_did = ?1 AND repository = ?2 AND tag = ?3")
+        .bind(&[owner.as_str().into(), repository.into(), tag.into()])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Forgets a manifest and the tags that named it.
+pub async fn manifest_deleted(env: &Env, owner: &Did, repository: &str, digest: &Digest) -> Result<()> {
+    let db = env.d1(DB_BINDING)?;
+    let args = [owner.as_str().into(), repository.into(), digest.as_str().into()];
+    db.batch(vec![
+        db.prepare("DELETE FROM tags WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3").bind(&args)?,
+        db.prepare("DELETE FROM manifests WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3").bind(&args)?,
+    ])
+    .await?;
+    Ok(())
+}

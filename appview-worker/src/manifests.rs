@@ -20,13 +20,34 @@ use atcr_protocol::tid::tid;
 use atcr_protocol::{Did, Digest, OciCode};
 use serde_json::{json, Value};
 use worker::{Date, EncodeBody, Env, Method, Request, Response, Result};
-use worker_support::now_rfc3339;
+use worker_support::{now_rfc3339, IsolateCache};
 
 const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
 const TAG_COLLECTION: &str = "io.atcr.tag";
 const PROFILE_COLLECTION: &str = "io.atcr.sailor.profile";
 
 type Refusal = (OciCode, String);
+
+/// A manifest as served: (media type, digest, bytes).
+type Served = (String, Digest, Vec<u8>);
+
+/// Tags move, so a tag is trusted for a few seconds; a pusher's own isolate
+/// sees the new value at once (the PUT updates the cache).
+const TAG_CACHE_MS: u64 = 10_000;
+
+thread_local! {
+    // Content-addressed: a manifest's bytes never change under its digest.
+    static MANIFESTS: IsolateCache<Served> = IsolateCache::new(512);
+    static TAGS: IsolateCache<Digest> = IsolateCache::new(4096);
+}
+
+fn manifest_key(owner: &Did, repository: &str, digest: &Digest) -> String {
+    format!("{owner}/{repository}@{digest}")
+}
+
+fn tag_key(owner: &Did, repository: &str, tag: &str) -> String {
+    format!("{owner}/{repository}:{tag}")
+}
 
 /// `PUT /v2/<name>/manifests/<reference>`.
 pub async fn put_manifest(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, name: &RepoName, reference: Reference) -> Result<Response> {
@@ -136,6 +157,12 @@ async fn store(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, nam
         }
     }
 
+    let served = (parsed.media_type.clone(), digest.clone(), bytes.clone());
+    MANIFESTS.with(|c| c.put(&manifest_key(&owner.did, name.repository(), &digest), served, u64::MAX));
+    if let Reference::Tag(tag) = &reference {
+        TAGS.with(|c| c.put(&tag_key(&owner.did, name.repository(), tag), digest.clone(), TAG_CACHE_MS));
+    }
+
     let mut resp = Response::empty().map_err(internal)?.with_status(201);
     let h = resp.headers_mut();
     h.set("Location", &format!("/v2/{name}/manifests/{digest}")).map_err(internal)?;
@@ -175,6 +202,15 @@ async fn fetch(env: &Env, config: &AppConfig, name: &RepoName, reference: &Refer
         ResolveError::Unavailable(m) => (OciCode::Internal, m),
     })?;
     let unknown = || (OciCode::ManifestUnknown, format!("{name} has no manifest {}", display(reference)));
+    let cached_digest = match reference {
+        Reference::Digest(d) => Some(d.clone()),
+        Reference::Tag(tag) => TAGS.with(|c| c.get(&tag_key(&owner.did, name.repository(), tag))),
+    };
+    if let Some(digest) = cached_digest {
+        if let Some((media_type, digest, bytes)) = MANIFESTS.with(|c| c.get(&manifest_key(&owner.did, name.repository(), &digest))) {
+            return Ok((owner.did, media_type, digest, bytes));
+        }
+    }
     let record = match reference {
         Reference::Tag(tag) => {
             let tag_record = get_record(&owner.pds, &owner.did, TAG_COLLECTION, &tag_record_key(name.repository(), tag))
@@ -199,6 +235,11 @@ async fn fetch(env: &Env, config: &AppConfig, name: &RepoName, reference: &Refer
         return Err((OciCode::Internal, format!("the stored bytes of {digest} do not match their digest")));
     }
     let media_type = value["mediaType"].as_str().unwrap_or(manifest::OCI_MANIFEST).to_string();
+    if let Reference::Tag(tag) = reference {
+        TAGS.with(|c| c.put(&tag_key(&owner.did, name.repository(), tag), digest.clone(), TAG_CACHE_MS));
+    }
+    let served = (media_type.clone(), digest.clone(), bytes.clone());
+    MANIFESTS.with(|c| c.put(&manifest_key(&owner.did, name.repository(), &digest), served, u64::MAX));
     Ok((owner.did, media_type, digest, bytes))
 }
 
@@ -309,4 +350,114 @@ fn pds_unavailable(e: String) -> Refusal {
 
 fn internal(e: worker::Error) -> Refusal {
     (OciCode::Internal, e.to_string())
+}
+
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`: every manifest in the
+/// repository whose `subject` is `digest`, as an OCI index. Read from the
+/// owner's records, so any appview answers the same.
+pub async fn referrers(req: &Request, config: &AppConfig, name: &RepoName, subject: &Digest) -> Result<Response> {
+    let owner = match resolve_owner(name.owner(), config).await {
+        Ok(o) => o,
+        Err(ResolveError::Unknown(m)) => return error(OciCode::NameUnknown, Some(m)),
+        Err(ResolveError::Unavailable(m)) => return error(OciCode::Internal, Some(m)),
+    };
+    let filter = req.url()?.query_pairs().find(|(k, _)| k == "artifactType").map(|(_, v)| v.into_owned());
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let (records, next) = match list_records(&owner.pds, &owner.did, MANIFEST_COLLECTION, cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => return error(OciCode::Internal, Some(e)),
+        };
+        for record in records {
+            let v = &record["value"];
+            if v["repository"].as_str() != Some(name.repository()) || v["subject"]["digest"].as_str() != Some(subject.as_str()) {
+                continue;
+            }
+            // "If the artifactType is empty or missing in an image manifest, the config descriptor's mediaType."
+            let artifact_type = v["artifactType"].as_str().or_else(|| v["config"]["mediaType"].as_str()).map(str::to_string);
+            if filter.is_some() && artifact_type != filter {
+                continue;
+            }
+            let mut descriptor = json!({
+                "mediaType": v["mediaType"],
+                "digest": v["digest"],
+                "size": v["manifestBlob"]["size"],
+            });
+            if let Some(t) = artifact_type {
+                descriptor["artifactType"] = json!(t);
+            }
+            if !v["annotations"].is_null() {
+                descriptor["annotations"] = v["annotations"].clone();
+            }
+            found.push(descriptor);
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let body = json!({ "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": found }).to_string();
+    let mut resp = Response::ok(body)?.with_encode_body(EncodeBody::Manual);
+    resp.headers_mut().set("Content-Type", manifest::OCI_INDEX)?;
+    if filter.is_some() {
+        resp.headers_mut().set("OCI-Filters-Applied", "artifactType")?;
+    }
+    Ok(resp)
+}
+
+/// `DELETE /v2/<name>/manifests/<reference>`: a tag deletes its tag record;
+/// a digest deletes the manifest record and first every tag pointing at it,
+/// so no tag is left naming a missing manifest.
+pub async fn delete_manifest(env: &Env, config: &AppConfig, user: &Did, name: &RepoName, reference: Reference) -> Result<Response> {
+    let outcome: std::result::Result<(), Refusal> = async {
+        let owner = resolve_owner(name.owner(), config).await.map_err(|e| match e {
+            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
+            ResolveError::Unavailable(m) => (OciCode::Internal, m),
+        })?;
+        if &owner.did != user {
+            return Err((OciCode::Denied, format!("only {} may delete from {name}", owner.did)));
+        }
+        let mut writer = PdsWriter::for_user(env, config, user)
+            .await
+            .map_err(internal)?
+            .ok_or((OciCode::Denied, format!("the registry holds no PDS session for {user}: log in again")))?;
+        let unknown = || (OciCode::ManifestUnknown, format!("{name} has no manifest {}", display(&reference)));
+        let delete = |collection: &'static str, rkey: String| json!({ "repo": user, "collection": collection, "rkey": rkey });
+        match &reference {
+            Reference::Tag(tag) => {
+                let rkey = tag_record_key(name.repository(), tag);
+                get_record(&owner.pds, &owner.did, TAG_COLLECTION, &rkey).await.map_err(pds_unavailable)?.ok_or_else(unknown)?;
+                writer.post("com.atproto.repo.deleteRecord", Body::Json(delete(TAG_COLLECTION, rkey))).await.map_err(|e| (OciCode::Internal, e))?;
+                TAGS.with(|c| c.remove(&tag_key(&owner.did, name.repository(), tag)));
+                index::tag_deleted(env, &owner.did, name.repository(), tag).await.map_err(internal)?;
+            }
+            Reference::Digest(digest) => {
+                let record = find_manifest(env, &owner, name.repository(), digest).await?.ok_or_else(unknown)?;
+                let uri = record["uri"].as_str().unwrap_or_default().to_string();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let (tags, next) = list_records(&owner.pds, &owner.did, TAG_COLLECTION, cursor.as_deref()).await.map_err(pds_unavailable)?;
+                    for tag in tags.iter().filter(|t| t["value"]["manifest"].as_str() == Some(uri.as_str())) {
+                        let rkey = tag["uri"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+                        writer.post("com.atproto.repo.deleteRecord", Body::Json(delete(TAG_COLLECTION, rkey))).await.map_err(|e| (OciCode::Internal, e))?;
+                    }
+                    match next {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                let rkey = uri.rsplit('/').next().unwrap_or_default().to_string();
+                writer.post("com.atproto.repo.deleteRecord", Body::Json(delete(MANIFEST_COLLECTION, rkey))).await.map_err(|e| (OciCode::Internal, e))?;
+                MANIFESTS.with(|c| c.remove(&manifest_key(&owner.did, name.repository(), digest)));
+                index::manifest_deleted(env, &owner.did, name.repository(), digest).await.map_err(internal)?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => Ok(Response::empty()?.with_status(202)),
+        Err((code, message)) => error(code, Some(message)),
+    }
 }

@@ -26,7 +26,18 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
     };
     if let (Some(name), Some(action)) = (route.name(), needed) {
         if !claims.allows("repository", name.as_str(), action) {
-            return challenge(config, &route, needed, Some("insufficient_scope"));
+            // An anonymous token should authenticate (401); a user's token
+            // lacks the privilege (403, RFC 6750 `insufficient_scope`). Both
+            // carry the challenge naming the scope needed.
+            let mut resp = challenge(config, &route, needed, Some("insufficient_scope"))?;
+            if !claims.sub.is_empty() {
+                let message = format!("{} may not {action} {name}", claims.sub);
+                let mut denied = error(OciCode::Denied, Some(message))?;
+                let header = resp.headers().get("WWW-Authenticate")?.unwrap_or_default();
+                denied.headers_mut().set("WWW-Authenticate", &header)?;
+                resp = denied;
+            }
+            return Ok(resp);
         }
     }
     match route {
@@ -47,8 +58,13 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
                 Ok(user) => crate::manifests::put_manifest(&mut req, env, config, &user, &name, reference).await,
                 Err(_) => error(OciCode::Denied, Some("anonymous clients cannot push".into())),
             },
+            Method::Delete => match claims.sub.parse::<Did>() {
+                Ok(user) => crate::manifests::delete_manifest(env, config, &user, &name, reference).await,
+                Err(_) => error(OciCode::Denied, Some("anonymous clients cannot delete".into())),
+            },
             _ => error(OciCode::Unsupported, Some(format!("{} on manifests is not supported", req.method()))),
         },
+        Route::Referrers { name, digest } => crate::manifests::referrers(&req, config, &name, &digest).await,
         Route::Tags { name } => crate::manifests::list_tags(&req, config, &name).await,
         // Push was granted, so the token names its user.
         Route::UploadStart { name } => match claims.sub.parse::<Did>() {

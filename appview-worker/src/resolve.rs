@@ -10,7 +10,7 @@ use atcr_protocol::reference::Owner;
 use atcr_protocol::{Did, DidDocument, Handle};
 use serde::Deserialize;
 use worker::Fetch;
-use worker_support::resolve_did_cached;
+use worker_support::{resolve_did_cached, IsolateCache};
 
 #[derive(Debug)]
 pub enum ResolveError {
@@ -75,7 +75,23 @@ struct ResolvedHandle {
     did: Did,
 }
 
+/// How long a handle's DID is reused within one isolate.
+const HANDLE_CACHE_MS: u64 = 5 * 60 * 1000;
+
+thread_local! {
+    static HANDLES: IsolateCache<Did> = IsolateCache::new(4096);
+}
+
 async fn resolve_handle(handle: &Handle, config: &AppConfig) -> Result<Did, ResolveError> {
+    if let Some(did) = HANDLES.with(|c| c.get(handle.as_str())) {
+        return Ok(did);
+    }
+    let did = resolve_handle_uncached(handle, config).await?;
+    HANDLES.with(|c| c.put(handle.as_str(), did.clone(), HANDLE_CACHE_MS));
+    Ok(did)
+}
+
+async fn resolve_handle_uncached(handle: &Handle, config: &AppConfig) -> Result<Did, ResolveError> {
     let url = format!("{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}", config.handle_resolver_url);
     let parsed = url.parse().map_err(|e| ResolveError::Unavailable(format!("{url}: {e}")))?;
     let mut resp = Fetch::Url(parsed)

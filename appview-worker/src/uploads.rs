@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{Date, Fetch, Headers, Method, Request, RequestInit, Response, Result};
 
+/// S3-compatible stores refuse multipart parts below 5 MiB except the last,
+/// so every chunk but the last must be at least this long. Announced to
+/// clients in `OCI-Chunk-Min-Length`.
+const MIN_CHUNK: u64 = 5 * 1024 * 1024;
+
 /// Size of the parts a length-less PATCH is cut into.
 const STREAM_PART_SIZE: usize = 16 * 1024 * 1024;
 /// An upload must finish within a day.
@@ -36,6 +41,8 @@ struct UploadState {
     /// The hold's sealed session.
     session: String,
     parts: Vec<CompletedPart>,
+    /// Length of the last part sent, which decides whether more may follow.
+    last_part_len: Option<u64>,
     offset: u64,
     expires_at: u64,
 }
@@ -85,6 +92,7 @@ async fn start(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoNam
         hold: hold.did.clone(),
         session: started.session,
         parts: vec![],
+        last_part_len: None,
         offset: 0,
         expires_at: Date::now().as_millis() / 1000 + UPLOAD_LIFETIME_SECS,
     };
@@ -107,6 +115,9 @@ async fn patch(req: &mut Request, config: &AppConfig, mut state: UploadState) ->
             return Ok(resp);
         }
     }
+    if let Some(refusal) = too_short_to_continue(&state) {
+        return Ok(refusal);
+    }
     let hold = Hold::resolve(&state.hold, config).await.map_err(hold_refusal)?;
     append_body(req, config, &hold, &mut state).await?;
     status_response(&state, config, 202)
@@ -118,9 +129,23 @@ async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -
         .ok_or((OciCode::DigestInvalid, "PUT must name the blob's digest (?digest=)".to_string()))?
         .parse()
         .map_err(|e: atcr_protocol::digest::DigestError| (OciCode::DigestInvalid, e.to_string()))?;
+    let has_body = header(req, "Content-Length").map_or(req.inner().body().is_some(), |len| len != "0");
+    if has_body {
+        if let Some(refusal) = too_short_to_continue(&state) {
+            return Ok(refusal);
+        }
+    }
     let hold = Hold::resolve(&state.hold, config).await.map_err(hold_refusal)?;
     append_body(req, config, &hold, &mut state).await?;
     complete(config, &hold, &mut state, &digest).await
+}
+
+/// More bytes turn the last part into a middle one, which storage accepts
+/// only from `MIN_CHUNK` bytes up: a 416 saying so, if it is shorter.
+fn too_short_to_continue(state: &UploadState) -> Option<Response> {
+    let last = state.last_part_len.filter(|len| *len < MIN_CHUNK)?;
+    let message = format!("the previous chunk was {last} bytes: every chunk but the last must be at least {MIN_CHUNK} bytes (OCI-Chunk-Min-Length)");
+    error(OciCode::BlobUploadInvalid, Some(message)).ok().map(|r| r.with_status(416))
 }
 
 async fn cancel(config: &AppConfig, state: UploadState) -> std::result::Result<Response, Refusal> {
@@ -220,6 +245,7 @@ async fn put_part(config: &AppConfig, hold: &Hold, state: &mut UploadState, body
     }
     let etag = resp.headers().get("ETag").ok().flatten().ok_or((OciCode::Internal, "storage returned no ETag".to_string()))?;
     state.parts.push(CompletedPart { part_number: number, etag });
+    state.last_part_len = Some(len);
     state.offset += len;
     Ok(())
 }
@@ -233,6 +259,7 @@ fn status_response(state: &UploadState, config: &AppConfig, status: u16) -> std:
     // Inclusive byte range received so far ("0-0" before any byte, as distribution does).
     h.set("Range", &format!("0-{}", state.offset.saturating_sub(1))).map_err(internal)?;
     h.set("Docker-Upload-UUID", &state.id).map_err(internal)?;
+    h.set("OCI-Chunk-Min-Length", &MIN_CHUNK.to_string()).map_err(internal)?;
     h.set("Content-Length", "0").map_err(internal)?;
     Ok(resp)
 }

@@ -124,7 +124,7 @@ test('forged, foreign-key and expired tokens are refused at /v2/', async () => {
   }
 });
 
-test('a pull token cannot push: 401 insufficient_scope naming the scope needed', async () => {
+test('a user\'s pull token cannot push: 403 DENIED with an insufficient_scope challenge naming the scope', async () => {
   const { alice, bob } = stack.accounts;
   const token = (await getToken({ user: bob.handle, password: bob.appPassword, scope: `repository:${alice.handle}/app:pull,push` })).body.token;
   const res = await fetch(`${stack.urls.appview}/v2/${alice.handle}/app/manifests/latest`, {
@@ -132,7 +132,8 @@ test('a pull token cannot push: 401 insufficient_scope naming the scope needed',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
     body: '{}',
   });
-  assert.equal(res.status, 401);
+  assert.equal(res.status, 403);
+  assert.equal((await res.json()).errors[0].code, 'DENIED');
   const challenge = res.headers.get('www-authenticate');
   assert.match(challenge, new RegExp(`scope="repository:${alice.handle.replace('.', '\\.')}/app:pull,push"`));
   assert.match(challenge, /error="insufficient_scope"/);

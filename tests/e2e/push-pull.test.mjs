@@ -33,10 +33,10 @@ function run(cmd, args) {
 const records = async (collection, did = alice.did) =>
   (await xrpc(stack.urls.pds, 'com.atproto.repo.listRecords', { params: { repo: did, collection, limit: 100 } })).records;
 
-test('skopeo pushes a two-layer image and pulls it back byte for byte; the records are in alice\'s PDS', { timeout: 600_000 }, async () => {
+test('skopeo pushes a two-layer image (one layer 200 MB) and pulls it back byte for byte; the records are in alice\'s PDS', { timeout: 600_000 }, async () => {
   const image = buildImage(scratch, {
     tag: 'v1',
-    layers: [{ 'etc/hello.txt': 'hello from atcr\n' }, { 'data/random.bin': crypto.randomBytes(20 * 1024 * 1024) }],
+    layers: [{ 'etc/hello.txt': 'hello from atcr\n' }, { 'data/random.bin': crypto.randomBytes(200 * 1024 * 1024) }],
   });
   const ref = `${registry}/${alice.handle}/app:v1`;
   const push = await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${alice.handle}:${alice.appPassword}`, `oci:${image.layout}:v1`, `docker://${ref}`]);
@@ -83,7 +83,9 @@ test('bob cannot push into alice\'s repository', async () => {
 test('podman pushes and pulls with an app-password login', { timeout: 600_000 }, async () => {
   const image = buildImage(scratch, { tag: 'p1', layers: [{ 'podman.txt': 'pushed by podman\n' }] });
   // Podman keeps images in its own storage: an isolated one, loaded from the layout.
-  const layout = path.join(scratch, 'podman-layout');
+  // Podman and buildah name an image after its layout's path, which must be lowercase.
+  const layout = path.join(os.tmpdir(), `atcr-podman-layout-${crypto.randomBytes(6).toString('hex')}`);
+  process.on('exit', () => fs.rmSync(layout, { recursive: true, force: true }));
   fs.renameSync(image.layout, layout);
   const storage = ['--root', path.join(scratch, 'podman-root'), '--runroot', path.join(scratch, 'podman-run'), '--storage-driver', 'vfs'];
   const podman = (...args) => run('podman', [...storage, ...args]);

@@ -130,6 +130,23 @@ test('a wrong digest is DIGEST_INVALID and nothing becomes visible under it', as
   assert.equal(head.status, 404);
 });
 
+test('a chunk below OCI-Chunk-Min-Length may only be the last one', async () => {
+  const res = await fetch(registry(`/v2/${name}/blobs/uploads/`), { method: 'POST', headers: bearer });
+  const min = Number(res.headers.get('oci-chunk-min-length'));
+  assert.equal(min, 5 * MB);
+  const small = crypto.randomBytes(1000);
+  const first = await fetch(registry(res.headers.get('location')), { method: 'PATCH', headers: bearer, body: small });
+  assert.equal(first.status, 202);
+  const second = await fetch(registry(first.headers.get('location')), { method: 'PATCH', headers: bearer, body: small });
+  assert.equal(second.status, 416);
+  const body = await second.json();
+  assert.equal(body.errors[0].code, 'BLOB_UPLOAD_INVALID');
+  assert.match(body.errors[0].message, /at least 5242880 bytes/);
+  // A small last chunk is fine: finish after the first.
+  const done = await fetch(registry(`${first.headers.get('location')}?digest=${sha256(small)}`), { method: 'PUT', headers: bearer });
+  assert.equal(done.status, 201);
+});
+
 test('an out-of-order chunk is refused with 416', async () => {
   const location = await startUpload();
   const res = await fetch(registry(location), {
@@ -173,6 +190,7 @@ test('mounting a blob the owner\'s hold already has answers 201 without an uploa
 test('bob cannot upload into alice\'s repository', async () => {
   const bobBearer = { authorization: `Bearer ${await token(`repository:${name}:pull,push`, stack.accounts.bob)}` };
   const res = await fetch(registry(`/v2/${name}/blobs/uploads/`), { method: 'POST', headers: bobBearer });
-  assert.equal(res.status, 401);
+  assert.equal(res.status, 403);
+  assert.equal((await res.json()).errors[0].code, 'DENIED');
   assert.match(res.headers.get('www-authenticate'), /insufficient_scope/);
 });

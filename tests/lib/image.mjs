@@ -70,3 +70,34 @@ export function layoutBlobs(layout) {
 function assertHash(bytes, hex) {
   if (sha256(bytes) !== hex) throw new Error(`blob ${hex} does not hash to its name`);
 }
+
+/**
+ * A multi-platform image: one image per architecture plus an OCI index over
+ * them, tagged `tag` in one layout. Returns {layout, index, indexBytes, digest, images}.
+ */
+export function buildIndex(workdir, { tag = 'latest', architectures = ['amd64', 'arm64'] }) {
+  const layout = fs.mkdtempSync(path.join(workdir, 'index-'));
+  fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const images = architectures.map((architecture) => {
+    const one = buildImage(workdir, { tag: architecture, architecture, layers: [{ 'arch.txt': `built for ${architecture}\n` }] });
+    for (const hex of fs.readdirSync(path.join(one.layout, 'blobs', 'sha256'))) {
+      fs.mkdirSync(path.join(layout, 'blobs', 'sha256'), { recursive: true });
+      fs.copyFileSync(path.join(one.layout, 'blobs', 'sha256', hex), path.join(layout, 'blobs', 'sha256', hex));
+    }
+    return { ...one, architecture };
+  });
+  const index = {
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: images.map((i) => ({
+      mediaType: OCI_MANIFEST, digest: i.digest, size: i.manifestBytes.length, platform: { architecture: i.architecture, os: 'linux' },
+    })),
+  };
+  const indexBytes = Buffer.from(JSON.stringify(index));
+  const descriptor = writeBlob(layout, indexBytes, OCI_INDEX);
+  fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{ ...descriptor, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+  }));
+  return { layout, index, indexBytes, digest: descriptor.digest, images };
+}

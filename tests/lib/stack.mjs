@@ -66,6 +66,29 @@ export async function startStack(opts = {}) {
     s3,
     urls: {},
     accounts: {},
+    /**
+     * Starts another appview with its own empty D1 (and keys) against the
+     * same PDS and hold; it stops with the stack. Resolves to its URL.
+     */
+    async startAppview(label) {
+      const port = await freePort();
+      const state = path.join(dir, `${label}-state`);
+      applySchema(state);
+      const url = `http://127.0.0.1:${port}`;
+      const envFile = writeEnvFile(dir, `${label}.env`, {
+        PUBLIC_URL: url,
+        PLC_URL: stack.urls.plc,
+        HANDLE_RESOLVER_URL: stack.urls.pds,
+        DEFAULT_HOLD: stack.holdDid,
+        APPVIEW_SIGNING_KEY: crypto.randomBytes(32).toString('hex'),
+        APPVIEW_SECRET_KEY: crypto.randomBytes(32).toString('hex'),
+      });
+      children.push(startWrangler(label, path.join(ROOT, 'wrangler.toml'), {
+        port, inspector: await freePort(), envFile, persist: state, log,
+      }));
+      await waitFor(`${url}/health`, [200], label, 180_000);
+      return url;
+    },
     /** Process group of a service (by label: s3s-fs, hold, appview). */
     processGroup(label) {
       return children.find((c) => c.label === label)?.pid;

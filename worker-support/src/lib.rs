@@ -97,8 +97,7 @@ pub async fn resolve_did(did: &atcr_protocol::Did, plc_url: &str) -> std::result
 const DID_CACHE_MS: u64 = 5 * 60 * 1000;
 
 thread_local! {
-    static DID_CACHE: std::cell::RefCell<std::collections::HashMap<String, (u64, atcr_protocol::DidDocument)>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static DID_CACHE: IsolateCache<atcr_protocol::DidDocument> = IsolateCache::new(1024);
 }
 
 /// `resolve_did`, remembered for a few minutes: every authenticated request
@@ -107,12 +106,45 @@ pub async fn resolve_did_cached(
     did: &atcr_protocol::Did,
     plc_url: &str,
 ) -> std::result::Result<atcr_protocol::DidDocument, String> {
-    let now = Date::now().as_millis();
-    let hit = DID_CACHE.with(|c| c.borrow().get(did.as_str()).filter(|(exp, _)| *exp > now).map(|(_, d)| d.clone()));
-    if let Some(doc) = hit {
+    if let Some(doc) = DID_CACHE.with(|c| c.get(did.as_str())) {
         return Ok(doc);
     }
     let doc = resolve_did(did, plc_url).await?;
-    DID_CACHE.with(|c| c.borrow_mut().insert(did.to_string(), (now + DID_CACHE_MS, doc.clone())));
+    DID_CACHE.with(|c| c.put(did.as_str(), doc.clone(), DID_CACHE_MS));
     Ok(doc)
+}
+
+/// A small per-isolate cache with expiry and a size bound. For values that
+/// are cheap to fetch again: a miss is always safe.
+pub struct IsolateCache<V: Clone> {
+    entries: std::cell::RefCell<std::collections::HashMap<String, (u64, V)>>,
+    capacity: usize,
+}
+
+impl<V: Clone> IsolateCache<V> {
+    pub fn new(capacity: usize) -> Self {
+        IsolateCache { entries: std::cell::RefCell::new(std::collections::HashMap::new()), capacity }
+    }
+
+    pub fn get(&self, key: &str) -> Option<V> {
+        let now = Date::now().as_millis();
+        self.entries.borrow().get(key).filter(|(exp, _)| *exp > now).map(|(_, v)| v.clone())
+    }
+
+    /// Keeps `value` for `ttl_ms` (u64::MAX: until evicted).
+    pub fn put(&self, key: &str, value: V, ttl_ms: u64) {
+        let now = Date::now().as_millis();
+        let mut entries = self.entries.borrow_mut();
+        if entries.len() >= self.capacity {
+            entries.retain(|_, (exp, _)| *exp > now);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key.to_string(), (now.saturating_add(ttl_ms), value));
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.entries.borrow_mut().remove(key);
+    }
 }
