@@ -12,12 +12,23 @@ use atcr_protocol::reference::RepoName;
 use atcr_protocol::{Did, Digest, OciCode};
 use worker::{Method, Response, Result};
 
-pub async fn get_blob(config: &AppConfig, user: Option<&Did>, method: Method, name: &RepoName, digest: &Digest) -> Result<Response> {
+pub async fn get_blob(
+    config: &AppConfig,
+    user: Option<&Did>,
+    method: Method,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Response> {
     let hold = match locate(name, config).await {
         Ok((_, hold)) => hold,
         Err((code, message)) => return error(code, Some(message)),
     };
-    let unknown = || error(OciCode::BlobUnknown, Some(format!("{name} has no blob {digest}")));
+    let unknown = || {
+        error(
+            OciCode::BlobUnknown,
+            Some(format!("{name} has no blob {digest}")),
+        )
+    };
     if method == Method::Head {
         return match hold.stat(config, user, digest).await {
             Ok(Some(size)) => {
@@ -36,7 +47,8 @@ pub async fn get_blob(config: &AppConfig, user: Option<&Did>, method: Method, na
         Ok(Some(url)) => {
             let mut resp = Response::empty()?.with_status(307);
             resp.headers_mut().set("Location", &url)?;
-            resp.headers_mut().set("Docker-Content-Digest", digest.as_str())?;
+            resp.headers_mut()
+                .set("Docker-Content-Digest", digest.as_str())?;
             Ok(resp)
         }
         Ok(None) => unknown(),
@@ -46,7 +58,13 @@ pub async fn get_blob(config: &AppConfig, user: Option<&Did>, method: Method, na
 
 fn hold_failure(e: HoldCallError) -> Result<Response> {
     match e {
-        HoldCallError::Refused { status: 401 | 403, error: x } => error(OciCode::Denied, Some(format!("the hold refused: {}", x.message))),
+        HoldCallError::Refused {
+            status: 401 | 403,
+            error: x,
+        } => error(
+            OciCode::Denied,
+            Some(format!("the hold refused: {}", x.message)),
+        ),
         other => error(OciCode::Internal, Some(other.to_string())),
     }
 }

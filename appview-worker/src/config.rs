@@ -43,18 +43,26 @@ impl AppConfig {
             None => host.to_string(),
         };
         let signing_key = key_from_hex(&var("APPVIEW_SIGNING_KEY")?)
-            .and_then(|bytes| p256::ecdsa::SigningKey::from_bytes(&bytes.into()).map_err(|e| e.to_string()))
+            .and_then(|bytes| {
+                p256::ecdsa::SigningKey::from_bytes(&bytes.into()).map_err(|e| e.to_string())
+            })
             .map_err(|e| format!("APPVIEW_SIGNING_KEY: {e}"))?;
-        let secret_key = key_from_hex(&var("APPVIEW_SECRET_KEY")?).map_err(|e| format!("APPVIEW_SECRET_KEY: {e}"))?;
+        let secret_key = key_from_hex(&var("APPVIEW_SECRET_KEY")?)
+            .map_err(|e| format!("APPVIEW_SECRET_KEY: {e}"))?;
         Ok(AppConfig {
             service: var("REGISTRY_SERVICE").unwrap_or(default_service),
             did: Did::web_for_url(&public_url).map_err(|e| format!("PUBLIC_URL: {e}"))?,
-            plc_url: var("PLC_URL").unwrap_or_else(|_| "https://plc.directory".into()).trim_end_matches('/').into(),
+            plc_url: var("PLC_URL")
+                .unwrap_or_else(|_| "https://plc.directory".into())
+                .trim_end_matches('/')
+                .into(),
             handle_resolver_url: var("HANDLE_RESOLVER_URL")
                 .unwrap_or_else(|_| "https://public.api.bsky.app".into())
                 .trim_end_matches('/')
                 .into(),
-            default_hold: var("DEFAULT_HOLD")?.parse().map_err(|e| format!("DEFAULT_HOLD: {e}"))?,
+            default_hold: var("DEFAULT_HOLD")?
+                .parse()
+                .map_err(|e| format!("DEFAULT_HOLD: {e}"))?,
             public_url,
             signing_key,
             secret_key,

@@ -9,17 +9,37 @@ use worker_support::{health_response, probe, resolve_did, timed};
 pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
     let checks = vec![
         d1(env).await,
-        probe("plc", Method::Get, &format!("{}/_health", config.plc_url), &[], &[200]).await,
-        probe("pds_resolver", Method::Get, &format!("{}/xrpc/_health", config.handle_resolver_url), &[], &[200]).await,
+        probe(
+            "plc",
+            Method::Get,
+            &format!("{}/_health", config.plc_url),
+            &[],
+            &[200],
+        )
+        .await,
+        probe(
+            "pds_resolver",
+            Method::Get,
+            &format!("{}/xrpc/_health", config.handle_resolver_url),
+            &[],
+            &[200],
+        )
+        .await,
         default_hold(config).await,
     ];
-    health_response(&HealthReport::new("atcr-appview", env!("CARGO_PKG_VERSION"), checks))
+    health_response(&HealthReport::new(
+        "atcr-appview",
+        env!("CARGO_PKG_VERSION"),
+        checks,
+    ))
 }
 
 /// D1 answers and holds our schema (`schema.sql` was applied).
 async fn d1(env: &Env) -> Check {
     timed("d1", async {
-        let db = env.d1(DB_BINDING).map_err(|e| format!("no D1 binding {DB_BINDING}: {e}"))?;
+        let db = env
+            .d1(DB_BINDING)
+            .map_err(|e| format!("no D1 binding {DB_BINDING}: {e}"))?;
         let row: Option<serde_json::Value> = db
             .prepare("SELECT value FROM meta WHERE key = 'schema_version'")
             .first(None)

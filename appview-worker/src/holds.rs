@@ -3,14 +3,14 @@
 
 use crate::config::AppConfig;
 use crate::resolve::{resolve_owner, Identity, ResolveError};
-use atcr_protocol::reference::RepoName;
-use atcr_protocol::OciCode;
 use atcr_protocol::hold_api::{
-    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD, COMPLETE_UPLOAD,
-    GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
+    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD,
+    COMPLETE_UPLOAD, GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
 };
 use atcr_protocol::identity::HOLD_SERVICE_ID;
+use atcr_protocol::reference::RepoName;
 use atcr_protocol::service_auth::{sign_es256, ServiceClaims};
+use atcr_protocol::OciCode;
 use atcr_protocol::{Did, Digest};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -33,7 +33,11 @@ pub enum HoldCallError {
 impl std::fmt::Display for HoldCallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HoldCallError::Refused { status, error } => write!(f, "hold refused ({status} {}): {}", error.error, error.message),
+            HoldCallError::Refused { status, error } => write!(
+                f,
+                "hold refused ({status} {}): {}",
+                error.error, error.message
+            ),
             HoldCallError::Unavailable(m) => f.write_str(m),
         }
     }
@@ -47,17 +51,32 @@ pub struct Hold {
 
 impl Hold {
     pub async fn resolve(did: &Did, config: &AppConfig) -> Result<Hold, HoldCallError> {
-        let doc = resolve_did_cached(did, &config.plc_url).await.map_err(HoldCallError::Unavailable)?;
-        let endpoint = doc
-            .service_endpoint(HOLD_SERVICE_ID)
-            .ok_or_else(|| HoldCallError::Unavailable(format!("{did} is not a hold (no {HOLD_SERVICE_ID} service)")))?;
-        Ok(Hold { did: did.clone(), endpoint: endpoint.trim_end_matches('/').to_string() })
+        let doc = resolve_did_cached(did, &config.plc_url)
+            .await
+            .map_err(HoldCallError::Unavailable)?;
+        let endpoint = doc.service_endpoint(HOLD_SERVICE_ID).ok_or_else(|| {
+            HoldCallError::Unavailable(format!(
+                "{did} is not a hold (no {HOLD_SERVICE_ID} service)"
+            ))
+        })?;
+        Ok(Hold {
+            did: did.clone(),
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+        })
     }
 
     /// `statBlob`: `Ok(None)` when the hold has no such blob.
-    pub async fn stat(&self, config: &AppConfig, user: Option<&Did>, digest: &Digest) -> Result<Option<u64>, HoldCallError> {
+    pub async fn stat(
+        &self,
+        config: &AppConfig,
+        user: Option<&Did>,
+        digest: &Digest,
+    ) -> Result<Option<u64>, HoldCallError> {
         let query = format!("digest={digest}");
-        match self.call::<BlobStat>(config, user, STAT_BLOB, &query, None).await {
+        match self
+            .call::<BlobStat>(config, user, STAT_BLOB, &query, None)
+            .await
+        {
             Ok(stat) => Ok(Some(stat.size)),
             Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -73,7 +92,10 @@ impl Hold {
         method: &str,
     ) -> Result<Option<String>, HoldCallError> {
         let query = format!("digest={digest}&method={method}");
-        match self.call::<PresignedUrl>(config, user, GET_BLOB, &query, None).await {
+        match self
+            .call::<PresignedUrl>(config, user, GET_BLOB, &query, None)
+            .await
+        {
             Ok(url) => Ok(Some(url.url)),
             Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -81,14 +103,27 @@ impl Hold {
     }
 
     /// `startUpload` without a digest: OCI clients name it only at the end.
-    pub async fn start_upload(&self, config: &AppConfig, user: &Did) -> Result<UploadStarted, HoldCallError> {
-        self.call(config, Some(user), START_UPLOAD, "", Some(json!({}))).await
+    pub async fn start_upload(
+        &self,
+        config: &AppConfig,
+        user: &Did,
+    ) -> Result<UploadStarted, HoldCallError> {
+        self.call(config, Some(user), START_UPLOAD, "", Some(json!({})))
+            .await
     }
 
     /// `getUploadPartUrl`: where part `part` of the upload goes.
-    pub async fn part_url(&self, config: &AppConfig, user: &Did, session: &str, part: u32) -> Result<String, HoldCallError> {
+    pub async fn part_url(
+        &self,
+        config: &AppConfig,
+        user: &Did,
+        session: &str,
+        part: u32,
+    ) -> Result<String, HoldCallError> {
         let body = json!({ "session": session, "partNumber": part });
-        let url: PresignedUrl = self.call(config, Some(user), GET_UPLOAD_PART_URL, "", Some(body)).await?;
+        let url: PresignedUrl = self
+            .call(config, Some(user), GET_UPLOAD_PART_URL, "", Some(body))
+            .await?;
         Ok(url.url)
     }
 
@@ -102,12 +137,20 @@ impl Hold {
         digest: &Digest,
     ) -> Result<UploadCompleted, HoldCallError> {
         let body = json!({ "session": session, "parts": parts, "digest": digest });
-        self.call(config, Some(user), COMPLETE_UPLOAD, "", Some(body)).await
+        self.call(config, Some(user), COMPLETE_UPLOAD, "", Some(body))
+            .await
     }
 
-    pub async fn abort_upload(&self, config: &AppConfig, user: &Did, session: &str) -> Result<(), HoldCallError> {
+    pub async fn abort_upload(
+        &self,
+        config: &AppConfig,
+        user: &Did,
+        session: &str,
+    ) -> Result<(), HoldCallError> {
         let body = json!({ "session": session });
-        self.call::<serde_json::Value>(config, Some(user), ABORT_UPLOAD, "", Some(body)).await.map(|_| ())
+        self.call::<serde_json::Value>(config, Some(user), ABORT_UPLOAD, "", Some(body))
+            .await
+            .map(|_| ())
     }
 
     /// Calls one XRPC method, acting for `user` (or anonymously): a GET with
@@ -129,31 +172,43 @@ impl Hold {
                 lxm: Some(nsid.to_string()),
                 jti: None,
             };
-            let token = sign_es256(&config.signing_key, claims, now(), SERVICE_TOKEN_LIFETIME).map_err(HoldCallError::Unavailable)?;
-            headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
+            let token = sign_es256(&config.signing_key, claims, now(), SERVICE_TOKEN_LIFETIME)
+                .map_err(HoldCallError::Unavailable)?;
+            headers
+                .set("Authorization", &format!("Bearer {token}"))
+                .map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
         }
         let url = format!("{}/xrpc/{nsid}?{query}", self.endpoint);
         let mut init = RequestInit::new();
         match body {
             Some(body) => {
-                headers.set("Content-Type", "application/json").map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
-                init.with_method(Method::Post).with_body(Some(body.to_string().into()));
+                headers
+                    .set("Content-Type", "application/json")
+                    .map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
+                init.with_method(Method::Post)
+                    .with_body(Some(body.to_string().into()));
             }
             None => {
                 init.with_method(Method::Get);
             }
         }
         init.with_headers(headers);
-        let req = Request::new_with_init(&url, &init).map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
-        let mut resp = Fetch::Request(req)
-            .send()
-            .await
-            .map_err(|e| HoldCallError::Unavailable(format!("hold {} unreachable: {e}", self.did)))?;
+        let req = Request::new_with_init(&url, &init)
+            .map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
+        let mut resp = Fetch::Request(req).send().await.map_err(|e| {
+            HoldCallError::Unavailable(format!("hold {} unreachable: {e}", self.did))
+        })?;
         let status = resp.status_code();
         if status == 200 {
-            return resp.json().await.map_err(|e| HoldCallError::Unavailable(format!("hold answered nonsense: {e}")));
+            return resp
+                .json()
+                .await
+                .map_err(|e| HoldCallError::Unavailable(format!("hold answered nonsense: {e}")));
         }
-        let error = resp.json::<XrpcError>().await.unwrap_or(XrpcError { error: "Unknown".into(), message: format!("status {status}") });
+        let error = resp.json::<XrpcError>().await.unwrap_or(XrpcError {
+            error: "Unknown".into(),
+            message: format!("status {status}"),
+        });
         Err(HoldCallError::Refused { status, error })
     }
 }
@@ -187,11 +242,18 @@ pub async fn hold_of(owner: &Identity, config: &AppConfig) -> Did {
 }
 
 /// The identity behind a repository name and the hold its blobs live in.
-pub async fn locate(name: &RepoName, config: &AppConfig) -> Result<(Identity, Hold), (OciCode, String)> {
-    let owner = resolve_owner(name.owner(), config).await.map_err(|e| match e {
-        ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
-        ResolveError::Unavailable(m) => (OciCode::Internal, m),
-    })?;
-    let hold = Hold::resolve(&hold_of(&owner, config).await, config).await.map_err(|e| (OciCode::Internal, e.to_string()))?;
+pub async fn locate(
+    name: &RepoName,
+    config: &AppConfig,
+) -> Result<(Identity, Hold), (OciCode, String)> {
+    let owner = resolve_owner(name.owner(), config)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
+            ResolveError::Unavailable(m) => (OciCode::Internal, m),
+        })?;
+    let hold = Hold::resolve(&hold_of(&owner, config).await, config)
+        .await
+        .map_err(|e| (OciCode::Internal, e.to_string()))?;
     Ok((owner, hold))
 }

@@ -11,7 +11,13 @@ fn now_ms() -> f64 {
 }
 
 /// Records a stored manifest (and its owner and repository).
-pub async fn manifest_stored(env: &Env, owner: &Did, pds: &str, handle: Option<&str>, m: &StoredManifest<'_>) -> Result<()> {
+pub async fn manifest_stored(
+    env: &Env,
+    owner: &Did,
+    pds: &str,
+    handle: Option<&str>,
+    m: &StoredManifest<'_>,
+) -> Result<()> {
     let db = env.d1(DB_BINDING)?;
     let now = now_ms();
     let statements = vec![
@@ -60,7 +66,14 @@ pub struct StoredManifest<'a> {
     pub platforms: Option<String>,
 }
 
-pub async fn tag_stored(env: &Env, owner: &Did, repository: &str, tag: &str, digest: &Digest, record_uri: &str) -> Result<()> {
+pub async fn tag_stored(
+    env: &Env,
+    owner: &Did,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+    record_uri: &str,
+) -> Result<()> {
     env.d1(DB_BINDING)?
         .prepare(
             "INSERT INTO tags (owner_did, repository, tag, digest, record_uri, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -73,7 +86,12 @@ pub async fn tag_stored(env: &Env, owner: &Did, repository: &str, tag: &str, dig
 }
 
 /// The record URI of a manifest, if this appview has seen it.
-pub async fn manifest_record(env: &Env, owner: &Did, repository: &str, digest: &Digest) -> Result<Option<String>> {
+pub async fn manifest_record(
+    env: &Env,
+    owner: &Did,
+    repository: &str,
+    digest: &Digest,
+) -> Result<Option<String>> {
     let row: Option<serde_json::Value> = env
         .d1(DB_BINDING)?
         .prepare("SELECT record_uri FROM manifests WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3")
@@ -106,12 +124,25 @@ pub async fn tag_deleted(env: &Env, owner: &Did, repository: &str, tag: &str) ->
 }
 
 /// Forgets a manifest and the tags that named it.
-pub async fn manifest_deleted(env: &Env, owner: &Did, repository: &str, digest: &Digest) -> Result<()> {
+pub async fn manifest_deleted(
+    env: &Env,
+    owner: &Did,
+    repository: &str,
+    digest: &Digest,
+) -> Result<()> {
     let db = env.d1(DB_BINDING)?;
-    let args = [owner.as_str().into(), repository.into(), digest.as_str().into()];
+    let args = [
+        owner.as_str().into(),
+        repository.into(),
+        digest.as_str().into(),
+    ];
     db.batch(vec![
-        db.prepare("DELETE FROM tags WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3").bind(&args)?,
-        db.prepare("DELETE FROM manifests WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3").bind(&args)?,
+        db.prepare("DELETE FROM tags WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3")
+            .bind(&args)?,
+        db.prepare(
+            "DELETE FROM manifests WHERE owner_did = ?1 AND repository = ?2 AND digest = ?3",
+        )
+        .bind(&args)?,
     ])
     .await?;
     Ok(())

@@ -31,7 +31,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let config = match AppConfig::from_env(&env) {
         Ok(config) => config,
         Err(message) => {
-            let body = serde_json::json!({ "error": format!("appview is misconfigured: {message}") });
+            let body =
+                serde_json::json!({ "error": format!("appview is misconfigured: {message}") });
             return worker_support::json(500, &body);
         }
     };

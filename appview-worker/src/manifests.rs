@@ -11,7 +11,7 @@ use crate::config::AppConfig;
 use crate::holds::{locate, Hold};
 use crate::index::{self, StoredManifest};
 use crate::oci::error;
-use crate::pds::{get_blob, get_record, list_records, Body, PdsWriter};
+use crate::pds::{all_records, get_blob, get_record, Body, PdsWriter};
 use crate::resolve::{resolve_owner, Identity, ResolveError};
 use atcr_protocol::digest::Algorithm;
 use atcr_protocol::manifest::{self, tag_record_key, ManifestError, MAX_MANIFEST_BYTES};
@@ -50,25 +50,54 @@ fn tag_key(owner: &Did, repository: &str, tag: &str) -> String {
 }
 
 /// `PUT /v2/<name>/manifests/<reference>`.
-pub async fn put_manifest(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, name: &RepoName, reference: Reference) -> Result<Response> {
+pub async fn put_manifest(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+    reference: Reference,
+) -> Result<Response> {
     match store(req, env, config, user, name, reference).await {
         Ok(resp) => Ok(resp),
         Err((code, message)) => {
             let resp = error(code, Some(message))?;
             // Oversized manifests are a 413 ("Payload Too Large").
-            Ok(if code == OciCode::SizeInvalid { resp.with_status(413) } else { resp })
+            Ok(if code == OciCode::SizeInvalid {
+                resp.with_status(413)
+            } else {
+                resp
+            })
         }
     }
 }
 
-async fn store(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, name: &RepoName, reference: Reference) -> std::result::Result<Response, Refusal> {
+async fn store(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+    reference: Reference,
+) -> std::result::Result<Response, Refusal> {
     let (owner, hold) = locate(name, config).await?;
     if &owner.did != user {
-        return Err((OciCode::Denied, format!("only {} may push to {name}", owner.did)));
+        return Err((
+            OciCode::Denied,
+            format!("only {} may push to {name}", owner.did),
+        ));
     }
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > MAX_MANIFEST_BYTES) {
-        return Err((OciCode::SizeInvalid, format!("manifests may be at most {MAX_MANIFEST_BYTES} bytes")));
+        return Err((
+            OciCode::SizeInvalid,
+            format!("manifests may be at most {MAX_MANIFEST_BYTES} bytes"),
+        ));
     }
     let bytes = req.bytes().await.map_err(internal)?;
     let algorithm = match &reference {
@@ -78,7 +107,10 @@ async fn store(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, nam
     let digest = Digest::of(algorithm, &bytes);
     if let Reference::Digest(expected) = &reference {
         if expected != &digest {
-            return Err((OciCode::DigestInvalid, format!("the manifest's digest is {digest}, not {expected}")));
+            return Err((
+                OciCode::DigestInvalid,
+                format!("the manifest's digest is {digest}, not {expected}"),
+            ));
         }
     }
     let content_type = req.headers().get("Content-Type").ok().flatten();
@@ -87,38 +119,74 @@ async fn store(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, nam
         other => (OciCode::ManifestInvalid, other.to_string()),
     })?;
     for blob in parsed.blobs() {
-        if hold.stat(config, Some(user), &blob.digest).await.map_err(|e| (OciCode::Internal, e.to_string()))?.is_none() {
-            return Err((OciCode::ManifestBlobUnknown, format!("blob {} is not in {name}'s hold; push it first", blob.digest)));
+        if hold
+            .stat(config, Some(user), &blob.digest)
+            .await
+            .map_err(|e| (OciCode::Internal, e.to_string()))?
+            .is_none()
+        {
+            return Err((
+                OciCode::ManifestBlobUnknown,
+                format!(
+                    "blob {} is not in {name}'s hold; push it first",
+                    blob.digest
+                ),
+            ));
         }
     }
     for child in &parsed.manifests {
-        if find_manifest(env, &owner, name.repository(), &child.digest).await?.is_none() {
-            return Err((OciCode::ManifestBlobUnknown, format!("manifest {} is not in {name}; push it first", child.digest)));
+        if find_manifest(env, &owner, name.repository(), &child.digest)
+            .await?
+            .is_none()
+        {
+            return Err((
+                OciCode::ManifestBlobUnknown,
+                format!("manifest {} is not in {name}; push it first", child.digest),
+            ));
         }
     }
 
     let mut writer = PdsWriter::for_user(env, config, user)
         .await
         .map_err(internal)?
-        .ok_or((OciCode::Denied, format!("the registry holds no PDS session for {user}: log in again")))?;
+        .ok_or((
+            OciCode::Denied,
+            format!("the registry holds no PDS session for {user}: log in again"),
+        ))?;
     ensure_profile(&mut writer, &owner, &hold).await?;
     let pds_error = |e: String| (OciCode::Internal, e);
     let blob = writer
-        .post("com.atproto.repo.uploadBlob", Body::Bytes(&bytes, &parsed.media_type))
+        .post(
+            "com.atproto.repo.uploadBlob",
+            Body::Bytes(&bytes, &parsed.media_type),
+        )
         .await
         .map_err(pds_error)?["blob"]
         .clone();
     let now = now_rfc3339();
-    let record = manifest::record(&parsed, name.repository(), &digest, hold.did.as_str(), blob, &now);
+    let record = manifest::record(
+        &parsed,
+        name.repository(),
+        &digest,
+        hold.did.as_str(),
+        blob,
+        &now,
+    );
     // Re-pushing the same manifest updates its record instead of adding one.
-    let rkey = match index::manifest_record(env, &owner.did, name.repository(), &digest).await.map_err(internal)? {
+    let rkey = match index::manifest_record(env, &owner.did, name.repository(), &digest)
+        .await
+        .map_err(internal)?
+    {
         Some(uri) => uri.rsplit('/').next().unwrap_or_default().to_string(),
         None => new_record_key(),
     };
     let written = writer
-        .post("com.atproto.repo.putRecord", Body::Json(json!({
-            "repo": user, "collection": MANIFEST_COLLECTION, "rkey": rkey, "record": record,
-        })))
+        .post(
+            "com.atproto.repo.putRecord",
+            Body::Json(json!({
+                "repo": user, "collection": MANIFEST_COLLECTION, "rkey": rkey, "record": record,
+            })),
+        )
         .await
         .map_err(pds_error)?;
     let manifest_uri = written["uri"].as_str().unwrap_or_default().to_string();
@@ -134,8 +202,16 @@ async fn store(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, nam
     }
 
     // The PDS has it all now; the index is a cache, so a failure here is logged, not returned.
-    let platforms = (!parsed.manifests.is_empty())
-        .then(|| Value::Array(parsed.manifests.iter().filter_map(|m| m.platform.clone()).collect()).to_string());
+    let platforms = (!parsed.manifests.is_empty()).then(|| {
+        Value::Array(
+            parsed
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.clone())
+                .collect(),
+        )
+        .to_string()
+    });
     let stored = StoredManifest {
         repository: name.repository(),
         digest: &digest,
@@ -148,37 +224,73 @@ async fn store(req: &mut Request, env: &Env, config: &AppConfig, user: &Did, nam
         platforms,
     };
     let handle = owner.doc.handle().map(|h| h.to_string());
-    if let Err(e) = index::manifest_stored(env, &owner.did, &owner.pds, handle.as_deref(), &stored).await {
+    if let Err(e) =
+        index::manifest_stored(env, &owner.did, &owner.pds, handle.as_deref(), &stored).await
+    {
         worker::console_error!("index write failed for {name}@{digest}: {e}");
     }
     if let Reference::Tag(tag) = &reference {
-        if let Err(e) = index::tag_stored(env, &owner.did, name.repository(), tag, &digest, &manifest_uri).await {
+        if let Err(e) = index::tag_stored(
+            env,
+            &owner.did,
+            name.repository(),
+            tag,
+            &digest,
+            &manifest_uri,
+        )
+        .await
+        {
             worker::console_error!("index write failed for {name}:{tag}: {e}");
         }
     }
 
     let served = (parsed.media_type.clone(), digest.clone(), bytes.clone());
-    MANIFESTS.with(|c| c.put(&manifest_key(&owner.did, name.repository(), &digest), served, u64::MAX));
+    MANIFESTS.with(|c| {
+        c.put(
+            &manifest_key(&owner.did, name.repository(), &digest),
+            served,
+            u64::MAX,
+        )
+    });
     if let Reference::Tag(tag) = &reference {
-        TAGS.with(|c| c.put(&tag_key(&owner.did, name.repository(), tag), digest.clone(), TAG_CACHE_MS));
+        TAGS.with(|c| {
+            c.put(
+                &tag_key(&owner.did, name.repository(), tag),
+                digest.clone(),
+                TAG_CACHE_MS,
+            )
+        });
     }
 
     let mut resp = Response::empty().map_err(internal)?.with_status(201);
     let h = resp.headers_mut();
-    h.set("Location", &format!("/v2/{name}/manifests/{digest}")).map_err(internal)?;
-    h.set("Docker-Content-Digest", digest.as_str()).map_err(internal)?;
+    h.set("Location", &format!("/v2/{name}/manifests/{digest}"))
+        .map_err(internal)?;
+    h.set("Docker-Content-Digest", digest.as_str())
+        .map_err(internal)?;
     if let Some(subject) = &parsed.subject {
-        h.set("OCI-Subject", subject.digest.as_str()).map_err(internal)?;
+        h.set("OCI-Subject", subject.digest.as_str())
+            .map_err(internal)?;
     }
     Ok(resp)
 }
 
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>`: the exact bytes pushed.
-pub async fn get_manifest(env: &Env, config: &AppConfig, method: Method, name: &RepoName, reference: Reference) -> Result<Response> {
+pub async fn get_manifest(
+    env: &Env,
+    config: &AppConfig,
+    method: Method,
+    name: &RepoName,
+    reference: Reference,
+) -> Result<Response> {
     match fetch(env, config, name, &reference).await {
         Ok((owner, media_type, digest, bytes)) => {
             let length = bytes.len();
-            let mut resp = if method == Method::Head { Response::empty()? } else { Response::from_bytes(bytes)? };
+            let mut resp = if method == Method::Head {
+                Response::empty()?
+            } else {
+                Response::from_bytes(bytes)?
+            };
             // Keep Content-Length: no compression of registry payloads.
             resp = resp.with_encode_body(EncodeBody::Manual);
             let h = resp.headers_mut();
@@ -196,77 +308,130 @@ pub async fn get_manifest(env: &Env, config: &AppConfig, method: Method, name: &
     }
 }
 
-async fn fetch(env: &Env, config: &AppConfig, name: &RepoName, reference: &Reference) -> std::result::Result<(Did, String, Digest, Vec<u8>), Refusal> {
-    let owner = resolve_owner(name.owner(), config).await.map_err(|e| match e {
-        ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
-        ResolveError::Unavailable(m) => (OciCode::Internal, m),
-    })?;
-    let unknown = || (OciCode::ManifestUnknown, format!("{name} has no manifest {}", display(reference)));
+async fn fetch(
+    env: &Env,
+    config: &AppConfig,
+    name: &RepoName,
+    reference: &Reference,
+) -> std::result::Result<(Did, String, Digest, Vec<u8>), Refusal> {
+    let owner = resolve_owner(name.owner(), config)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
+            ResolveError::Unavailable(m) => (OciCode::Internal, m),
+        })?;
+    let unknown = || {
+        (
+            OciCode::ManifestUnknown,
+            format!("{name} has no manifest {}", display(reference)),
+        )
+    };
     let cached_digest = match reference {
         Reference::Digest(d) => Some(d.clone()),
         Reference::Tag(tag) => TAGS.with(|c| c.get(&tag_key(&owner.did, name.repository(), tag))),
     };
     if let Some(digest) = cached_digest {
-        if let Some((media_type, digest, bytes)) = MANIFESTS.with(|c| c.get(&manifest_key(&owner.did, name.repository(), &digest))) {
+        if let Some((media_type, digest, bytes)) =
+            MANIFESTS.with(|c| c.get(&manifest_key(&owner.did, name.repository(), &digest)))
+        {
             return Ok((owner.did, media_type, digest, bytes));
         }
     }
     let record = match reference {
         Reference::Tag(tag) => {
-            let tag_record = get_record(&owner.pds, &owner.did, TAG_COLLECTION, &tag_record_key(name.repository(), tag))
-                .await
-                .map_err(pds_unavailable)?
-                .ok_or_else(unknown)?;
+            let tag_record = get_record(
+                &owner.pds,
+                &owner.did,
+                TAG_COLLECTION,
+                &tag_record_key(name.repository(), tag),
+            )
+            .await
+            .map_err(pds_unavailable)?
+            .ok_or_else(unknown)?;
             let uri = tag_record["value"]["manifest"].as_str().unwrap_or_default();
             let rkey = uri.rsplit('/').next().unwrap_or_default();
-            get_record(&owner.pds, &owner.did, MANIFEST_COLLECTION, rkey).await.map_err(pds_unavailable)?.ok_or_else(unknown)?
+            get_record(&owner.pds, &owner.did, MANIFEST_COLLECTION, rkey)
+                .await
+                .map_err(pds_unavailable)?
+                .ok_or_else(unknown)?
         }
-        Reference::Digest(digest) => find_manifest(env, &owner, name.repository(), digest).await?.ok_or_else(unknown)?,
+        Reference::Digest(digest) => find_manifest(env, &owner, name.repository(), digest)
+            .await?
+            .ok_or_else(unknown)?,
     };
     let value = &record["value"];
     if value["repository"].as_str() != Some(name.repository()) {
         return Err(unknown());
     }
-    let digest: Digest = value["digest"].as_str().unwrap_or_default().parse().map_err(|_| (OciCode::Internal, "record has no valid digest".to_string()))?;
-    let cid = value["manifestBlob"]["ref"]["$link"].as_str().ok_or((OciCode::Internal, "record has no manifestBlob".to_string()))?;
-    let bytes = get_blob(&owner.pds, &owner.did, cid).await.map_err(pds_unavailable)?;
+    let digest: Digest = value["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| (OciCode::Internal, "record has no valid digest".to_string()))?;
+    let cid = value["manifestBlob"]["ref"]["$link"]
+        .as_str()
+        .ok_or((OciCode::Internal, "record has no manifestBlob".to_string()))?;
+    let bytes = get_blob(&owner.pds, &owner.did, cid)
+        .await
+        .map_err(pds_unavailable)?;
     // The PDS is trusted to store, not to be right: check before serving.
     if Digest::of(digest.algorithm(), &bytes) != digest {
-        return Err((OciCode::Internal, format!("the stored bytes of {digest} do not match their digest")));
+        return Err((
+            OciCode::Internal,
+            format!("the stored bytes of {digest} do not match their digest"),
+        ));
     }
-    let media_type = value["mediaType"].as_str().unwrap_or(manifest::OCI_MANIFEST).to_string();
+    let media_type = value["mediaType"]
+        .as_str()
+        .unwrap_or(manifest::OCI_MANIFEST)
+        .to_string();
     if let Reference::Tag(tag) = reference {
-        TAGS.with(|c| c.put(&tag_key(&owner.did, name.repository(), tag), digest.clone(), TAG_CACHE_MS));
+        TAGS.with(|c| {
+            c.put(
+                &tag_key(&owner.did, name.repository(), tag),
+                digest.clone(),
+                TAG_CACHE_MS,
+            )
+        });
     }
     let served = (media_type.clone(), digest.clone(), bytes.clone());
-    MANIFESTS.with(|c| c.put(&manifest_key(&owner.did, name.repository(), &digest), served, u64::MAX));
+    MANIFESTS.with(|c| {
+        c.put(
+            &manifest_key(&owner.did, name.repository(), &digest),
+            served,
+            u64::MAX,
+        )
+    });
     Ok((owner.did, media_type, digest, bytes))
 }
 
 /// The `io.atcr.manifest` record of `digest` in `repository`: through the
 /// index when this appview wrote it, else by scanning the owner's records.
-async fn find_manifest(env: &Env, owner: &Identity, repository: &str, digest: &Digest) -> std::result::Result<Option<Value>, Refusal> {
-    if let Some(uri) = index::manifest_record(env, &owner.did, repository, digest).await.map_err(internal)? {
+async fn find_manifest(
+    env: &Env,
+    owner: &Identity,
+    repository: &str,
+    digest: &Digest,
+) -> std::result::Result<Option<Value>, Refusal> {
+    if let Some(uri) = index::manifest_record(env, &owner.did, repository, digest)
+        .await
+        .map_err(internal)?
+    {
         let rkey = uri.rsplit('/').next().unwrap_or_default();
-        if let Some(record) = get_record(&owner.pds, &owner.did, MANIFEST_COLLECTION, rkey).await.map_err(pds_unavailable)? {
+        if let Some(record) = get_record(&owner.pds, &owner.did, MANIFEST_COLLECTION, rkey)
+            .await
+            .map_err(pds_unavailable)?
+        {
             return Ok(Some(record));
         }
     }
-    let mut cursor: Option<String> = None;
-    for _ in 0..100 {
-        let (records, next) = list_records(&owner.pds, &owner.did, MANIFEST_COLLECTION, cursor.as_deref()).await.map_err(pds_unavailable)?;
-        if let Some(found) = records
-            .into_iter()
-            .find(|r| r["value"]["digest"].as_str() == Some(digest.as_str()) && r["value"]["repository"].as_str() == Some(repository))
-        {
-            return Ok(Some(found));
-        }
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok(None)
+    let records = all_records(&owner.pds, &owner.did, MANIFEST_COLLECTION)
+        .await
+        .map_err(pds_unavailable)?;
+    Ok(records.into_iter().find(|r| {
+        r["value"]["digest"].as_str() == Some(digest.as_str())
+            && r["value"]["repository"].as_str() == Some(repository)
+    }))
 }
 
 /// `GET /v2/<name>/tags/list?n=&last=`, from the owner's tag records.
@@ -276,30 +441,25 @@ pub async fn list_tags(req: &Request, config: &AppConfig, name: &RepoName) -> Re
         Err(ResolveError::Unknown(m)) => return error(OciCode::NameUnknown, Some(m)),
         Err(ResolveError::Unavailable(m)) => return error(OciCode::Internal, Some(m)),
     };
-    let mut tags = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..100 {
-        let (records, next) = match list_records(&owner.pds, &owner.did, TAG_COLLECTION, cursor.as_deref()).await {
-            Ok(page) => page,
-            Err(e) => return error(OciCode::Internal, Some(e)),
-        };
-        tags.extend(
-            records
-                .iter()
-                .filter(|r| r["value"]["repository"].as_str() == Some(name.repository()))
-                .filter_map(|r| r["value"]["tag"].as_str().map(str::to_string)),
-        );
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let records = match all_records(&owner.pds, &owner.did, TAG_COLLECTION).await {
+        Ok(records) => records,
+        Err(e) => return error(OciCode::Internal, Some(e)),
+    };
+    let mut tags: Vec<String> = records
+        .iter()
+        .filter(|r| r["value"]["repository"].as_str() == Some(name.repository()))
+        .filter_map(|r| r["value"]["tag"].as_str().map(str::to_string))
+        .collect();
     if tags.is_empty() {
         return error(OciCode::NameUnknown, Some(format!("{name} has no tags")));
     }
     tags.sort();
     let url = req.url()?;
-    let param = |k: &str| url.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned());
+    let param = |k: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.into_owned())
+    };
     if let Some(last) = param("last") {
         tags.retain(|t| t.as_str() > last.as_str());
     }
@@ -310,14 +470,25 @@ pub async fn list_tags(req: &Request, config: &AppConfig, name: &RepoName) -> Re
     }
     let mut resp = Response::from_json(&json!({ "name": name.as_str(), "tags": tags }))?;
     if let (true, Some(n), Some(last)) = (more, limit, tags.last()) {
-        resp.headers_mut().set("Link", &format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\""))?;
+        resp.headers_mut().set(
+            "Link",
+            &format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\""),
+        )?;
     }
     Ok(resp)
 }
 
 /// The owner's profile names their hold; created on their first push.
-async fn ensure_profile(writer: &mut PdsWriter<'_>, owner: &Identity, hold: &Hold) -> std::result::Result<(), Refusal> {
-    if get_record(&owner.pds, &owner.did, PROFILE_COLLECTION, "self").await.map_err(pds_unavailable)?.is_some() {
+async fn ensure_profile(
+    writer: &mut PdsWriter<'_>,
+    owner: &Identity,
+    hold: &Hold,
+) -> std::result::Result<(), Refusal> {
+    if get_record(&owner.pds, &owner.did, PROFILE_COLLECTION, "self")
+        .await
+        .map_err(pds_unavailable)?
+        .is_some()
+    {
         return Ok(());
     }
     let now = now_rfc3339();
@@ -334,7 +505,10 @@ async fn ensure_profile(writer: &mut PdsWriter<'_>, owner: &Identity, hold: &Hol
 fn new_record_key() -> String {
     let mut clock = [0u8; 2];
     getrandom::getrandom(&mut clock).unwrap_or_default();
-    tid(Date::now().as_millis() * 1000, u16::from_le_bytes(clock) & 0x3ff)
+    tid(
+        Date::now().as_millis() * 1000,
+        u16::from_le_bytes(clock) & 0x3ff,
+    )
 }
 
 fn display(reference: &Reference) -> String {
@@ -345,7 +519,10 @@ fn display(reference: &Reference) -> String {
 }
 
 fn pds_unavailable(e: String) -> Refusal {
-    (OciCode::Internal, format!("the owner's PDS could not be read: {e}"))
+    (
+        OciCode::Internal,
+        format!("the owner's PDS could not be read: {e}"),
+    )
 }
 
 fn internal(e: worker::Error) -> Refusal {
@@ -355,53 +532,63 @@ fn internal(e: worker::Error) -> Refusal {
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: every manifest in the
 /// repository whose `subject` is `digest`, as an OCI index. Read from the
 /// owner's records, so any appview answers the same.
-pub async fn referrers(req: &Request, config: &AppConfig, name: &RepoName, subject: &Digest) -> Result<Response> {
+pub async fn referrers(
+    req: &Request,
+    config: &AppConfig,
+    name: &RepoName,
+    subject: &Digest,
+) -> Result<Response> {
     let owner = match resolve_owner(name.owner(), config).await {
         Ok(o) => o,
         Err(ResolveError::Unknown(m)) => return error(OciCode::NameUnknown, Some(m)),
         Err(ResolveError::Unavailable(m)) => return error(OciCode::Internal, Some(m)),
     };
-    let filter = req.url()?.query_pairs().find(|(k, _)| k == "artifactType").map(|(_, v)| v.into_owned());
+    let filter = req
+        .url()?
+        .query_pairs()
+        .find(|(k, _)| k == "artifactType")
+        .map(|(_, v)| v.into_owned());
+    let records = match all_records(&owner.pds, &owner.did, MANIFEST_COLLECTION).await {
+        Ok(records) => records,
+        Err(e) => return error(OciCode::Internal, Some(e)),
+    };
     let mut found = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..100 {
-        let (records, next) = match list_records(&owner.pds, &owner.did, MANIFEST_COLLECTION, cursor.as_deref()).await {
-            Ok(page) => page,
-            Err(e) => return error(OciCode::Internal, Some(e)),
-        };
-        for record in records {
-            let v = &record["value"];
-            if v["repository"].as_str() != Some(name.repository()) || v["subject"]["digest"].as_str() != Some(subject.as_str()) {
-                continue;
-            }
-            // "If the artifactType is empty or missing in an image manifest, the config descriptor's mediaType."
-            let artifact_type = v["artifactType"].as_str().or_else(|| v["config"]["mediaType"].as_str()).map(str::to_string);
-            if filter.is_some() && artifact_type != filter {
-                continue;
-            }
-            let mut descriptor = json!({
-                "mediaType": v["mediaType"],
-                "digest": v["digest"],
-                "size": v["manifestBlob"]["size"],
-            });
-            if let Some(t) = artifact_type {
-                descriptor["artifactType"] = json!(t);
-            }
-            if !v["annotations"].is_null() {
-                descriptor["annotations"] = v["annotations"].clone();
-            }
-            found.push(descriptor);
+    for record in records {
+        let v = &record["value"];
+        if v["repository"].as_str() != Some(name.repository())
+            || v["subject"]["digest"].as_str() != Some(subject.as_str())
+        {
+            continue;
         }
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
+        // "If the artifactType is empty or missing in an image manifest, the config descriptor's mediaType."
+        let artifact_type = v["artifactType"]
+            .as_str()
+            .or_else(|| v["config"]["mediaType"].as_str())
+            .map(str::to_string);
+        if filter.is_some() && artifact_type != filter {
+            continue;
         }
+        let mut descriptor = json!({
+            "mediaType": v["mediaType"],
+            "digest": v["digest"],
+            "size": v["manifestBlob"]["size"],
+        });
+        if let Some(t) = artifact_type {
+            descriptor["artifactType"] = json!(t);
+        }
+        if !v["annotations"].is_null() {
+            descriptor["annotations"] = v["annotations"].clone();
+        }
+        found.push(descriptor);
     }
-    let body = json!({ "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": found }).to_string();
+    let body = json!({ "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": found })
+        .to_string();
     let mut resp = Response::ok(body)?.with_encode_body(EncodeBody::Manual);
-    resp.headers_mut().set("Content-Type", manifest::OCI_INDEX)?;
+    resp.headers_mut()
+        .set("Content-Type", manifest::OCI_INDEX)?;
     if filter.is_some() {
-        resp.headers_mut().set("OCI-Filters-Applied", "artifactType")?;
+        resp.headers_mut()
+            .set("OCI-Filters-Applied", "artifactType")?;
     }
     Ok(resp)
 }
@@ -409,7 +596,13 @@ pub async fn referrers(req: &Request, config: &AppConfig, name: &RepoName, subje
 /// `DELETE /v2/<name>/manifests/<reference>`: a tag deletes its tag record;
 /// a digest deletes the manifest record and first every tag pointing at it,
 /// so no tag is left naming a missing manifest.
-pub async fn delete_manifest(env: &Env, config: &AppConfig, user: &Did, name: &RepoName, reference: Reference) -> Result<Response> {
+pub async fn delete_manifest(
+    env: &Env,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+    reference: Reference,
+) -> Result<Response> {
     let outcome: std::result::Result<(), Refusal> = async {
         let owner = resolve_owner(name.owner(), config).await.map_err(|e| match e {
             ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
@@ -435,17 +628,10 @@ pub async fn delete_manifest(env: &Env, config: &AppConfig, user: &Did, name: &R
             Reference::Digest(digest) => {
                 let record = find_manifest(env, &owner, name.repository(), digest).await?.ok_or_else(unknown)?;
                 let uri = record["uri"].as_str().unwrap_or_default().to_string();
-                let mut cursor: Option<String> = None;
-                loop {
-                    let (tags, next) = list_records(&owner.pds, &owner.did, TAG_COLLECTION, cursor.as_deref()).await.map_err(pds_unavailable)?;
-                    for tag in tags.iter().filter(|t| t["value"]["manifest"].as_str() == Some(uri.as_str())) {
-                        let rkey = tag["uri"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
-                        writer.post("com.atproto.repo.deleteRecord", Body::Json(delete(TAG_COLLECTION, rkey))).await.map_err(|e| (OciCode::Internal, e))?;
-                    }
-                    match next {
-                        Some(c) => cursor = Some(c),
-                        None => break,
-                    }
+                let tags = all_records(&owner.pds, &owner.did, TAG_COLLECTION).await.map_err(pds_unavailable)?;
+                for tag in tags.iter().filter(|t| t["value"]["manifest"].as_str() == Some(uri.as_str())) {
+                    let rkey = tag["uri"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+                    writer.post("com.atproto.repo.deleteRecord", Body::Json(delete(TAG_COLLECTION, rkey))).await.map_err(|e| (OciCode::Internal, e))?;
                 }
                 let rkey = uri.rsplit('/').next().unwrap_or_default().to_string();
                 writer.post("com.atproto.repo.deleteRecord", Body::Json(delete(MANIFEST_COLLECTION, rkey))).await.map_err(|e| (OciCode::Internal, e))?;

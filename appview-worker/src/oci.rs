@@ -14,7 +14,12 @@ const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "re
 pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<Response> {
     let route = match Route::parse(&req.path()) {
         Ok(route) => route,
-        Err(RouteError::NotFound) => return error(OciCode::NameUnknown, Some(format!("no registry endpoint at {}", req.path()))),
+        Err(RouteError::NotFound) => {
+            return error(
+                OciCode::NameUnknown,
+                Some(format!("no registry endpoint at {}", req.path())),
+            )
+        }
         Err(RouteError::NameInvalid(m)) => return error(OciCode::NameInvalid, Some(m)),
         Err(RouteError::DigestInvalid(m)) => return error(OciCode::DigestInvalid, Some(m)),
         Err(RouteError::ReferenceInvalid(m)) => return error(OciCode::ManifestInvalid, Some(m)),
@@ -45,7 +50,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
         Route::Base => {
             let mut resp = Response::ok("{}")?;
             resp.headers_mut().set("Content-Type", "application/json")?;
-            resp.headers_mut().set(API_VERSION_HEADER.0, API_VERSION_HEADER.1)?;
+            resp.headers_mut()
+                .set(API_VERSION_HEADER.0, API_VERSION_HEADER.1)?;
             Ok(resp)
         }
         Route::Blob { name, digest } if matches!(req.method(), Method::Get | Method::Head) => {
@@ -53,29 +59,60 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
             crate::blobs::get_blob(config, user.as_ref(), req.method(), &name, &digest).await
         }
         Route::Manifest { name, reference } => match req.method() {
-            Method::Get | Method::Head => crate::manifests::get_manifest(env, config, req.method(), &name, reference).await,
+            Method::Get | Method::Head => {
+                crate::manifests::get_manifest(env, config, req.method(), &name, reference).await
+            }
             Method::Put => match claims.sub.parse::<Did>() {
-                Ok(user) => crate::manifests::put_manifest(&mut req, env, config, &user, &name, reference).await,
-                Err(_) => error(OciCode::Denied, Some("anonymous clients cannot push".into())),
+                Ok(user) => {
+                    crate::manifests::put_manifest(&mut req, env, config, &user, &name, reference)
+                        .await
+                }
+                Err(_) => error(
+                    OciCode::Denied,
+                    Some("anonymous clients cannot push".into()),
+                ),
             },
             Method::Delete => match claims.sub.parse::<Did>() {
-                Ok(user) => crate::manifests::delete_manifest(env, config, &user, &name, reference).await,
-                Err(_) => error(OciCode::Denied, Some("anonymous clients cannot delete".into())),
+                Ok(user) => {
+                    crate::manifests::delete_manifest(env, config, &user, &name, reference).await
+                }
+                Err(_) => error(
+                    OciCode::Denied,
+                    Some("anonymous clients cannot delete".into()),
+                ),
             },
-            _ => error(OciCode::Unsupported, Some(format!("{} on manifests is not supported", req.method()))),
+            _ => error(
+                OciCode::Unsupported,
+                Some(format!("{} on manifests is not supported", req.method())),
+            ),
         },
-        Route::Referrers { name, digest } => crate::manifests::referrers(&req, config, &name, &digest).await,
+        Route::Referrers { name, digest } => {
+            crate::manifests::referrers(&req, config, &name, &digest).await
+        }
         Route::Tags { name } => crate::manifests::list_tags(&req, config, &name).await,
         // Push was granted, so the token names its user.
         Route::UploadStart { name } => match claims.sub.parse::<Did>() {
             Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, None).await,
-            Err(_) => error(OciCode::Denied, Some("anonymous clients cannot push".into())),
+            Err(_) => error(
+                OciCode::Denied,
+                Some("anonymous clients cannot push".into()),
+            ),
         },
         Route::Upload { name, id } => match claims.sub.parse::<Did>() {
             Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, Some(&id)).await,
-            Err(_) => error(OciCode::Denied, Some("anonymous clients cannot push".into())),
+            Err(_) => error(
+                OciCode::Denied,
+                Some("anonymous clients cannot push".into()),
+            ),
         },
-        _ => error(OciCode::Unsupported, Some(format!("{} {} is not served by this registry", req.method(), req.path()))),
+        _ => error(
+            OciCode::Unsupported,
+            Some(format!(
+                "{} {} is not served by this registry",
+                req.method(),
+                req.path()
+            )),
+        ),
     }
 }
 
@@ -94,18 +131,43 @@ fn needed_action(method: Method, route: &Route) -> Option<&'static str> {
 
 /// The registry token in `Authorization: Bearer`, verified. `Err(None)`: no
 /// token; `Err(Some(_))`: a token that does not verify.
-fn authenticate(req: &Request, config: &AppConfig) -> std::result::Result<RegistryClaims, Option<&'static str>> {
-    let header = req.headers().get("Authorization").ok().flatten().ok_or(None)?;
-    let token = header.strip_prefix("Bearer ").ok_or(Some("invalid_token"))?;
-    verify(token.trim(), config.signing_key.verifying_key(), &config.service, now()).map_err(|_| Some("invalid_token"))
+fn authenticate(
+    req: &Request,
+    config: &AppConfig,
+) -> std::result::Result<RegistryClaims, Option<&'static str>> {
+    let header = req
+        .headers()
+        .get("Authorization")
+        .ok()
+        .flatten()
+        .ok_or(None)?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .ok_or(Some("invalid_token"))?;
+    verify(
+        token.trim(),
+        config.signing_key.verifying_key(),
+        &config.service,
+        now(),
+    )
+    .map_err(|_| Some("invalid_token"))
 }
 
 /// 401 with the challenge that tells the client where to get a token for
 /// what it tried to do.
-fn challenge(config: &AppConfig, route: &Route, action: Option<&str>, error_kind: Option<&str>) -> Result<Response> {
+fn challenge(
+    config: &AppConfig,
+    route: &Route,
+    action: Option<&str>,
+    error_kind: Option<&str>,
+) -> Result<Response> {
     let mut challenge = BearerChallenge::new(config.token_realm(), &config.service);
     if let (Some(name), Some(action)) = (route.name(), action) {
-        let actions = if action == "pull" { "pull".to_string() } else { format!("pull,{action}") };
+        let actions = if action == "pull" {
+            "pull".to_string()
+        } else {
+            format!("pull,{action}")
+        };
         challenge = challenge.with_scope(format!("repository:{name}:{actions}"));
     }
     if let Some(kind) = error_kind {
@@ -117,7 +179,8 @@ fn challenge(config: &AppConfig, route: &Route, action: Option<&str>, error_kind
         None => "authentication required",
     };
     let mut resp = error(OciCode::Unauthorized, Some(message.to_string()))?;
-    resp.headers_mut().set("WWW-Authenticate", &challenge.to_header())?;
+    resp.headers_mut()
+        .set("WWW-Authenticate", &challenge.to_header())?;
     Ok(resp)
 }
 

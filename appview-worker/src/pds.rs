@@ -27,22 +27,43 @@ struct CreatedSession {
 pub async fn create_session(pds: &str, did: &Did, password: &str) -> Result<PdsTokens, LoginError> {
     let url = format!("{pds}/xrpc/com.atproto.server.createSession");
     let headers = Headers::new();
-    headers.set("content-type", "application/json").map_err(|e| LoginError::Unavailable(e.to_string()))?;
+    headers
+        .set("content-type", "application/json")
+        .map_err(|e| LoginError::Unavailable(e.to_string()))?;
     let body = serde_json::json!({ "identifier": did, "password": password }).to_string();
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
-    let req = Request::new_with_init(&url, &init).map_err(|e| LoginError::Unavailable(e.to_string()))?;
-    let mut resp = Fetch::Request(req).send().await.map_err(|e| LoginError::Unavailable(format!("{pds} unreachable: {e}")))?;
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&body)));
+    let req =
+        Request::new_with_init(&url, &init).map_err(|e| LoginError::Unavailable(e.to_string()))?;
+    let mut resp = Fetch::Request(req)
+        .send()
+        .await
+        .map_err(|e| LoginError::Unavailable(format!("{pds} unreachable: {e}")))?;
     match resp.status_code() {
         200 => {
-            let session: CreatedSession = resp.json().await.map_err(|e| LoginError::Unavailable(e.to_string()))?;
+            let session: CreatedSession = resp
+                .json()
+                .await
+                .map_err(|e| LoginError::Unavailable(e.to_string()))?;
             if &session.did != did {
-                return Err(LoginError::Refused(format!("{pds} signed in {} instead of {did}", session.did)));
+                return Err(LoginError::Refused(format!(
+                    "{pds} signed in {} instead of {did}",
+                    session.did
+                )));
             }
-            Ok(PdsTokens { access_jwt: session.access_jwt, refresh_jwt: session.refresh_jwt })
+            Ok(PdsTokens {
+                access_jwt: session.access_jwt,
+                refresh_jwt: session.refresh_jwt,
+            })
         }
-        400 | 401 => Err(LoginError::Refused("the PDS refused this handle and app password".into())),
-        status => Err(LoginError::Unavailable(format!("{pds} answered {status} to sign-in"))),
+        400 | 401 => Err(LoginError::Refused(
+            "the PDS refused this handle and app password".into(),
+        )),
+        status => Err(LoginError::Unavailable(format!(
+            "{pds} answered {status} to sign-in"
+        ))),
     }
 }
 
@@ -63,8 +84,20 @@ pub enum Body<'a> {
 
 impl<'a> PdsWriter<'a> {
     /// `None` when the appview holds no session for `did` (they must log in).
-    pub async fn for_user(env: &'a Env, config: &'a AppConfig, did: &Did) -> worker::Result<Option<PdsWriter<'a>>> {
-        Ok(sessions::load(env, config, did).await?.map(|(pds, tokens)| PdsWriter { env, config, did: did.clone(), pds, tokens }))
+    pub async fn for_user(
+        env: &'a Env,
+        config: &'a AppConfig,
+        did: &Did,
+    ) -> worker::Result<Option<PdsWriter<'a>>> {
+        Ok(sessions::load(env, config, did)
+            .await?
+            .map(|(pds, tokens)| PdsWriter {
+                env,
+                config,
+                did: did.clone(),
+                pds,
+                tokens,
+            }))
     }
 
     /// POSTs to an XRPC procedure; returns the JSON answer or the PDS's words.
@@ -82,7 +115,10 @@ impl<'a> PdsWriter<'a> {
     async fn send(&self, nsid: &str, body: &Body<'_>) -> Result<(u16, serde_json::Value), String> {
         let headers = Headers::new();
         let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
-        set("Authorization", &format!("Bearer {}", self.tokens.access_jwt))?;
+        set(
+            "Authorization",
+            &format!("Bearer {}", self.tokens.access_jwt),
+        )?;
         let mut init = RequestInit::new();
         match body {
             Body::Json(v) => {
@@ -97,7 +133,10 @@ impl<'a> PdsWriter<'a> {
         init.with_method(Method::Post).with_headers(headers);
         let url = format!("{}/xrpc/{nsid}", self.pds);
         let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-        let mut resp = Fetch::Request(req).send().await.map_err(|e| format!("{} unreachable: {e}", self.pds))?;
+        let mut resp = Fetch::Request(req)
+            .send()
+            .await
+            .map_err(|e| format!("{} unreachable: {e}", self.pds))?;
         let status = resp.status_code();
         let answer = resp.json().await.unwrap_or(serde_json::Value::Null);
         Ok((status, answer))
@@ -105,18 +144,34 @@ impl<'a> PdsWriter<'a> {
 
     async fn refresh(&mut self) -> Result<(), String> {
         let headers = Headers::new();
-        headers.set("Authorization", &format!("Bearer {}", self.tokens.refresh_jwt)).map_err(|e| e.to_string())?;
+        headers
+            .set(
+                "Authorization",
+                &format!("Bearer {}", self.tokens.refresh_jwt),
+            )
+            .map_err(|e| e.to_string())?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_headers(headers);
         let url = format!("{}/xrpc/com.atproto.server.refreshSession", self.pds);
         let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-        let mut resp = Fetch::Request(req).send().await.map_err(|e| e.to_string())?;
+        let mut resp = Fetch::Request(req)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         if resp.status_code() != 200 {
-            return Err(format!("the PDS session of {} has ended: log in again", self.did));
+            return Err(format!(
+                "the PDS session of {} has ended: log in again",
+                self.did
+            ));
         }
         let s: CreatedSession = resp.json().await.map_err(|e| e.to_string())?;
-        self.tokens = PdsTokens { access_jwt: s.access_jwt, refresh_jwt: s.refresh_jwt };
-        sessions::replace_tokens(self.env, self.config, &self.did, &self.tokens).await.map_err(|e| e.to_string())
+        self.tokens = PdsTokens {
+            access_jwt: s.access_jwt,
+            refresh_jwt: s.refresh_jwt,
+        };
+        sessions::replace_tokens(self.env, self.config, &self.did, &self.tokens)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -124,17 +179,28 @@ fn finish(nsid: &str, status: u16, answer: serde_json::Value) -> Result<serde_js
     if status == 200 {
         Ok(answer)
     } else {
-        Err(format!("{nsid} failed at the PDS ({status}): {}", answer["message"].as_str().unwrap_or("no message")))
+        Err(format!(
+            "{nsid} failed at the PDS ({status}): {}",
+            answer["message"].as_str().unwrap_or("no message")
+        ))
     }
 }
 
 /// Public read of one record; `Ok(None)` when it does not exist.
-pub async fn get_record(pds: &str, did: &Did, collection: &str, rkey: &str) -> Result<Option<serde_json::Value>, String> {
+pub async fn get_record(
+    pds: &str,
+    did: &Did,
+    collection: &str,
+    rkey: &str,
+) -> Result<Option<serde_json::Value>, String> {
     let url = format!(
         "{pds}/xrpc/com.atproto.repo.getRecord?repo={did}&collection={collection}&rkey={}",
         url::form_urlencoded::byte_serialize(rkey.as_bytes()).collect::<String>()
     );
-    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?).send().await.map_err(|e| e.to_string())?;
+    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     match resp.status_code() {
         200 => resp.json().await.map(Some).map_err(|e| e.to_string()),
         400 | 404 => Ok(None),
@@ -145,7 +211,10 @@ pub async fn get_record(pds: &str, did: &Did, collection: &str, rkey: &str) -> R
 /// Public read of a blob's bytes.
 pub async fn get_blob(pds: &str, did: &Did, cid: &str) -> Result<Vec<u8>, String> {
     let url = format!("{pds}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}");
-    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?).send().await.map_err(|e| e.to_string())?;
+    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if resp.status_code() != 200 {
         return Err(format!("{pds} answered {} to getBlob", resp.status_code()));
     }
@@ -153,16 +222,51 @@ pub async fn get_blob(pds: &str, did: &Did, cid: &str) -> Result<Vec<u8>, String
 }
 
 /// Every record of `collection` in `did`'s repository, one page at a time.
-pub async fn list_records(pds: &str, did: &Did, collection: &str, cursor: Option<&str>) -> Result<(Vec<serde_json::Value>, Option<String>), String> {
-    let mut url = format!("{pds}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}&limit=100");
+pub async fn list_records(
+    pds: &str,
+    did: &Did,
+    collection: &str,
+    cursor: Option<&str>,
+) -> Result<(Vec<serde_json::Value>, Option<String>), String> {
+    let mut url = format!(
+        "{pds}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}&limit=100"
+    );
     if let Some(c) = cursor {
-        url.push_str(&format!("&cursor={}", url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()));
+        url.push_str(&format!(
+            "&cursor={}",
+            url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+        ));
     }
-    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?).send().await.map_err(|e| e.to_string())?;
+    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if resp.status_code() != 200 {
-        return Err(format!("{pds} answered {} to listRecords", resp.status_code()));
+        return Err(format!(
+            "{pds} answered {} to listRecords",
+            resp.status_code()
+        ));
     }
     let page: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
     let records = page["records"].as_array().cloned().unwrap_or_default();
     Ok((records, page["cursor"].as_str().map(str::to_string)))
+}
+
+/// Every record of `collection`, all pages (at most 100 pages of 100).
+pub async fn all_records(
+    pds: &str,
+    did: &Did,
+    collection: &str,
+) -> Result<Vec<serde_json::Value>, String> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let (records, next) = list_records(pds, did, collection, cursor.as_deref()).await?;
+        all.extend(records);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(all)
 }

@@ -42,7 +42,9 @@ pub async fn resolve_owner(owner: &Owner, config: &AppConfig) -> Result<Identity
             let did = resolve_handle(handle, config).await?;
             let identity = identity_of(&did, config).await?;
             if identity.doc.handle().as_ref() != Some(handle) {
-                return Err(ResolveError::Unknown(format!("{did} does not claim the handle {handle}")));
+                return Err(ResolveError::Unknown(format!(
+                    "{did} does not claim the handle {handle}"
+                )));
             }
             Ok(identity)
         }
@@ -54,20 +56,31 @@ pub async fn resolve_user(user: &str, config: &AppConfig) -> Result<Identity, Re
     if let Ok(did) = user.parse::<Did>() {
         return resolve_owner(&Owner::Did(did), config).await;
     }
-    let handle: Handle = user.parse().map_err(|_| ResolveError::Unknown(format!("'{user}' is neither a handle nor a DID")))?;
+    let handle: Handle = user
+        .parse()
+        .map_err(|_| ResolveError::Unknown(format!("'{user}' is neither a handle nor a DID")))?;
     resolve_owner(&Owner::Handle(handle), config).await
 }
 
 async fn identity_of(did: &Did, config: &AppConfig) -> Result<Identity, ResolveError> {
-    let doc = resolve_did_cached(did, &config.plc_url).await.map_err(|e| {
-        if e.contains("answered 404") || e.contains("answered 410") {
-            ResolveError::Unknown(format!("no such identity {did}"))
-        } else {
-            ResolveError::Unavailable(e)
-        }
-    })?;
-    let pds = doc.pds_endpoint().ok_or_else(|| ResolveError::Unknown(format!("{did} names no PDS")))?.to_string();
-    Ok(Identity { did: did.clone(), doc, pds })
+    let doc = resolve_did_cached(did, &config.plc_url)
+        .await
+        .map_err(|e| {
+            if e.contains("answered 404") || e.contains("answered 410") {
+                ResolveError::Unknown(format!("no such identity {did}"))
+            } else {
+                ResolveError::Unavailable(e)
+            }
+        })?;
+    let pds = doc
+        .pds_endpoint()
+        .ok_or_else(|| ResolveError::Unknown(format!("{did} names no PDS")))?
+        .to_string();
+    Ok(Identity {
+        did: did.clone(),
+        doc,
+        pds,
+    })
 }
 
 #[derive(Deserialize)]
@@ -92,19 +105,27 @@ async fn resolve_handle(handle: &Handle, config: &AppConfig) -> Result<Did, Reso
 }
 
 async fn resolve_handle_uncached(handle: &Handle, config: &AppConfig) -> Result<Did, ResolveError> {
-    let url = format!("{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}", config.handle_resolver_url);
-    let parsed = url.parse().map_err(|e| ResolveError::Unavailable(format!("{url}: {e}")))?;
+    let url = format!(
+        "{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}",
+        config.handle_resolver_url
+    );
+    let parsed = url
+        .parse()
+        .map_err(|e| ResolveError::Unavailable(format!("{url}: {e}")))?;
     let mut resp = Fetch::Url(parsed)
         .send()
         .await
         .map_err(|e| ResolveError::Unavailable(format!("handle resolver unreachable: {e}")))?;
     match resp.status_code() {
         200 => {
-            let body: ResolvedHandle =
-                resp.json().await.map_err(|e| ResolveError::Unavailable(format!("handle resolver answered nonsense: {e}")))?;
+            let body: ResolvedHandle = resp.json().await.map_err(|e| {
+                ResolveError::Unavailable(format!("handle resolver answered nonsense: {e}"))
+            })?;
             Ok(body.did)
         }
         400 | 404 => Err(ResolveError::Unknown(format!("no such handle {handle}"))),
-        status => Err(ResolveError::Unavailable(format!("handle resolver answered {status}"))),
+        status => Err(ResolveError::Unavailable(format!(
+            "handle resolver answered {status}"
+        ))),
     }
 }

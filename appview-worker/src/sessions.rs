@@ -30,7 +30,11 @@ pub fn credential_mac(config: &AppConfig, did: &Did, password: &str) -> String {
     mac.update(did.as_str().as_bytes());
     mac.update(&[0]);
     mac.update(password.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether a live session exists that this exact credential created.
@@ -44,7 +48,14 @@ pub async fn has_session_for(env: &Env, did: &Did, mac: &str) -> worker::Result<
     Ok(row.is_some())
 }
 
-pub async fn store(env: &Env, config: &AppConfig, did: &Did, pds: &str, tokens: &PdsTokens, mac: &str) -> worker::Result<()> {
+pub async fn store(
+    env: &Env,
+    config: &AppConfig,
+    did: &Did,
+    pds: &str,
+    tokens: &PdsTokens,
+    mac: &str,
+) -> worker::Result<()> {
     let sealed = seal_tokens(config, tokens)?;
     let now = Date::now().as_millis();
     env.d1(DB_BINDING)?
@@ -69,7 +80,11 @@ pub async fn store(env: &Env, config: &AppConfig, did: &Did, pds: &str, tokens: 
 }
 
 /// The stored session of `did`, decrypted: (PDS endpoint, tokens).
-pub async fn load(env: &Env, config: &AppConfig, did: &Did) -> worker::Result<Option<(String, PdsTokens)>> {
+pub async fn load(
+    env: &Env,
+    config: &AppConfig,
+    did: &Did,
+) -> worker::Result<Option<(String, PdsTokens)>> {
     let row: Option<serde_json::Value> = env
         .d1(DB_BINDING)?
         .prepare("SELECT pds_endpoint, tokens_ciphertext FROM pds_sessions WHERE did = ?1 AND expires_at > ?2")
@@ -77,18 +92,33 @@ pub async fn load(env: &Env, config: &AppConfig, did: &Did) -> worker::Result<Op
         .first(None)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let sealed = B64.decode(row["tokens_ciphertext"].as_str().unwrap_or_default()).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let plaintext = secret_box::open(&config.secret_key, &sealed).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let sealed = B64
+        .decode(row["tokens_ciphertext"].as_str().unwrap_or_default())
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let plaintext = secret_box::open(&config.secret_key, &sealed)
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
     let tokens: PdsTokens = serde_json::from_slice(&plaintext)?;
-    Ok(Some((row["pds_endpoint"].as_str().unwrap_or_default().to_string(), tokens)))
+    Ok(Some((
+        row["pds_endpoint"].as_str().unwrap_or_default().to_string(),
+        tokens,
+    )))
 }
 
 /// Replaces the tokens of an existing session (after a refresh).
-pub async fn replace_tokens(env: &Env, config: &AppConfig, did: &Did, tokens: &PdsTokens) -> worker::Result<()> {
+pub async fn replace_tokens(
+    env: &Env,
+    config: &AppConfig,
+    did: &Did,
+    tokens: &PdsTokens,
+) -> worker::Result<()> {
     let sealed = seal_tokens(config, tokens)?;
     env.d1(DB_BINDING)?
         .prepare("UPDATE pds_sessions SET tokens_ciphertext = ?2, updated_at = ?3 WHERE did = ?1")
-        .bind(&[did.as_str().into(), sealed.into(), (Date::now().as_millis() as f64).into()])?
+        .bind(&[
+            did.as_str().into(),
+            sealed.into(),
+            (Date::now().as_millis() as f64).into(),
+        ])?
         .run()
         .await?;
     Ok(())
@@ -97,6 +127,11 @@ pub async fn replace_tokens(env: &Env, config: &AppConfig, did: &Did, tokens: &P
 /// Tokens encrypted under the appview's secret key, base64 for D1.
 fn seal_tokens(config: &AppConfig, tokens: &PdsTokens) -> worker::Result<String> {
     let mut nonce = [0u8; secret_box::NONCE_LEN];
-    getrandom::getrandom(&mut nonce).map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
-    Ok(B64.encode(secret_box::seal(&config.secret_key, nonce, &serde_json::to_vec(tokens)?)))
+    getrandom::getrandom(&mut nonce)
+        .map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
+    Ok(B64.encode(secret_box::seal(
+        &config.secret_key,
+        nonce,
+        &serde_json::to_vec(tokens)?,
+    )))
 }

@@ -49,7 +49,13 @@ struct UploadState {
 
 type Refusal = (OciCode, String);
 
-pub async fn handle(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoName, id: Option<&str>) -> Result<Response> {
+pub async fn handle(
+    req: &mut Request,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+    id: Option<&str>,
+) -> Result<Response> {
     let outcome = match (req.method(), id) {
         (Method::Post, None) => start(req, config, user, name).await,
         (method, Some(id)) => match open_state(id, config, user, name) {
@@ -58,7 +64,10 @@ pub async fn handle(req: &mut Request, config: &AppConfig, user: &Did, name: &Re
                 Method::Put => finish(req, config, state).await,
                 Method::Get => status_response(&state, config, 204),
                 Method::Delete => cancel(config, state).await,
-                _ => Err((OciCode::Unsupported, format!("{method} is not an upload operation"))),
+                _ => Err((
+                    OciCode::Unsupported,
+                    format!("{method} is not an upload operation"),
+                )),
             },
             Err(refusal) => Err(refusal),
         },
@@ -72,19 +81,39 @@ pub async fn handle(req: &mut Request, config: &AppConfig, user: &Did, name: &Re
 
 /// `POST /v2/<name>/blobs/uploads/`: mount (`?mount=&from=`), monolithic
 /// (`?digest=` with the body), or a new session (202 + `Location`).
-async fn start(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoName) -> std::result::Result<Response, Refusal> {
+async fn start(
+    req: &mut Request,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+) -> std::result::Result<Response, Refusal> {
     let (owner, hold) = locate(name, config).await?;
     if &owner.did != user {
-        return Err((OciCode::Denied, format!("only {} may push to {name}", owner.did)));
+        return Err((
+            OciCode::Denied,
+            format!("only {} may push to {name}", owner.did),
+        ));
     }
     if let Some(mount) = query(req, "mount") {
-        let digest: Digest = mount.parse().map_err(|e: atcr_protocol::digest::DigestError| (OciCode::DigestInvalid, e.to_string()))?;
+        let digest: Digest = mount
+            .parse()
+            .map_err(|e: atcr_protocol::digest::DigestError| {
+                (OciCode::DigestInvalid, e.to_string())
+            })?;
         // The owner's hold already has it: "mounting" is just saying so.
-        if hold.stat(config, Some(user), &digest).await.map_err(hold_refusal)?.is_some() {
+        if hold
+            .stat(config, Some(user), &digest)
+            .await
+            .map_err(hold_refusal)?
+            .is_some()
+        {
             return created(name, &digest);
         }
     }
-    let started = hold.start_upload(config, user).await.map_err(hold_refusal)?;
+    let started = hold
+        .start_upload(config, user)
+        .await
+        .map_err(hold_refusal)?;
     let mut state = UploadState {
         id: random_id(),
         name: name.to_string(),
@@ -97,7 +126,11 @@ async fn start(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoNam
         expires_at: Date::now().as_millis() / 1000 + UPLOAD_LIFETIME_SECS,
     };
     if let Some(digest) = query(req, "digest") {
-        let digest: Digest = digest.parse().map_err(|e: atcr_protocol::digest::DigestError| (OciCode::DigestInvalid, e.to_string()))?;
+        let digest: Digest = digest
+            .parse()
+            .map_err(|e: atcr_protocol::digest::DigestError| {
+                (OciCode::DigestInvalid, e.to_string())
+            })?;
         append_body(req, config, &hold, &mut state).await?;
         return complete(config, &hold, &mut state, &digest).await;
     }
@@ -105,37 +138,61 @@ async fn start(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoNam
 }
 
 /// `PATCH`: appends the body as the next part(s).
-async fn patch(req: &mut Request, config: &AppConfig, mut state: UploadState) -> std::result::Result<Response, Refusal> {
+async fn patch(
+    req: &mut Request,
+    config: &AppConfig,
+    mut state: UploadState,
+) -> std::result::Result<Response, Refusal> {
     if let Some(range) = header(req, "Content-Range") {
-        let start = range.split('-').next().and_then(|s| s.trim().parse::<u64>().ok());
+        let start = range
+            .split('-')
+            .next()
+            .and_then(|s| s.trim().parse::<u64>().ok());
         if start != Some(state.offset) {
             // "If the chunk is uploaded out of order, the registry MUST respond with 416."
-            let message = format!("Content-Range {range} does not continue at byte {}", state.offset);
-            let resp = error(OciCode::BlobUploadInvalid, Some(message)).map_err(internal)?.with_status(416);
+            let message = format!(
+                "Content-Range {range} does not continue at byte {}",
+                state.offset
+            );
+            let resp = error(OciCode::BlobUploadInvalid, Some(message))
+                .map_err(internal)?
+                .with_status(416);
             return Ok(resp);
         }
     }
     if let Some(refusal) = too_short_to_continue(&state) {
         return Ok(refusal);
     }
-    let hold = Hold::resolve(&state.hold, config).await.map_err(hold_refusal)?;
+    let hold = Hold::resolve(&state.hold, config)
+        .await
+        .map_err(hold_refusal)?;
     append_body(req, config, &hold, &mut state).await?;
     status_response(&state, config, 202)
 }
 
 /// `PUT ?digest=`: the last bytes (if any), then verification at the hold.
-async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -> std::result::Result<Response, Refusal> {
+async fn finish(
+    req: &mut Request,
+    config: &AppConfig,
+    mut state: UploadState,
+) -> std::result::Result<Response, Refusal> {
     let digest: Digest = query(req, "digest")
-        .ok_or((OciCode::DigestInvalid, "PUT must name the blob's digest (?digest=)".to_string()))?
+        .ok_or((
+            OciCode::DigestInvalid,
+            "PUT must name the blob's digest (?digest=)".to_string(),
+        ))?
         .parse()
         .map_err(|e: atcr_protocol::digest::DigestError| (OciCode::DigestInvalid, e.to_string()))?;
-    let has_body = header(req, "Content-Length").map_or(req.inner().body().is_some(), |len| len != "0");
+    let has_body =
+        header(req, "Content-Length").map_or(req.inner().body().is_some(), |len| len != "0");
     if has_body {
         if let Some(refusal) = too_short_to_continue(&state) {
             return Ok(refusal);
         }
     }
-    let hold = Hold::resolve(&state.hold, config).await.map_err(hold_refusal)?;
+    let hold = Hold::resolve(&state.hold, config)
+        .await
+        .map_err(hold_refusal)?;
     append_body(req, config, &hold, &mut state).await?;
     complete(config, &hold, &mut state, &digest).await
 }
@@ -145,24 +202,50 @@ async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -
 fn too_short_to_continue(state: &UploadState) -> Option<Response> {
     let last = state.last_part_len.filter(|len| *len < MIN_CHUNK)?;
     let message = format!("the previous chunk was {last} bytes: every chunk but the last must be at least {MIN_CHUNK} bytes (OCI-Chunk-Min-Length)");
-    error(OciCode::BlobUploadInvalid, Some(message)).ok().map(|r| r.with_status(416))
+    error(OciCode::BlobUploadInvalid, Some(message))
+        .ok()
+        .map(|r| r.with_status(416))
 }
 
 async fn cancel(config: &AppConfig, state: UploadState) -> std::result::Result<Response, Refusal> {
-    let hold = Hold::resolve(&state.hold, config).await.map_err(hold_refusal)?;
-    hold.abort_upload(config, &state.user, &state.session).await.map_err(hold_refusal)?;
-    Response::empty().map(|r| r.with_status(204)).map_err(internal)
+    let hold = Hold::resolve(&state.hold, config)
+        .await
+        .map_err(hold_refusal)?;
+    hold.abort_upload(config, &state.user, &state.session)
+        .await
+        .map_err(hold_refusal)?;
+    Response::empty()
+        .map(|r| r.with_status(204))
+        .map_err(internal)
 }
 
-async fn complete(config: &AppConfig, hold: &Hold, state: &mut UploadState, digest: &Digest) -> std::result::Result<Response, Refusal> {
+async fn complete(
+    config: &AppConfig,
+    hold: &Hold,
+    state: &mut UploadState,
+    digest: &Digest,
+) -> std::result::Result<Response, Refusal> {
     if state.parts.is_empty() {
         // An empty blob is still one (empty) part.
         put_part(config, hold, state, PartBody::Bytes(Vec::new())).await?;
     }
-    match hold.complete_upload(config, &state.user, &state.session, &state.parts, digest).await {
-        Ok(done) => created(&state.name.parse().map_err(|_| (OciCode::NameInvalid, state.name.clone()))?, &done.digest),
-        Err(HoldCallError::Refused { error, .. }) if error.error == "DigestMismatch" => Err((OciCode::DigestInvalid, error.message)),
-        Err(HoldCallError::Refused { error, .. }) if error.error == "UploadNotFound" => Err((OciCode::BlobUploadUnknown, error.message)),
+    match hold
+        .complete_upload(config, &state.user, &state.session, &state.parts, digest)
+        .await
+    {
+        Ok(done) => created(
+            &state
+                .name
+                .parse()
+                .map_err(|_| (OciCode::NameInvalid, state.name.clone()))?,
+            &done.digest,
+        ),
+        Err(HoldCallError::Refused { error, .. }) if error.error == "DigestMismatch" => {
+            Err((OciCode::DigestInvalid, error.message))
+        }
+        Err(HoldCallError::Refused { error, .. }) if error.error == "UploadNotFound" => {
+            Err((OciCode::BlobUploadUnknown, error.message))
+        }
         Err(e) => Err(hold_refusal(e)),
     }
 }
@@ -174,12 +257,19 @@ enum PartBody {
 }
 
 /// Sends whatever body the request has to the hold as parts.
-async fn append_body(req: &mut Request, config: &AppConfig, hold: &Hold, state: &mut UploadState) -> std::result::Result<(), Refusal> {
+async fn append_body(
+    req: &mut Request,
+    config: &AppConfig,
+    hold: &Hold,
+    state: &mut UploadState,
+) -> std::result::Result<(), Refusal> {
     let length = header(req, "Content-Length").and_then(|v| v.parse::<u64>().ok());
     match length {
         Some(0) => Ok(()),
         Some(len) => {
-            let Some(body) = req.inner().body() else { return Ok(()) };
+            let Some(body) = req.inner().body() else {
+                return Ok(());
+            };
             put_part(config, hold, state, PartBody::Stream(body, len)).await
         }
         None => {
@@ -190,14 +280,20 @@ async fn append_body(req: &mut Request, config: &AppConfig, hold: &Hold, state: 
             let mut stream = req.stream().map_err(internal)?;
             let mut buffer: Vec<u8> = Vec::with_capacity(STREAM_PART_SIZE);
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| (OciCode::BlobUploadInvalid, format!("reading the upload failed: {e}")))?;
+                let chunk = chunk.map_err(|e| {
+                    (
+                        OciCode::BlobUploadInvalid,
+                        format!("reading the upload failed: {e}"),
+                    )
+                })?;
                 let mut rest = &chunk[..];
                 while !rest.is_empty() {
                     let take = rest.len().min(STREAM_PART_SIZE - buffer.len());
                     buffer.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
                     if buffer.len() == STREAM_PART_SIZE {
-                        let full = std::mem::replace(&mut buffer, Vec::with_capacity(STREAM_PART_SIZE));
+                        let full =
+                            std::mem::replace(&mut buffer, Vec::with_capacity(STREAM_PART_SIZE));
                         put_part(config, hold, state, PartBody::Bytes(full)).await?;
                     }
                 }
@@ -211,17 +307,30 @@ async fn append_body(req: &mut Request, config: &AppConfig, hold: &Hold, state: 
 }
 
 /// PUTs one part to the URL the hold presigns for it.
-async fn put_part(config: &AppConfig, hold: &Hold, state: &mut UploadState, body: PartBody) -> std::result::Result<(), Refusal> {
+async fn put_part(
+    config: &AppConfig,
+    hold: &Hold,
+    state: &mut UploadState,
+    body: PartBody,
+) -> std::result::Result<(), Refusal> {
     let number = state.parts.len() as u32 + 1;
     if number > MAX_PARTS {
-        return Err((OciCode::BlobUploadInvalid, format!("an upload may have at most {MAX_PARTS} parts")));
+        return Err((
+            OciCode::BlobUploadInvalid,
+            format!("an upload may have at most {MAX_PARTS} parts"),
+        ));
     }
-    let url = hold.part_url(config, &state.user, &state.session, number).await.map_err(hold_refusal)?;
+    let url = hold
+        .part_url(config, &state.user, &state.session, number)
+        .await
+        .map_err(hold_refusal)?;
     let headers = Headers::new();
     let mut init = RequestInit::new();
     let len = match body {
         PartBody::Stream(stream, len) => {
-            headers.set("Content-Length", &len.to_string()).map_err(internal)?;
+            headers
+                .set("Content-Length", &len.to_string())
+                .map_err(internal)?;
             init.with_body(Some(JsValue::from(stream)));
             len
         }
@@ -233,33 +342,64 @@ async fn put_part(config: &AppConfig, hold: &Hold, state: &mut UploadState, body
     };
     init.with_method(Method::Put).with_headers(headers);
     let request = Request::new_with_init(&url, &init).map_err(internal)?;
-    let mut resp = Fetch::Request(request).send().await.map_err(|e| (OciCode::Internal, format!("storage unreachable: {e}")))?;
+    let mut resp = Fetch::Request(request)
+        .send()
+        .await
+        .map_err(|e| (OciCode::Internal, format!("storage unreachable: {e}")))?;
     // The part URL was presigned a moment ago, so a refusal means the
     // multipart upload is gone (S3 answers 404 NoSuchUpload; some servers 403).
     if matches!(resp.status_code(), 403 | 404) {
-        return Err((OciCode::BlobUploadUnknown, "the upload was cancelled or has expired".to_string()));
+        return Err((
+            OciCode::BlobUploadUnknown,
+            "the upload was cancelled or has expired".to_string(),
+        ));
     }
     if resp.status_code() != 200 {
         let body = resp.text().await.unwrap_or_default();
-        return Err((OciCode::BlobUploadInvalid, format!("storage refused part {number}: {} {}", resp.status_code(), body.chars().take(300).collect::<String>())));
+        return Err((
+            OciCode::BlobUploadInvalid,
+            format!(
+                "storage refused part {number}: {} {}",
+                resp.status_code(),
+                body.chars().take(300).collect::<String>()
+            ),
+        ));
     }
-    let etag = resp.headers().get("ETag").ok().flatten().ok_or((OciCode::Internal, "storage returned no ETag".to_string()))?;
-    state.parts.push(CompletedPart { part_number: number, etag });
+    let etag = resp
+        .headers()
+        .get("ETag")
+        .ok()
+        .flatten()
+        .ok_or((OciCode::Internal, "storage returned no ETag".to_string()))?;
+    state.parts.push(CompletedPart {
+        part_number: number,
+        etag,
+    });
     state.last_part_len = Some(len);
     state.offset += len;
     Ok(())
 }
 
 /// 202/204 with `Location`, `Range` and `Docker-Upload-UUID`: where the upload stands.
-fn status_response(state: &UploadState, config: &AppConfig, status: u16) -> std::result::Result<Response, Refusal> {
-    let location = format!("/v2/{}/blobs/uploads/{}", state.name, sealed::seal(state, &config.secret_key));
+fn status_response(
+    state: &UploadState,
+    config: &AppConfig,
+    status: u16,
+) -> std::result::Result<Response, Refusal> {
+    let location = format!(
+        "/v2/{}/blobs/uploads/{}",
+        state.name,
+        sealed::seal(state, &config.secret_key)
+    );
     let mut resp = Response::empty().map_err(internal)?.with_status(status);
     let h = resp.headers_mut();
     h.set("Location", &location).map_err(internal)?;
     // Inclusive byte range received so far ("0-0" before any byte, as distribution does).
-    h.set("Range", &format!("0-{}", state.offset.saturating_sub(1))).map_err(internal)?;
+    h.set("Range", &format!("0-{}", state.offset.saturating_sub(1)))
+        .map_err(internal)?;
     h.set("Docker-Upload-UUID", &state.id).map_err(internal)?;
-    h.set("OCI-Chunk-Min-Length", &MIN_CHUNK.to_string()).map_err(internal)?;
+    h.set("OCI-Chunk-Min-Length", &MIN_CHUNK.to_string())
+        .map_err(internal)?;
     h.set("Content-Length", "0").map_err(internal)?;
     Ok(resp)
 }
@@ -268,17 +408,25 @@ fn status_response(state: &UploadState, config: &AppConfig, status: u16) -> std:
 fn created(name: &RepoName, digest: &Digest) -> std::result::Result<Response, Refusal> {
     let mut resp = Response::empty().map_err(internal)?.with_status(201);
     let h = resp.headers_mut();
-    h.set("Location", &format!("/v2/{name}/blobs/{digest}")).map_err(internal)?;
-    h.set("Docker-Content-Digest", digest.as_str()).map_err(internal)?;
+    h.set("Location", &format!("/v2/{name}/blobs/{digest}"))
+        .map_err(internal)?;
+    h.set("Docker-Content-Digest", digest.as_str())
+        .map_err(internal)?;
     h.set("Content-Length", "0").map_err(internal)?;
     Ok(resp)
 }
 
 /// The upload state in an upload URL, if it is ours, this user's, this
 /// repository's and not expired.
-fn open_state(id: &str, config: &AppConfig, user: &Did, name: &RepoName) -> std::result::Result<UploadState, Refusal> {
+fn open_state(
+    id: &str,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+) -> std::result::Result<UploadState, Refusal> {
     let unknown = |why: &str| (OciCode::BlobUploadUnknown, format!("upload unknown: {why}"));
-    let state: UploadState = sealed::open(id, &config.secret_key).map_err(|_| unknown("malformed or altered upload id"))?;
+    let state: UploadState = sealed::open(id, &config.secret_key)
+        .map_err(|_| unknown("malformed or altered upload id"))?;
     if state.expires_at < Date::now().as_millis() / 1000 {
         return Err(unknown("it expired"));
     }
@@ -290,7 +438,13 @@ fn open_state(id: &str, config: &AppConfig, user: &Did, name: &RepoName) -> std:
 
 fn hold_refusal(e: HoldCallError) -> Refusal {
     match e {
-        HoldCallError::Refused { status: 401 | 403, error } => (OciCode::Denied, format!("the hold refused: {}", error.message)),
+        HoldCallError::Refused {
+            status: 401 | 403,
+            error,
+        } => (
+            OciCode::Denied,
+            format!("the hold refused: {}", error.message),
+        ),
         other => (OciCode::Internal, other.to_string()),
     }
 }
@@ -304,7 +458,11 @@ fn header(req: &Request, name: &str) -> Option<String> {
 }
 
 fn query(req: &Request, name: &str) -> Option<String> {
-    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    req.url()
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn random_id() -> String {

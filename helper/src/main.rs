@@ -24,7 +24,8 @@ pub struct Credentials {
     pub secret: String,
 }
 
-const USAGE: &str = "usage: docker-credential-atcr <store|get|erase|list|configure-docker [registry-host]|version>
+const USAGE: &str =
+    "usage: docker-credential-atcr <store|get|erase|list|configure-docker [registry-host]|version>
 
 Credential-helper commands read stdin and write stdout as Docker expects:
   store   stdin: {\"ServerURL\":…,\"Username\":…,\"Secret\":…}
@@ -55,8 +56,8 @@ fn run(args: &[String]) -> Result<String, String> {
     let store = CredentialStore::default_location()?;
     match args.first().map(String::as_str) {
         Some("store") => {
-            let creds: Credentials =
-                serde_json::from_str(&read_stdin()?).map_err(|e| format!("invalid credentials on stdin: {e}"))?;
+            let creds: Credentials = serde_json::from_str(&read_stdin()?)
+                .map_err(|e| format!("invalid credentials on stdin: {e}"))?;
             store.save(creds)?;
             Ok(String::new())
         }
@@ -77,15 +78,23 @@ fn run(args: &[String]) -> Result<String, String> {
         Some("configure-docker") => {
             let host = args.get(1).map(String::as_str).unwrap_or("atcr.io");
             let path = docker_config::register_helper(host)?;
-            Ok(format!("docker-credential-atcr now provides credentials for {host} ({})", path.display()))
+            Ok(format!(
+                "docker-credential-atcr now provides credentials for {host} ({})",
+                path.display()
+            ))
         }
-        Some("version") => Ok(format!("docker-credential-atcr {}", env!("CARGO_PKG_VERSION"))),
+        Some("version") => Ok(format!(
+            "docker-credential-atcr {}",
+            env!("CARGO_PKG_VERSION")
+        )),
         _ => Err(USAGE.into()),
     }
 }
 
 fn read_stdin() -> Result<String, String> {
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
     Ok(input)
 }

@@ -14,7 +14,10 @@ pub struct CredentialStore {
 /// all name the same registry.
 pub fn registry_key(server_url: &str) -> String {
     let s = server_url.trim();
-    let s = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")).unwrap_or(s);
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
     s.split('/').next().unwrap_or(s).to_ascii_lowercase()
 }
 
@@ -24,12 +27,15 @@ impl CredentialStore {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
             .ok_or("neither XDG_CONFIG_HOME nor HOME is set")?;
-        Ok(CredentialStore { path: base.join("atcr").join("credentials.json") })
+        Ok(CredentialStore {
+            path: base.join("atcr").join("credentials.json"),
+        })
     }
 
     fn load(&self) -> Result<BTreeMap<String, Credentials>, String> {
         match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{} is corrupt: {e}", self.path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is corrupt: {e}", self.path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
         }
@@ -42,7 +48,8 @@ impl CredentialStore {
         // Write a private temporary file, then rename: never a half-written or world-readable store.
         let tmp = self.path.with_extension("json.tmp");
         write_private(&tmp, &json).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        fs::rename(&tmp, &self.path).map_err(|e| format!("cannot replace {}: {e}", self.path.display()))
+        fs::rename(&tmp, &self.path)
+            .map_err(|e| format!("cannot replace {}: {e}", self.path.display()))
     }
 
     pub fn save(&self, creds: Credentials) -> Result<(), String> {
@@ -65,7 +72,11 @@ impl CredentialStore {
     }
 
     pub fn list(&self) -> Result<BTreeMap<String, String>, String> {
-        Ok(self.load()?.into_values().map(|c| (c.server_url, c.username)).collect())
+        Ok(self
+            .load()?
+            .into_values()
+            .map(|c| (c.server_url, c.username))
+            .collect())
     }
 }
 
@@ -73,7 +84,12 @@ impl CredentialStore {
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)
 }
 
@@ -88,7 +104,12 @@ mod tests {
 
     #[test]
     fn server_urls_of_one_registry_share_a_key() {
-        for url in ["atcr.io", "https://atcr.io", "https://ATCR.io/v2/", "http://atcr.io/"] {
+        for url in [
+            "atcr.io",
+            "https://atcr.io",
+            "https://ATCR.io/v2/",
+            "http://atcr.io/",
+        ] {
             assert_eq!(registry_key(url), "atcr.io", "{url}");
         }
         assert_eq!(registry_key("127.0.0.1:8787"), "127.0.0.1:8787");

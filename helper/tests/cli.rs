@@ -14,7 +14,12 @@ fn helper(home: &std::path::Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("helper starts");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -45,11 +50,16 @@ fn store_get_list_erase_round_trip() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(home.join(".config/atcr/credentials.json")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(home.join(".config/atcr/credentials.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the store must be private");
     }
 
-    assert!(helper(&home, &["erase"], "https://127.0.0.1:8787").status.success());
+    assert!(helper(&home, &["erase"], "https://127.0.0.1:8787")
+        .status
+        .success());
     let gone = helper(&home, &["get"], "127.0.0.1:8787");
     assert!(!gone.status.success());
     assert_eq!(stdout(&gone), "credentials not found in native keychain");
@@ -67,7 +77,11 @@ fn malformed_store_input_is_refused() {
 fn configure_docker_keeps_existing_settings() {
     let home = tempdir();
     std::fs::create_dir_all(home.join(".docker")).unwrap();
-    std::fs::write(home.join(".docker/config.json"), r#"{"auths":{"ghcr.io":{}},"credHelpers":{"gcr.io":"gcloud"}}"#).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        r#"{"auths":{"ghcr.io":{}},"credHelpers":{"gcr.io":"gcloud"}}"#,
+    )
+    .unwrap();
     let out = helper(&home, &["configure-docker", "127.0.0.1:8787"], "");
     assert!(out.status.success(), "{}", stdout(&out));
     let config: serde_json::Value =
@@ -78,11 +92,18 @@ fn configure_docker_keeps_existing_settings() {
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("atcr-helper-test-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "atcr-helper-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }

@@ -43,16 +43,25 @@ thread_local! {
 impl Policy {
     pub async fn load(config: &HoldConfig) -> Result<Policy, Failure> {
         let now = Date::now().as_millis();
-        if let Some(policy) = CACHE.with(|c| c.borrow().as_ref().filter(|(exp, _)| *exp > now).map(|(_, p)| p.clone())) {
+        if let Some(policy) = CACHE.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|(exp, _)| *exp > now)
+                .map(|(_, p)| p.clone())
+        }) {
             return Ok(policy);
         }
         let policy = fetch_policy(config).await?;
-        CACHE.with(|c| *c.borrow_mut() = Some((now + config.crew_cache_seconds * 1000, policy.clone())));
+        CACHE.with(|c| {
+            *c.borrow_mut() = Some((now + config.crew_cache_seconds * 1000, policy.clone()))
+        });
         Ok(policy)
     }
 
     fn crew(&self, did: &Did, permission: &str) -> bool {
-        self.crew.iter().any(|m| &m.member == did && m.allows(permission))
+        self.crew
+            .iter()
+            .any(|m| &m.member == did && m.allows(permission))
     }
 
     pub fn require_read(&self, config: &HoldConfig, caller: &Caller) -> Result<(), Failure> {
@@ -60,19 +69,35 @@ impl Policy {
             return Ok(());
         }
         match caller {
-            Caller::Anonymous => Err(Failure::new(HoldError::AuthRequired, "this hold is private: sign in to read")),
+            Caller::Anonymous => Err(Failure::new(
+                HoldError::AuthRequired,
+                "this hold is private: sign in to read",
+            )),
             Caller::User(did) if did == &config.owner || self.crew(did, "blob:read") => Ok(()),
-            Caller::User(did) => Err(Failure::new(HoldError::Forbidden, format!("{did} is not crew of this private hold"))),
+            Caller::User(did) => Err(Failure::new(
+                HoldError::Forbidden,
+                format!("{did} is not crew of this private hold"),
+            )),
         }
     }
 
     pub fn require_write(&self, config: &HoldConfig, caller: &Caller) -> Result<Did, Failure> {
         match caller {
-            Caller::Anonymous => Err(Failure::new(HoldError::AuthRequired, "writing to a hold needs a service token")),
-            Caller::User(did) if did == &config.owner || config.allow_all_crew || self.crew(did, "blob:write") => {
+            Caller::Anonymous => Err(Failure::new(
+                HoldError::AuthRequired,
+                "writing to a hold needs a service token",
+            )),
+            Caller::User(did)
+                if did == &config.owner
+                    || config.allow_all_crew
+                    || self.crew(did, "blob:write") =>
+            {
                 Ok(did.clone())
             }
-            Caller::User(did) => Err(Failure::new(HoldError::Forbidden, format!("{did} is not crew of this hold"))),
+            Caller::User(did) => Err(Failure::new(
+                HoldError::Forbidden,
+                format!("{did} is not crew of this hold"),
+            )),
         }
     }
 }
@@ -80,8 +105,14 @@ impl Policy {
 pub fn require_owner(config: &HoldConfig, caller: &Caller) -> Result<(), Failure> {
     match caller {
         Caller::User(did) if did == &config.owner => Ok(()),
-        Caller::Anonymous => Err(Failure::new(HoldError::AuthRequired, "only the hold's owner may do this")),
-        Caller::User(did) => Err(Failure::new(HoldError::Forbidden, format!("only the hold's owner may do this, not {did}"))),
+        Caller::Anonymous => Err(Failure::new(
+            HoldError::AuthRequired,
+            "only the hold's owner may do this",
+        )),
+        Caller::User(did) => Err(Failure::new(
+            HoldError::Forbidden,
+            format!("only the hold's owner may do this, not {did}"),
+        )),
     }
 }
 
@@ -97,12 +128,28 @@ struct Record {
 }
 
 async fn fetch_policy(config: &HoldConfig) -> Result<Policy, Failure> {
-    let unavailable = |e: String| Failure::new(HoldError::StorageError, format!("cannot read the owner's records: {e}"));
-    let doc = resolve_did_cached(&config.owner, &config.plc_url).await.map_err(unavailable)?;
-    let pds = doc.pds_endpoint().ok_or_else(|| unavailable(format!("{} names no PDS", config.owner)))?.to_string();
+    let unavailable = |e: String| {
+        Failure::new(
+            HoldError::StorageError,
+            format!("cannot read the owner's records: {e}"),
+        )
+    };
+    let doc = resolve_did_cached(&config.owner, &config.plc_url)
+        .await
+        .map_err(unavailable)?;
+    let pds = doc
+        .pds_endpoint()
+        .ok_or_else(|| unavailable(format!("{} names no PDS", config.owner)))?
+        .to_string();
     let mut public = config.public;
-    for value in list_records(&pds, &config.owner, "io.atcr.hold").await.map_err(unavailable)? {
-        let endpoint = value["endpoint"].as_str().unwrap_or_default().trim_end_matches('/');
+    for value in list_records(&pds, &config.owner, "io.atcr.hold")
+        .await
+        .map_err(unavailable)?
+    {
+        let endpoint = value["endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         if endpoint == config.public_url || endpoint == config.did.as_str() {
             public = value["public"].as_bool().unwrap_or(public);
         }
@@ -117,16 +164,28 @@ async fn fetch_policy(config: &HoldConfig) -> Result<Policy, Failure> {
 }
 
 /// Every record of `collection` in `repo` (public, unauthenticated XRPC).
-async fn list_records(pds: &str, repo: &Did, collection: &str) -> Result<Vec<serde_json::Value>, String> {
+async fn list_records(
+    pds: &str,
+    repo: &Did,
+    collection: &str,
+) -> Result<Vec<serde_json::Value>, String> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{pds}/xrpc/com.atproto.repo.listRecords?repo={repo}&collection={collection}&limit=100");
+        let mut url = format!(
+            "{pds}/xrpc/com.atproto.repo.listRecords?repo={repo}&collection={collection}&limit=100"
+        );
         if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={}", url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()));
+            url.push_str(&format!(
+                "&cursor={}",
+                url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+            ));
         }
         let parsed = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let mut resp = Fetch::Url(parsed).send().await.map_err(|e| format!("{pds} unreachable: {e}"))?;
+        let mut resp = Fetch::Url(parsed)
+            .send()
+            .await
+            .map_err(|e| format!("{pds} unreachable: {e}"))?;
         if resp.status_code() != 200 {
             return Err(format!("{url} answered {}", resp.status_code()));
         }

@@ -27,12 +27,23 @@ pub enum Caller {
     User(Did),
 }
 
-pub async fn authenticate(req: &Request, config: &HoldConfig, method: &str) -> Result<Caller, Failure> {
+pub async fn authenticate(
+    req: &Request,
+    config: &HoldConfig,
+    method: &str,
+) -> Result<Caller, Failure> {
     let header = req.headers().get("Authorization").ok().flatten();
-    let Some(header) = header else { return Ok(Caller::Anonymous) };
+    let Some(header) = header else {
+        return Ok(Caller::Anonymous);
+    };
     let token = header
         .strip_prefix("Bearer ")
-        .ok_or_else(|| Failure::new(HoldError::InvalidToken, "Authorization must be 'Bearer <service token>'"))?
+        .ok_or_else(|| {
+            Failure::new(
+                HoldError::InvalidToken,
+                "Authorization must be 'Bearer <service token>'",
+            )
+        })?
         .trim();
     let invalid = |e: &dyn std::fmt::Display| Failure::new(HoldError::InvalidToken, e.to_string());
     let issuer = peek_claims(token).map_err(|e| invalid(&e))?.iss;
@@ -44,7 +55,11 @@ pub async fn authenticate(req: &Request, config: &HoldConfig, method: &str) -> R
     let expect = Expectations {
         audience: &config.did,
         method: Some(method),
-        max_lifetime: if via_appview { APPVIEW_TOKEN_LIFETIME } else { PDS_TOKEN_LIFETIME },
+        max_lifetime: if via_appview {
+            APPVIEW_TOKEN_LIFETIME
+        } else {
+            PDS_TOKEN_LIFETIME
+        },
         now: now(),
     };
     let claims = verify(token, &key, &expect).map_err(|e| invalid(&e))?;

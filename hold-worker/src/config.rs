@@ -39,7 +39,9 @@ impl HoldConfig {
         let flag = |name: &str| var(name).map(|v| v == "true").unwrap_or(false);
         let public_url = var("HOLD_PUBLIC_URL")?.trim_end_matches('/').to_string();
         let did = Did::web_for_url(&public_url).map_err(|e| format!("HOLD_PUBLIC_URL: {e}"))?;
-        let owner = var("HOLD_OWNER")?.parse().map_err(|e| format!("HOLD_OWNER: {e}"))?;
+        let owner = var("HOLD_OWNER")?
+            .parse()
+            .map_err(|e| format!("HOLD_OWNER: {e}"))?;
         let s3 = S3Config::new(
             &var("S3_ENDPOINT")?,
             &var("S3_BUCKET")?,
@@ -64,15 +66,24 @@ impl HoldConfig {
         };
         Ok(HoldConfig {
             trusted_appviews,
-            crew_cache_seconds: var("HOLD_CREW_CACHE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30),
+            crew_cache_seconds: var("HOLD_CREW_CACHE_SECONDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30),
             session_key,
-            read_url_seconds: var("HOLD_READ_URL_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+            read_url_seconds: var("HOLD_READ_URL_SECONDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300),
             public_url,
             did,
             owner,
             public: flag("HOLD_PUBLIC"),
             allow_all_crew: flag("HOLD_ALLOW_ALL_CREW"),
-            plc_url: var("PLC_URL").unwrap_or_else(|_| "https://plc.directory".into()).trim_end_matches('/').to_string(),
+            plc_url: var("PLC_URL")
+                .unwrap_or_else(|_| "https://plc.directory".into())
+                .trim_end_matches('/')
+                .to_string(),
             s3,
         })
     }

@@ -14,7 +14,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(kind: HoldError, message: impl Into<String>) -> Self {
-        Failure { kind, message: message.into() }
+        Failure {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn into_response(self) -> worker::Result<Response> {
@@ -22,7 +25,10 @@ impl Failure {
         if status >= 500 {
             worker::console_error!("{name}: {}", self.message);
         }
-        let body = XrpcError { error: name.into(), message: self.message };
+        let body = XrpcError {
+            error: name.into(),
+            message: self.message,
+        };
         Ok(Response::from_json(&body)?.with_status(status))
     }
 }
@@ -30,7 +36,9 @@ impl Failure {
 impl From<StorageError> for Failure {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::NotFound => Failure::new(HoldError::BlobNotFound, "no such object in storage"),
+            StorageError::NotFound => {
+                Failure::new(HoldError::BlobNotFound, "no such object in storage")
+            }
             StorageError::Failed(why) => Failure::new(HoldError::StorageError, why),
         }
     }

@@ -10,13 +10,20 @@ use worker_support::{failed_check, health_response, now, probe, resolve_did, tim
 pub async fn report(config: &HoldConfig) -> Result<Response> {
     // HEAD on the bucket proves the endpoint answers and accepts our signature.
     let bucket_url = config.s3.object_url("");
-    let s3 = match config.s3.sign_headers("HEAD", &bucket_url, &[], EMPTY_SHA256, now()) {
+    let s3 = match config
+        .s3
+        .sign_headers("HEAD", &bucket_url, &[], EMPTY_SHA256, now())
+    {
         Ok(headers) => probe("s3", Method::Head, &bucket_url, &headers, &[200]).await,
         Err(e) => failed_check("s3", e.to_string()),
     };
     let mut checks = vec![s3];
     checks.extend(owner_checks(config).await);
-    health_response(&HealthReport::new("atcr-hold", env!("CARGO_PKG_VERSION"), checks))
+    health_response(&HealthReport::new(
+        "atcr-hold",
+        env!("CARGO_PKG_VERSION"),
+        checks,
+    ))
 }
 
 /// Resolves the owner's DID document, then probes the PDS it names.
@@ -29,7 +36,16 @@ async fn owner_checks(config: &HoldConfig) -> Vec<Check> {
     })
     .await;
     let pds = match pds {
-        Some(pds) => probe("owner_pds", Method::Get, &format!("{pds}/xrpc/_health"), &[], &[200]).await,
+        Some(pds) => {
+            probe(
+                "owner_pds",
+                Method::Get,
+                &format!("{pds}/xrpc/_health"),
+                &[],
+                &[200],
+            )
+            .await
+        }
         None => failed_check("owner_pds", format!("no PDS known for {}", config.owner)),
     };
     vec![identity, pds]

@@ -38,11 +38,22 @@ pub trait BlobStore {
     /// A URL that allows `method` (GET or HEAD) on `key` for `expires_in`.
     fn presign_read(&self, key: &str, method: &str, expires_in: Duration) -> Result<String>;
     /// A URL that uploads part `part` of multipart upload `upload_id`.
-    fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String>;
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        expires_in: Duration,
+    ) -> Result<String>;
     /// The size of `key`, or `None` when absent.
     async fn size(&self, key: &str) -> Result<Option<u64>>;
     async fn start_multipart(&self, key: &str) -> Result<String>;
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[(u32, &str)]) -> Result<()>;
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, &str)],
+    ) -> Result<()>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Reads `key` once, hashing as the bytes stream past: (digest, size).
     /// Memory stays flat whatever the object's size.
@@ -68,7 +79,13 @@ impl S3Store {
     }
 
     /// Sends one signed request; `body` is small (XML) or absent.
-    async fn send(&self, method: Method, url: &str, extra: &[(&str, &str)], body: Option<String>) -> Result<Response> {
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        extra: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<Response> {
         let payload_hash = match &body {
             Some(b) => hex(&Sha256::digest(b.as_bytes())),
             None => EMPTY_SHA256.to_string(),
@@ -78,7 +95,11 @@ impl S3Store {
             .sign_headers(method.as_ref(), url, extra, &payload_hash, now())
             .map_err(|e| StorageError::Failed(e.to_string()))?;
         let headers = Headers::new();
-        for (k, v) in extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(signed) {
+        for (k, v) in extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(signed)
+        {
             headers.set(&k, &v).map_err(failed)?;
         }
         let mut init = RequestInit::new();
@@ -87,7 +108,10 @@ impl S3Store {
             init.with_body(Some(JsValue::from_str(&b)));
         }
         let req = Request::new_with_init(url, &init).map_err(failed)?;
-        Fetch::Request(req).send().await.map_err(|e| StorageError::Failed(format!("storage unreachable: {e}")))
+        Fetch::Request(req)
+            .send()
+            .await
+            .map_err(|e| StorageError::Failed(format!("storage unreachable: {e}")))
     }
 
     /// Maps a non-2xx answer to an error, keeping S3's error code.
@@ -101,7 +125,9 @@ impl S3Store {
                 if code == "NoSuchUpload" || code == "NoSuchKey" {
                     return Err(StorageError::NotFound);
                 }
-                Err(StorageError::Failed(format!("storage refused {what}: {status} {code}")))
+                Err(StorageError::Failed(format!(
+                    "storage refused {what}: {status} {code}"
+                )))
             }
         }
     }
@@ -109,40 +135,73 @@ impl S3Store {
 
 impl BlobStore for S3Store {
     fn presign_read(&self, key: &str, method: &str, expires_in: Duration) -> Result<String> {
-        self.config.presign(method, key, &[], expires_in, now()).map_err(|e| StorageError::Failed(e.to_string()))
+        self.config
+            .presign(method, key, &[], expires_in, now())
+            .map_err(|e| StorageError::Failed(e.to_string()))
     }
 
-    fn presign_part(&self, key: &str, upload_id: &str, part: u32, expires_in: Duration) -> Result<String> {
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        expires_in: Duration,
+    ) -> Result<String> {
         let part = part.to_string();
         self.config
-            .presign("PUT", key, &[("partNumber", &part), ("uploadId", upload_id)], expires_in, now())
+            .presign(
+                "PUT",
+                key,
+                &[("partNumber", &part), ("uploadId", upload_id)],
+                expires_in,
+                now(),
+            )
             .map_err(|e| StorageError::Failed(e.to_string()))
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>> {
-        let resp = self.send(Method::Head, &self.url(key, ""), &[], None).await?;
+        let resp = self
+            .send(Method::Head, &self.url(key, ""), &[], None)
+            .await?;
         match Self::check(resp, "HEAD").await {
-            Ok(resp) => Ok(resp.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok())),
+            Ok(resp) => Ok(resp
+                .headers()
+                .get("content-length")
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse().ok())),
             Err(StorageError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     async fn start_multipart(&self, key: &str) -> Result<String> {
-        let resp = self.send(Method::Post, &self.url(key, "uploads="), &[], None).await?;
+        let resp = self
+            .send(Method::Post, &self.url(key, "uploads="), &[], None)
+            .await?;
         let mut resp = Self::check(resp, "CreateMultipartUpload").await?;
         let body = resp.text().await.map_err(failed)?;
-        xml_element(&body, "UploadId").ok_or_else(|| StorageError::Failed("storage returned no UploadId".into()))
+        xml_element(&body, "UploadId")
+            .ok_or_else(|| StorageError::Failed("storage returned no UploadId".into()))
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[(u32, &str)]) -> Result<()> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, &str)],
+    ) -> Result<()> {
         let url = self.url(key, &format!("uploadId={}", encode_query(upload_id)));
-        let resp = self.send(Method::Post, &url, &[], Some(complete_multipart_xml(parts))).await?;
+        let resp = self
+            .send(Method::Post, &url, &[], Some(complete_multipart_xml(parts)))
+            .await?;
         let mut resp = Self::check(resp, "CompleteMultipartUpload").await?;
         // S3 may answer 200 and put the failure in the body.
         let body = resp.text().await.map_err(failed)?;
         match xml_element(&body, "Code") {
-            Some(code) => Err(StorageError::Failed(format!("storage refused CompleteMultipartUpload: {code}"))),
+            Some(code) => Err(StorageError::Failed(format!(
+                "storage refused CompleteMultipartUpload: {code}"
+            ))),
             None => Ok(()),
         }
     }
@@ -154,7 +213,9 @@ impl BlobStore for S3Store {
     }
 
     async fn hash(&self, key: &str, algorithm: Algorithm) -> Result<(Digest, u64)> {
-        let resp = self.send(Method::Get, &self.url(key, ""), &[], None).await?;
+        let resp = self
+            .send(Method::Get, &self.url(key, ""), &[], None)
+            .await?;
         let resp = Self::check(resp, "GET").await?;
         let size: u64 = resp
             .headers()
@@ -173,7 +234,9 @@ impl BlobStore for S3Store {
             ResponseBody::Stream(body) => {
                 JsFuture::from(body.pipe_to(hasher.raw()))
                     .await
-                    .map_err(|e| StorageError::Failed(format!("reading from storage failed: {e:?}")))?;
+                    .map_err(|e| {
+                        StorageError::Failed(format!("reading from storage failed: {e:?}"))
+                    })?;
             }
             // An empty object: close the hasher with nothing written.
             _ => {
@@ -183,23 +246,39 @@ impl BlobStore for S3Store {
             }
         }
         let hash = hasher.digest().await.map_err(failed)?.to_vec();
-        let digest = Digest::from_hash(algorithm, &hash).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let digest =
+            Digest::from_hash(algorithm, &hash).map_err(|e| StorageError::Failed(e.to_string()))?;
         Ok((digest, size))
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
-        let source = format!("/{}/{}", self.config.bucket, atcr_protocol::s3::encode_key(from));
-        let resp = self.send(Method::Put, &self.url(to, ""), &[("x-amz-copy-source", &source)], None).await?;
+        let source = format!(
+            "/{}/{}",
+            self.config.bucket,
+            atcr_protocol::s3::encode_key(from)
+        );
+        let resp = self
+            .send(
+                Method::Put,
+                &self.url(to, ""),
+                &[("x-amz-copy-source", &source)],
+                None,
+            )
+            .await?;
         let mut resp = Self::check(resp, "CopyObject").await?;
         let body = resp.text().await.map_err(failed)?;
         match xml_element(&body, "Code") {
-            Some(code) => Err(StorageError::Failed(format!("storage refused CopyObject: {code}"))),
+            Some(code) => Err(StorageError::Failed(format!(
+                "storage refused CopyObject: {code}"
+            ))),
             None => Ok(()),
         }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let resp = self.send(Method::Delete, &self.url(key, ""), &[], None).await?;
+        let resp = self
+            .send(Method::Delete, &self.url(key, ""), &[], None)
+            .await?;
         match Self::check(resp, "DELETE").await {
             Ok(_) | Err(StorageError::NotFound) => Ok(()),
             Err(e) => Err(e),
@@ -217,5 +296,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Percent-encodes a query value (upload ids may hold `+`, `/`, `=`).
 fn encode_query(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }

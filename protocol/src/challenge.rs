@@ -16,7 +16,12 @@ pub struct BearerChallenge {
 
 impl BearerChallenge {
     pub fn new(realm: impl Into<String>, service: impl Into<String>) -> Self {
-        BearerChallenge { realm: realm.into(), service: service.into(), scope: None, error: None }
+        BearerChallenge {
+            realm: realm.into(),
+            service: service.into(),
+            scope: None,
+            error: None,
+        }
     }
 
     pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
@@ -30,7 +35,11 @@ impl BearerChallenge {
     }
 
     pub fn to_header(&self) -> String {
-        let mut out = format!("Bearer realm=\"{}\",service=\"{}\"", quote(&self.realm), quote(&self.service));
+        let mut out = format!(
+            "Bearer realm=\"{}\",service=\"{}\"",
+            quote(&self.realm),
+            quote(&self.service)
+        );
         if let Some(scope) = &self.scope {
             out.push_str(&format!(",scope=\"{}\"", quote(scope)));
         }
@@ -53,7 +62,10 @@ mod tests {
     #[test]
     fn renders_realm_and_service() {
         let c = BearerChallenge::new("https://atcr.example/auth/token", "atcr.example");
-        assert_eq!(c.to_header(), r#"Bearer realm="https://atcr.example/auth/token",service="atcr.example""#);
+        assert_eq!(
+            c.to_header(),
+            r#"Bearer realm="https://atcr.example/auth/token",service="atcr.example""#
+        );
     }
 
     #[test]

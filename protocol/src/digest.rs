@@ -87,10 +87,17 @@ impl FromStr for Digest {
             "sha512" => Algorithm::Sha512,
             _ => return Err(invalid()),
         };
-        if hex.len() != algorithm.hex_len() || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != algorithm.hex_len()
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(invalid());
         }
-        Ok(Digest { algorithm, text: s.to_string() })
+        Ok(Digest {
+            algorithm,
+            text: s.to_string(),
+        })
     }
 }
 
@@ -132,7 +139,10 @@ impl Hasher {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex(&h.finalize())),
             Hasher::Sha512(h) => (Algorithm::Sha512, hex(&h.finalize())),
         };
-        Digest { algorithm, text: format!("{}:{hex}", algorithm.as_str()) }
+        Digest {
+            algorithm,
+            text: format!("{}:{hex}", algorithm.as_str()),
+        }
     }
 }
 
@@ -144,7 +154,8 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const EMPTY_SHA256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY_SHA256: &str =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn valid_digests() {
@@ -152,7 +163,10 @@ mod tests {
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(d.hex().len(), 64);
         let long = format!("sha512:{}", "ab".repeat(64));
-        assert_eq!(long.parse::<Digest>().unwrap().algorithm(), Algorithm::Sha512);
+        assert_eq!(
+            long.parse::<Digest>().unwrap().algorithm(),
+            Algorithm::Sha512
+        );
     }
 
     #[test]
@@ -182,7 +196,13 @@ mod tests {
         }
         assert_eq!(h.finish(), Digest::of(Algorithm::Sha512, data));
         let raw = [0xe3u8, 0xb0].repeat(16);
-        assert_eq!(Digest::from_hash(Algorithm::Sha256, &raw).unwrap().hex(), "e3b0".repeat(16));
-        assert!(Digest::from_hash(Algorithm::Sha512, &raw).is_err(), "wrong length for the algorithm");
+        assert_eq!(
+            Digest::from_hash(Algorithm::Sha256, &raw).unwrap().hex(),
+            "e3b0".repeat(16)
+        );
+        assert!(
+            Digest::from_hash(Algorithm::Sha512, &raw).is_err(),
+            "wrong length for the algorithm"
+        );
     }
 }

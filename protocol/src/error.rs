@@ -53,14 +53,30 @@ impl OciCode {
         match self {
             BlobUnknown => ("BLOB_UNKNOWN", 404, "blob unknown to registry"),
             BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", 400, "blob upload invalid"),
-            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"),
-            DigestInvalid => ("DIGEST_INVALID", 400, "provided digest did not match uploaded content"),
-            ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", 404, "manifest references a manifest or blob unknown to registry"),
+            BlobUploadUnknown => (
+                "BLOB_UPLOAD_UNKNOWN",
+                404,
+                "blob upload unknown to registry",
+            ),
+            DigestInvalid => (
+                "DIGEST_INVALID",
+                400,
+                "provided digest did not match uploaded content",
+            ),
+            ManifestBlobUnknown => (
+                "MANIFEST_BLOB_UNKNOWN",
+                404,
+                "manifest references a manifest or blob unknown to registry",
+            ),
             ManifestInvalid => ("MANIFEST_INVALID", 400, "manifest invalid"),
             ManifestUnknown => ("MANIFEST_UNKNOWN", 404, "manifest unknown to registry"),
             NameInvalid => ("NAME_INVALID", 400, "invalid repository name"),
             NameUnknown => ("NAME_UNKNOWN", 404, "repository name not known to registry"),
-            SizeInvalid => ("SIZE_INVALID", 400, "provided length did not match content length"),
+            SizeInvalid => (
+                "SIZE_INVALID",
+                400,
+                "provided length did not match content length",
+            ),
             Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
             Denied => ("DENIED", 403, "requested access to the resource is denied"),
             Unsupported => ("UNSUPPORTED", 405, "the operation is unsupported"),
@@ -105,7 +121,11 @@ pub struct ErrorEnvelope {
 
 impl ErrorEnvelope {
     /// An envelope with one error; `message` replaces the default when given.
-    pub fn single(code: OciCode, message: Option<String>, detail: Option<serde_json::Value>) -> Self {
+    pub fn single(
+        code: OciCode,
+        message: Option<String>,
+        detail: Option<serde_json::Value>,
+    ) -> Self {
         ErrorEnvelope {
             errors: vec![ErrorEntry {
                 code: code.as_str(),
@@ -151,9 +171,22 @@ mod tests {
 
     #[test]
     fn envelope_has_the_spec_shape() {
-        let body = ErrorEnvelope::single(OciCode::NameUnknown, Some("no such user alice.test".into()), None).to_json();
-        assert_eq!(body, r#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such user alice.test"}]}"#);
-        let body = ErrorEnvelope::single(OciCode::Unauthorized, None, Some(serde_json::json!([{"Type":"registry"}]))).to_json();
+        let body = ErrorEnvelope::single(
+            OciCode::NameUnknown,
+            Some("no such user alice.test".into()),
+            None,
+        )
+        .to_json();
+        assert_eq!(
+            body,
+            r#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such user alice.test"}]}"#
+        );
+        let body = ErrorEnvelope::single(
+            OciCode::Unauthorized,
+            None,
+            Some(serde_json::json!([{"Type":"registry"}])),
+        )
+        .to_json();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["errors"][0]["message"], "authentication required");
         assert_eq!(v["errors"][0]["detail"][0]["Type"], "registry");

@@ -27,7 +27,12 @@ pub struct HealthReport {
 impl HealthReport {
     pub fn new(service: &str, version: &str, checks: Vec<Check>) -> Self {
         let ok = checks.iter().all(|c| c.ok);
-        HealthReport { service: service.into(), version: version.into(), ok, checks }
+        HealthReport {
+            service: service.into(),
+            version: version.into(),
+            ok,
+            checks,
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -44,7 +49,12 @@ mod tests {
     use super::*;
 
     fn check(name: &str, ok: bool) -> Check {
-        Check { name: name.into(), ok, detail: String::new(), elapsed_ms: 1 }
+        Check {
+            name: name.into(),
+            ok,
+            detail: String::new(),
+            elapsed_ms: 1,
+        }
     }
 
     #[test]
@@ -52,7 +62,11 @@ mod tests {
         let good = HealthReport::new("hold", "0.1.0", vec![check("s3", true), check("plc", true)]);
         assert!(good.ok);
         assert_eq!(good.status(), 200);
-        let bad = HealthReport::new("hold", "0.1.0", vec![check("s3", false), check("plc", true)]);
+        let bad = HealthReport::new(
+            "hold",
+            "0.1.0",
+            vec![check("s3", false), check("plc", true)],
+        );
         assert!(!bad.ok);
         assert_eq!(bad.status(), 503);
     }

@@ -60,8 +60,14 @@ impl Did {
                     return None; // path-based did:web is not used by ATProto
                 }
                 let host = host.replace("%3A", ":");
-                let name = host.rsplit_once(':').map_or(host.as_str(), |(name, _port)| name);
-                let scheme = if matches!(name, "localhost" | "127.0.0.1" | "[::1]") { "http" } else { "https" };
+                let name = host
+                    .rsplit_once(':')
+                    .map_or(host.as_str(), |(name, _port)| name);
+                let scheme = if matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
+                    "http"
+                } else {
+                    "https"
+                };
                 Some(format!("{scheme}://{host}/.well-known/did.json"))
             }
             _ => None,
@@ -80,7 +86,9 @@ impl FromStr for Did {
         let id_ok = !id.is_empty()
             && !id.ends_with(':')
             && !id.ends_with('%')
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:%-".contains(&b));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:%-".contains(&b));
         if !method_ok || !id_ok || s.len() > 2048 {
             return Err(invalid());
         }
@@ -135,13 +143,18 @@ impl FromStr for Handle {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !ok {
                 return Err(invalid());
             }
         }
         // The top-level domain may not start with a digit.
-        if labels.last().is_some_and(|tld| tld.as_bytes()[0].is_ascii_digit()) {
+        if labels
+            .last()
+            .is_some_and(|tld| tld.as_bytes()[0].is_ascii_digit())
+        {
             return Err(invalid());
         }
         Ok(Handle(s.to_ascii_lowercase()))
@@ -299,28 +312,60 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_handles() {
-        for s in ["alice.test", "jay.bsky.social", "8.cn", "a-b.c-d.example", "XN--LADA.test"] {
+        for s in [
+            "alice.test",
+            "jay.bsky.social",
+            "8.cn",
+            "a-b.c-d.example",
+            "XN--LADA.test",
+        ] {
             assert!(s.parse::<Handle>().is_ok(), "{s}");
         }
-        for s in ["", "alice", "alice.", ".alice", "-a.test", "a-.test", "a..test", "a.1test", "a_b.test", "a b.test"] {
+        for s in [
+            "", "alice", "alice.", ".alice", "-a.test", "a-.test", "a..test", "a.1test",
+            "a_b.test", "a b.test",
+        ] {
             assert!(s.parse::<Handle>().is_err(), "{s}");
         }
-        assert_eq!("Alice.Test".parse::<Handle>().unwrap().as_str(), "alice.test");
+        assert_eq!(
+            "Alice.Test".parse::<Handle>().unwrap().as_str(),
+            "alice.test"
+        );
     }
 
     #[test]
     fn did_web_from_urls() {
-        assert_eq!(Did::web_for_url("https://hold.example.com").unwrap().as_str(), "did:web:hold.example.com");
-        assert_eq!(Did::web_for_url("http://127.0.0.1:8787/").unwrap().as_str(), "did:web:127.0.0.1%3A8787");
+        assert_eq!(
+            Did::web_for_url("https://hold.example.com")
+                .unwrap()
+                .as_str(),
+            "did:web:hold.example.com"
+        );
+        assert_eq!(
+            Did::web_for_url("http://127.0.0.1:8787/").unwrap().as_str(),
+            "did:web:127.0.0.1%3A8787"
+        );
         assert!(Did::web_for_url("ftp://x.example").is_err());
         let did: Did = "did:web:127.0.0.1%3A8787".parse().unwrap();
         assert_eq!(did.method(), "web");
-        assert_eq!(did.document_url("").unwrap(), "http://127.0.0.1:8787/.well-known/did.json");
+        assert_eq!(
+            did.document_url("").unwrap(),
+            "http://127.0.0.1:8787/.well-known/did.json"
+        );
         let did: Did = "did:web:hold.example.com".parse().unwrap();
-        assert_eq!(did.document_url("").unwrap(), "https://hold.example.com/.well-known/did.json");
+        assert_eq!(
+            did.document_url("").unwrap(),
+            "https://hold.example.com/.well-known/did.json"
+        );
         let did: Did = "did:plc:abc".parse().unwrap();
-        assert_eq!(did.document_url("http://localhost:2582/").unwrap(), "http://localhost:2582/did:plc:abc");
-        assert_eq!("did:key:zabc".parse::<Did>().unwrap().document_url("x"), None);
+        assert_eq!(
+            did.document_url("http://localhost:2582/").unwrap(),
+            "http://localhost:2582/did:plc:abc"
+        );
+        assert_eq!(
+            "did:key:zabc".parse::<Did>().unwrap().document_url("x"),
+            None
+        );
     }
 
     #[test]
@@ -330,10 +375,19 @@ mod tests {
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(json["id"], "did:web:hold.example.com");
         assert_eq!(json["service"][0]["type"], "AtcrHoldService");
-        assert_eq!(json["service"][0]["serviceEndpoint"], "https://hold.example.com");
-        assert_eq!(json["verificationMethod"][0]["publicKeyMultibase"], "zDnaeExample");
+        assert_eq!(
+            json["service"][0]["serviceEndpoint"],
+            "https://hold.example.com"
+        );
+        assert_eq!(
+            json["verificationMethod"][0]["publicKeyMultibase"],
+            "zDnaeExample"
+        );
         let back: DidDocument = serde_json::from_value(json).unwrap();
-        assert_eq!(back.service_endpoint(HOLD_SERVICE_ID), Some("https://hold.example.com"));
+        assert_eq!(
+            back.service_endpoint(HOLD_SERVICE_ID),
+            Some("https://hold.example.com")
+        );
     }
 
     #[test]

@@ -23,6 +23,6 @@ pub mod service_auth;
 pub mod tid;
 pub mod upload_session;
 
-pub use error::{ErrorEnvelope, OciCode};
 pub use digest::Digest;
+pub use error::{ErrorEnvelope, OciCode};
 pub use identity::{Did, DidDocument, Handle};

@@ -67,12 +67,20 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge);
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(format!("not JSON: {e}")))?;
-    let body_type = value.get("mediaType").and_then(Value::as_str).map(str::to_string);
-    let header_type = content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_string()).filter(|c| !c.is_empty());
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ManifestError::Invalid(format!("not JSON: {e}")))?;
+    let body_type = value
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let header_type = content_type
+        .map(|c| c.split(';').next().unwrap_or(c).trim().to_string())
+        .filter(|c| !c.is_empty());
     let media_type = match (&body_type, &header_type) {
         (Some(b), Some(h)) if b != h => {
-            return Err(ManifestError::Invalid(format!("Content-Type {h} does not match the manifest's mediaType {b}")));
+            return Err(ManifestError::Invalid(format!(
+                "Content-Type {h} does not match the manifest's mediaType {b}"
+            )));
         }
         (Some(b), _) => b.clone(),
         (None, Some(h)) => h.clone(),
@@ -85,7 +93,8 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
     let annotations = value.get("annotations").cloned();
     let parsed = match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let m = ImageManifest::from_reader(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+            let m = ImageManifest::from_reader(bytes)
+                .map_err(|e| ManifestError::Invalid(e.to_string()))?;
             ParsedManifest {
                 schema_version: 2,
                 artifact_type: m.artifact_type().as_ref().map(|t| t.to_string()),
@@ -98,13 +107,18 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
             }
         }
         OCI_INDEX | DOCKER_LIST => {
-            let i = ImageIndex::from_reader(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+            let i = ImageIndex::from_reader(bytes)
+                .map_err(|e| ManifestError::Invalid(e.to_string()))?;
             ParsedManifest {
                 schema_version: 2,
                 artifact_type: i.artifact_type().as_ref().map(|t| t.to_string()),
                 config: None,
                 layers: vec![],
-                manifests: i.manifests().iter().map(reference).collect::<Result<_, _>>()?,
+                manifests: i
+                    .manifests()
+                    .iter()
+                    .map(reference)
+                    .collect::<Result<_, _>>()?,
                 subject: i.subject().as_ref().map(reference).transpose()?,
                 annotations,
                 media_type,
@@ -116,7 +130,11 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
 }
 
 fn reference(d: &Descriptor) -> Result<Reference, ManifestError> {
-    let digest: Digest = d.digest().to_string().parse().map_err(|e: crate::digest::DigestError| ManifestError::Invalid(e.to_string()))?;
+    let digest: Digest = d
+        .digest()
+        .to_string()
+        .parse()
+        .map_err(|e: crate::digest::DigestError| ManifestError::Invalid(e.to_string()))?;
     let raw = serde_json::to_value(d).map_err(|e| ManifestError::Invalid(e.to_string()))?;
     Ok(Reference {
         media_type: d.media_type().to_string(),
@@ -213,7 +231,14 @@ mod tests {
         assert!(!m.is_index());
         assert_eq!(m.blobs().count(), 2);
         let digest: Digest = D1.parse().unwrap();
-        let rec = record(&m, "app", &digest, "did:web:hold", json!({"$type":"blob"}), "2026-01-01T00:00:00Z");
+        let rec = record(
+            &m,
+            "app",
+            &digest,
+            "did:web:hold",
+            json!({"$type":"blob"}),
+            "2026-01-01T00:00:00Z",
+        );
         assert_eq!(rec["$type"], "io.atcr.manifest");
         assert_eq!(rec["layers"][0]["size"], 10);
         assert_eq!(rec["holdDid"], "did:web:hold");
@@ -234,11 +259,23 @@ mod tests {
 
     #[test]
     fn refuses_bad_manifests() {
-        assert!(matches!(parse(b"{not json", None), Err(ManifestError::Invalid(_))));
-        assert!(matches!(parse(image().as_bytes(), Some(OCI_INDEX)), Err(ManifestError::Invalid(_))));
-        assert!(matches!(parse(br#"{"schemaVersion":1}"#, None), Err(ManifestError::Invalid(_))));
+        assert!(matches!(
+            parse(b"{not json", None),
+            Err(ManifestError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(image().as_bytes(), Some(OCI_INDEX)),
+            Err(ManifestError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"schemaVersion":1}"#, None),
+            Err(ManifestError::Invalid(_))
+        ));
         let weird = r#"{"schemaVersion":2,"mediaType":"text/plain"}"#;
-        assert!(matches!(parse(weird.as_bytes(), None), Err(ManifestError::Unsupported(_))));
+        assert!(matches!(
+            parse(weird.as_bytes(), None),
+            Err(ManifestError::Unsupported(_))
+        ));
         let bad_digest = image().replace(D1, "sha256:nothex");
         assert!(parse(bad_digest.as_bytes(), None).is_err());
         let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];

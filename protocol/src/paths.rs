@@ -25,7 +25,11 @@ const ROOT: &str = "docker/registry/v2";
 /// Where the verified bytes of `digest` live.
 pub fn blob_key(digest: &Digest) -> String {
     let hex = digest.hex();
-    format!("{ROOT}/blobs/{}/{}/{hex}/data", digest.algorithm().as_str(), &hex[..2])
+    format!(
+        "{ROOT}/blobs/{}/{}/{hex}/data",
+        digest.algorithm().as_str(),
+        &hex[..2]
+    )
 }
 
 /// Where an upload session's bytes wait for verification. `session` must be
@@ -36,7 +40,9 @@ pub fn upload_key(session: &str) -> String {
 
 /// Whether `key` is an upload staging key (and not a verified blob).
 pub fn is_upload_key(key: &str) -> bool {
-    key.starts_with(&format!("{ROOT}/atcr-uploads/")) && key.ends_with("/data") && !key.contains("..")
+    key.starts_with(&format!("{ROOT}/atcr-uploads/"))
+        && key.ends_with("/data")
+        && !key.contains("..")
 }
 
 #[cfg(test)]

@@ -115,7 +115,11 @@ impl FromStr for RepoName {
             return Err(invalid());
         }
         // DIDs typed with colons are accepted in URLs but named canonically.
-        Ok(RepoName { text: s.to_string(), owner, split: first.len() + 1 })
+        Ok(RepoName {
+            text: s.to_string(),
+            owner,
+            split: first.len() + 1,
+        })
     }
 }
 
@@ -137,7 +141,8 @@ pub fn parse_tag(s: &str) -> Result<String, NameError> {
     let ok = !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c));
     if ok {
         Ok(s.to_string())
     } else {
@@ -149,7 +154,9 @@ impl FromStr for Reference {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.contains(':') {
-            s.parse().map(Reference::Digest).map_err(|e: crate::digest::DigestError| e.to_string())
+            s.parse()
+                .map(Reference::Digest)
+                .map_err(|e: crate::digest::DigestError| e.to_string())
         } else {
             parse_tag(s).map(Reference::Tag).map_err(|e| e.to_string())
         }
@@ -164,10 +171,22 @@ mod tests {
     fn valid_names() {
         let cases = [
             ("alice.test/app", "alice.test", "app"),
-            ("alice.bsky.social/team/web-app", "alice.bsky.social", "team/web-app"),
+            (
+                "alice.bsky.social/team/web-app",
+                "alice.bsky.social",
+                "team/web-app",
+            ),
             ("alice.test/a__b/c.d/e---f", "alice.test", "a__b/c.d/e---f"),
-            ("did-plc-ewvi7nxzyoun6zhxrhs64oiz/app", "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "app"),
-            ("did:plc:ewvi7nxzyoun6zhxrhs64oiz/app", "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "app"),
+            (
+                "did-plc-ewvi7nxzyoun6zhxrhs64oiz/app",
+                "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+                "app",
+            ),
+            (
+                "did:plc:ewvi7nxzyoun6zhxrhs64oiz/app",
+                "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+                "app",
+            ),
         ];
         for (name, owner, repo) in cases {
             let n: RepoName = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -194,7 +213,9 @@ mod tests {
         ] {
             assert!(name.parse::<RepoName>().is_err(), "{name}");
         }
-        assert!(format!("alice.test/{}", "a".repeat(250)).parse::<RepoName>().is_err());
+        assert!(format!("alice.test/{}", "a".repeat(250))
+            .parse::<RepoName>()
+            .is_err());
     }
 
     #[test]
@@ -214,7 +235,10 @@ mod tests {
         for tag in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129)] {
             assert!(parse_tag(tag).is_err(), "{tag}");
         }
-        assert!(matches!("latest".parse::<Reference>(), Ok(Reference::Tag(_))));
+        assert!(matches!(
+            "latest".parse::<Reference>(),
+            Ok(Reference::Tag(_))
+        ));
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert!(matches!(d.parse::<Reference>(), Ok(Reference::Digest(_))));
         assert!("sha256:nope".parse::<Reference>().is_err());

@@ -29,12 +29,22 @@ impl Access {
         if kind.is_empty() || name.is_empty() {
             return None;
         }
-        let actions = actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect();
-        Some(Access { kind: kind.into(), name: name.into(), actions })
+        let actions = actions
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        Some(Access {
+            kind: kind.into(),
+            name: name.into(),
+            actions,
+        })
     }
 
     pub fn allows(&self, kind: &str, name: &str, action: &str) -> bool {
-        self.kind == kind && self.name == name && self.actions.iter().any(|a| a == action || a == "*")
+        self.kind == kind
+            && self.name == name
+            && self.actions.iter().any(|a| a == action || a == "*")
     }
 }
 
@@ -66,11 +76,21 @@ pub enum TokenError {
     Audience,
 }
 
-pub fn sign(key: &p256::ecdsa::SigningKey, claims: RegistryClaims, now: SystemTime, lifetime: Duration) -> String {
+pub fn sign(
+    key: &p256::ecdsa::SigningKey,
+    claims: RegistryClaims,
+    now: SystemTime,
+    lifetime: Duration,
+) -> String {
     let issued = to_chrono(now);
     let options = TimeOptions::new(chrono::Duration::seconds(0), move || issued);
-    let claims = Claims::new(claims).set_duration_and_issuance(&options, chrono::Duration::seconds(lifetime.as_secs() as i64));
-    Es256.token(&Header::empty().with_token_type("JWT"), &claims, key).expect("ES256 signing cannot fail")
+    let claims = Claims::new(claims).set_duration_and_issuance(
+        &options,
+        chrono::Duration::seconds(lifetime.as_secs() as i64),
+    );
+    Es256
+        .token(&Header::empty().with_token_type("JWT"), &claims, key)
+        .expect("ES256 signing cannot fail")
 }
 
 /// Verifies signature (ES256 only: `alg: none` and others are refused),
@@ -85,7 +105,10 @@ pub fn verify(
     if untrusted.algorithm() != "ES256" {
         return Err(TokenError::Signature);
     }
-    let token = Es256.validator::<RegistryClaims>(key).validate(&untrusted).map_err(|_| TokenError::Signature)?;
+    let token = Es256
+        .validator::<RegistryClaims>(key)
+        .validate(&untrusted)
+        .map_err(|_| TokenError::Signature)?;
     let claims = token.claims();
     match claims.expiration {
         Some(exp) if exp >= to_chrono(now) => {}
@@ -122,7 +145,10 @@ mod tests {
     #[test]
     fn scopes_parse_including_names_with_colons() {
         let a = Access::parse_scope("repository:alice.test/app:pull,push").unwrap();
-        assert_eq!((a.kind.as_str(), a.name.as_str()), ("repository", "alice.test/app"));
+        assert_eq!(
+            (a.kind.as_str(), a.name.as_str()),
+            ("repository", "alice.test/app")
+        );
         assert_eq!(a.actions, vec!["pull", "push"]);
         let d = Access::parse_scope("repository:did:plc:abc/app:pull").unwrap();
         assert_eq!(d.name, "did:plc:abc/app");
@@ -137,9 +163,18 @@ mod tests {
         let token = sign(&k, claims(), at(1000), Duration::from_secs(300));
         let got = verify(&token, k.verifying_key(), "atcr.example.com", at(1100)).unwrap();
         assert!(got.allows("repository", "alice.test/app", "push"));
-        assert_eq!(verify(&token, k.verifying_key(), "atcr.example.com", at(1301)), Err(TokenError::Expired));
-        assert_eq!(verify(&token, k.verifying_key(), "other.example", at(1100)), Err(TokenError::Audience));
-        assert_eq!(verify(&token, key(2).verifying_key(), "atcr.example.com", at(1100)), Err(TokenError::Signature));
+        assert_eq!(
+            verify(&token, k.verifying_key(), "atcr.example.com", at(1301)),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verify(&token, k.verifying_key(), "other.example", at(1100)),
+            Err(TokenError::Audience)
+        );
+        assert_eq!(
+            verify(&token, key(2).verifying_key(), "atcr.example.com", at(1100)),
+            Err(TokenError::Signature)
+        );
     }
 
     #[test]
@@ -148,10 +183,28 @@ mod tests {
         let token = sign(&k, claims(), at(1000), Duration::from_secs(300));
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let parts: Vec<&str> = token.split('.').collect();
-        let none = format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
-        assert_eq!(verify(&none, k.verifying_key(), "atcr.example.com", at(1100)), Err(TokenError::Signature));
-        let hs = format!("{}.{}.{}", b64.encode(r#"{"alg":"HS256"}"#), parts[1], parts[2]);
-        assert_eq!(verify(&hs, k.verifying_key(), "atcr.example.com", at(1100)), Err(TokenError::Signature));
-        assert_eq!(verify("x.y", k.verifying_key(), "atcr.example.com", at(1100)), Err(TokenError::Malformed));
+        let none = format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert_eq!(
+            verify(&none, k.verifying_key(), "atcr.example.com", at(1100)),
+            Err(TokenError::Signature)
+        );
+        let hs = format!(
+            "{}.{}.{}",
+            b64.encode(r#"{"alg":"HS256"}"#),
+            parts[1],
+            parts[2]
+        );
+        assert_eq!(
+            verify(&hs, k.verifying_key(), "atcr.example.com", at(1100)),
+            Err(TokenError::Signature)
+        );
+        assert_eq!(
+            verify("x.y", k.verifying_key(), "atcr.example.com", at(1100)),
+            Err(TokenError::Malformed)
+        );
     }
 }

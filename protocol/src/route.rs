@@ -2,8 +2,8 @@
 //! the endpoint it names. Repository names may have any number of segments,
 //! so the endpoint suffix is found from the right.
 
-use crate::reference::{RepoName, Reference};
 use crate::digest::Digest;
+use crate::reference::{Reference, RepoName};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
@@ -12,7 +12,10 @@ pub enum Route {
     /// `/v2/_catalog`
     Catalog,
     /// `/v2/<name>/manifests/<reference>`
-    Manifest { name: RepoName, reference: Reference },
+    Manifest {
+        name: RepoName,
+        reference: Reference,
+    },
     /// `/v2/<name>/blobs/<digest>`
     Blob { name: RepoName, digest: Digest },
     /// `/v2/<name>/blobs/uploads/`
@@ -41,27 +44,48 @@ impl Route {
             "/v2/_catalog" => return Ok(Route::Catalog),
             p => p.strip_prefix("/v2/").ok_or(RouteError::NotFound)?,
         };
-        let name = |s: &str| s.parse::<RepoName>().map_err(|e| RouteError::NameInvalid(e.to_string()));
-        let digest = |s: &str| s.parse::<Digest>().map_err(|e| RouteError::DigestInvalid(e.to_string()));
+        let name = |s: &str| {
+            s.parse::<RepoName>()
+                .map_err(|e| RouteError::NameInvalid(e.to_string()))
+        };
+        let digest = |s: &str| {
+            s.parse::<Digest>()
+                .map_err(|e| RouteError::DigestInvalid(e.to_string()))
+        };
 
         if let Some(n) = rest.strip_suffix("/tags/list") {
             return Ok(Route::Tags { name: name(n)? });
         }
-        if let Some(n) = rest.strip_suffix("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+        if let Some(n) = rest
+            .strip_suffix("/blobs/uploads/")
+            .or_else(|| rest.strip_suffix("/blobs/uploads"))
+        {
             return Ok(Route::UploadStart { name: name(n)? });
         }
         if let Some((n, id)) = rest.rsplit_once("/blobs/uploads/") {
-            return Ok(Route::Upload { name: name(n)?, id: id.to_string() });
+            return Ok(Route::Upload {
+                name: name(n)?,
+                id: id.to_string(),
+            });
         }
         if let Some((n, d)) = rest.rsplit_once("/blobs/") {
-            return Ok(Route::Blob { name: name(n)?, digest: digest(d)? });
+            return Ok(Route::Blob {
+                name: name(n)?,
+                digest: digest(d)?,
+            });
         }
         if let Some((n, r)) = rest.rsplit_once("/manifests/") {
             let reference = r.parse().map_err(RouteError::ReferenceInvalid)?;
-            return Ok(Route::Manifest { name: name(n)?, reference });
+            return Ok(Route::Manifest {
+                name: name(n)?,
+                reference,
+            });
         }
         if let Some((n, d)) = rest.rsplit_once("/referrers/") {
-            return Ok(Route::Referrers { name: name(n)?, digest: digest(d)? });
+            return Ok(Route::Referrers {
+                name: name(n)?,
+                digest: digest(d)?,
+            });
         }
         Err(RouteError::NotFound)
     }
@@ -92,16 +116,40 @@ mod tests {
             ("/v2/".into(), "Base"),
             ("/v2".into(), "Base"),
             ("/v2/_catalog".into(), "Catalog"),
-            ("/v2/alice.test/app/manifests/latest".into(), "Manifest alice.test/app"),
-            (format!("/v2/alice.test/a/b/c/manifests/{D}"), "Manifest alice.test/a/b/c"),
-            (format!("/v2/alice.test/foo/bar/baz/blobs/{D}"), "Blob alice.test/foo/bar/baz"),
-            ("/v2/alice.test/app/blobs/uploads/".into(), "UploadStart alice.test/app"),
-            ("/v2/alice.test/app/blobs/uploads/abc123".into(), "Upload alice.test/app"),
+            (
+                "/v2/alice.test/app/manifests/latest".into(),
+                "Manifest alice.test/app",
+            ),
+            (
+                format!("/v2/alice.test/a/b/c/manifests/{D}"),
+                "Manifest alice.test/a/b/c",
+            ),
+            (
+                format!("/v2/alice.test/foo/bar/baz/blobs/{D}"),
+                "Blob alice.test/foo/bar/baz",
+            ),
+            (
+                "/v2/alice.test/app/blobs/uploads/".into(),
+                "UploadStart alice.test/app",
+            ),
+            (
+                "/v2/alice.test/app/blobs/uploads/abc123".into(),
+                "Upload alice.test/app",
+            ),
             ("/v2/alice.test/app/tags/list".into(), "Tags alice.test/app"),
-            (format!("/v2/alice.test/app/referrers/{D}"), "Referrers alice.test/app"),
+            (
+                format!("/v2/alice.test/app/referrers/{D}"),
+                "Referrers alice.test/app",
+            ),
             // A repository may itself be called "manifests" or "blobs".
-            ("/v2/alice.test/manifests/manifests/v1".into(), "Manifest alice.test/manifests"),
-            (format!("/v2/alice.test/blobs/blobs/{D}"), "Blob alice.test/blobs"),
+            (
+                "/v2/alice.test/manifests/manifests/v1".into(),
+                "Manifest alice.test/manifests",
+            ),
+            (
+                format!("/v2/alice.test/blobs/blobs/{D}"),
+                "Blob alice.test/blobs",
+            ),
         ];
         for (path, expected) in cases {
             let route = Route::parse(&path).unwrap_or_else(|e| panic!("{path}: {e:?}"));
@@ -121,10 +169,22 @@ mod tests {
 
     #[test]
     fn bad_parts_are_told_apart_from_unknown_paths() {
-        assert_eq!(Route::parse("/v2/alice.test/app/whatever"), Err(RouteError::NotFound));
+        assert_eq!(
+            Route::parse("/v2/alice.test/app/whatever"),
+            Err(RouteError::NotFound)
+        );
         assert_eq!(Route::parse("/v3/"), Err(RouteError::NotFound));
-        assert!(matches!(Route::parse("/v2/alice.test/App/tags/list"), Err(RouteError::NameInvalid(_))));
-        assert!(matches!(Route::parse("/v2/alice.test/app/blobs/sha256:zz"), Err(RouteError::DigestInvalid(_))));
-        assert!(matches!(Route::parse("/v2/alice.test/app/manifests/-bad"), Err(RouteError::ReferenceInvalid(_))));
+        assert!(matches!(
+            Route::parse("/v2/alice.test/App/tags/list"),
+            Err(RouteError::NameInvalid(_))
+        ));
+        assert!(matches!(
+            Route::parse("/v2/alice.test/app/blobs/sha256:zz"),
+            Err(RouteError::DigestInvalid(_))
+        ));
+        assert!(matches!(
+            Route::parse("/v2/alice.test/app/manifests/-bad"),
+            Err(RouteError::ReferenceInvalid(_))
+        ));
     }
 }

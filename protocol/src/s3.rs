@@ -7,8 +7,8 @@
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-    UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+    SignatureLocation, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -61,9 +61,13 @@ impl S3Config {
         secret_access_key: &str,
         path_style: bool,
     ) -> Result<Self, S3Error> {
-        let endpoint = Url::parse(endpoint).map_err(|e| S3Error::Endpoint(endpoint.into(), e.to_string()))?;
+        let endpoint =
+            Url::parse(endpoint).map_err(|e| S3Error::Endpoint(endpoint.into(), e.to_string()))?;
         if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
-            return Err(S3Error::Endpoint(endpoint.to_string(), "must be an http(s) URL with a host".into()));
+            return Err(S3Error::Endpoint(
+                endpoint.to_string(),
+                "must be an http(s) URL with a host".into(),
+            ));
         }
         Ok(S3Config {
             endpoint,
@@ -79,7 +83,11 @@ impl S3Config {
     pub fn object_url(&self, key: &str) -> String {
         let scheme = self.endpoint.scheme();
         let host = self.endpoint.host_str().unwrap_or_default();
-        let port = self.endpoint.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let port = self
+            .endpoint
+            .port()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
         let base_path = self.endpoint.path().trim_end_matches('/');
         let key = encode_key(key);
         if self.path_style {
@@ -90,7 +98,14 @@ impl S3Config {
     }
 
     fn identity(&self) -> Identity {
-        Credentials::new(&self.access_key_id, &self.secret_access_key, None, None, "atcr-hold").into()
+        Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            None,
+            None,
+            "atcr-hold",
+        )
+        .into()
     }
 
     /// A URL that lets its bearer perform `method` on `key` until `expires_in`
@@ -104,7 +119,8 @@ impl S3Config {
         expires_in: Duration,
         now: SystemTime,
     ) -> Result<String, S3Error> {
-        let mut url = Url::parse(&self.object_url(key)).map_err(|e| S3Error::Signing(e.to_string()))?;
+        let mut url =
+            Url::parse(&self.object_url(key)).map_err(|e| S3Error::Signing(e.to_string()))?;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -114,8 +130,17 @@ impl S3Config {
         let host = host_header(&url);
         let headers = [("host", host.as_str())];
         let identity = self.identity();
-        let (_, params) = self.sign(method, url.as_str(), &headers, SignableBody::UnsignedPayload, settings, &identity, now)?;
-        url.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
+        let (_, params) = self.sign(
+            method,
+            url.as_str(),
+            &headers,
+            SignableBody::UnsignedPayload,
+            settings,
+            &identity,
+            now,
+        )?;
+        url.query_pairs_mut()
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
         Ok(url.to_string())
     }
 
@@ -132,12 +157,16 @@ impl S3Config {
     ) -> Result<Vec<(String, String)>, S3Error> {
         let parsed = Url::parse(url).map_err(|e| S3Error::Signing(e.to_string()))?;
         let host = host_header(&parsed);
-        let mut headers: Vec<(&str, &str)> = vec![("host", host.as_str()), ("x-amz-content-sha256", payload_sha256)];
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("host", host.as_str()),
+            ("x-amz-content-sha256", payload_sha256),
+        ];
         headers.extend_from_slice(extra_headers);
         let identity = self.identity();
         let body = SignableBody::Precomputed(payload_sha256.to_string());
         let (signed, _) = self.sign(method, url, &headers, body, s3_settings(), &identity, now)?;
-        let mut out: Vec<(String, String)> = vec![("x-amz-content-sha256".into(), payload_sha256.into())];
+        let mut out: Vec<(String, String)> =
+            vec![("x-amz-content-sha256".into(), payload_sha256.into())];
         out.extend(signed);
         Ok(out)
     }
@@ -164,11 +193,19 @@ impl S3Config {
             .into();
         let request = SignableRequest::new(method, url, headers.iter().copied(), body)
             .map_err(|e| S3Error::Signing(e.to_string()))?;
-        let (instructions, _signature) = sign(request, &params).map_err(|e| S3Error::Signing(e.to_string()))?.into_parts();
+        let (instructions, _signature) = sign(request, &params)
+            .map_err(|e| S3Error::Signing(e.to_string()))?
+            .into_parts();
         let (headers, query) = instructions.into_parts();
         Ok((
-            headers.iter().map(|h| (h.name().to_string(), h.value().to_string())).collect(),
-            query.into_iter().map(|(k, v)| (k, v.into_owned())).collect(),
+            headers
+                .iter()
+                .map(|h| (h.name().to_string(), h.value().to_string()))
+                .collect(),
+            query
+                .into_iter()
+                .map(|(k, v)| (k, v.into_owned()))
+                .collect(),
         ))
     }
 }
@@ -220,21 +257,70 @@ mod tests {
     #[test]
     fn presigned_get_matches_the_aws_published_example() {
         // "Example: Authenticating Requests: Using Query Parameters (AWS Signature Version 4)".
-        let s3 = S3Config::new("https://s3.amazonaws.com", "examplebucket", "us-east-1", AK, SK, false).unwrap();
-        let url = s3.presign("GET", "test.txt", &[], Duration::from_secs(86400), time(AWS_EXAMPLE_TIME)).unwrap();
-        assert!(url.starts_with("https://examplebucket.s3.amazonaws.com/test.txt?"), "{url}");
-        assert!(url.contains("X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"), "{url}");
+        let s3 = S3Config::new(
+            "https://s3.amazonaws.com",
+            "examplebucket",
+            "us-east-1",
+            AK,
+            SK,
+            false,
+        )
+        .unwrap();
+        let url = s3
+            .presign(
+                "GET",
+                "test.txt",
+                &[],
+                Duration::from_secs(86400),
+                time(AWS_EXAMPLE_TIME),
+            )
+            .unwrap();
+        assert!(
+            url.starts_with("https://examplebucket.s3.amazonaws.com/test.txt?"),
+            "{url}"
+        );
+        assert!(
+            url.contains(
+                "X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+            ),
+            "{url}"
+        );
         assert!(url.contains("X-Amz-Expires=86400"));
-        assert!(url.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"), "{url}");
+        assert!(
+            url.ends_with(
+                "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+            ),
+            "{url}"
+        );
     }
 
     #[test]
     fn header_signed_get_matches_the_aws_published_example() {
         // "Example: GET Object" from "Signature Calculations for the Authorization Header".
-        let s3 = S3Config::new("https://s3.amazonaws.com", "examplebucket", "us-east-1", AK, SK, false).unwrap();
+        let s3 = S3Config::new(
+            "https://s3.amazonaws.com",
+            "examplebucket",
+            "us-east-1",
+            AK,
+            SK,
+            false,
+        )
+        .unwrap();
         let url = s3.object_url("test.txt");
-        let headers = s3.sign_headers("GET", &url, &[("range", "bytes=0-9")], EMPTY_SHA256, time(AWS_EXAMPLE_TIME)).unwrap();
-        let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str()).unwrap();
+        let headers = s3
+            .sign_headers(
+                "GET",
+                &url,
+                &[("range", "bytes=0-9")],
+                EMPTY_SHA256,
+                time(AWS_EXAMPLE_TIME),
+            )
+            .unwrap();
+        let auth = headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.as_str())
+            .unwrap();
         assert_eq!(
             auth,
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
@@ -245,30 +331,62 @@ mod tests {
 
     #[test]
     fn path_style_and_virtual_host_urls() {
-        let path = S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
-        assert_eq!(path.object_url("a/b c"), "http://127.0.0.1:9000/blobs/a/b%20c");
+        let path =
+            S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
+        assert_eq!(
+            path.object_url("a/b c"),
+            "http://127.0.0.1:9000/blobs/a/b%20c"
+        );
         assert_eq!(path.object_url(""), "http://127.0.0.1:9000/blobs/");
-        let vhost = S3Config::new("https://acct.r2.cloudflarestorage.com", "blobs", "auto", AK, SK, false).unwrap();
-        assert_eq!(vhost.object_url("x/data"), "https://blobs.acct.r2.cloudflarestorage.com/x/data");
+        let vhost = S3Config::new(
+            "https://acct.r2.cloudflarestorage.com",
+            "blobs",
+            "auto",
+            AK,
+            SK,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            vhost.object_url("x/data"),
+            "https://blobs.acct.r2.cloudflarestorage.com/x/data"
+        );
     }
 
     #[test]
     fn presigned_query_parameters_are_signed() {
-        let s3 = S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
+        let s3 =
+            S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
         let a = s3
-            .presign("PUT", "k", &[("partNumber", "1"), ("uploadId", "u")], Duration::from_secs(60), time(AWS_EXAMPLE_TIME))
+            .presign(
+                "PUT",
+                "k",
+                &[("partNumber", "1"), ("uploadId", "u")],
+                Duration::from_secs(60),
+                time(AWS_EXAMPLE_TIME),
+            )
             .unwrap();
         let b = s3
-            .presign("PUT", "k", &[("partNumber", "2"), ("uploadId", "u")], Duration::from_secs(60), time(AWS_EXAMPLE_TIME))
+            .presign(
+                "PUT",
+                "k",
+                &[("partNumber", "2"), ("uploadId", "u")],
+                Duration::from_secs(60),
+                time(AWS_EXAMPLE_TIME),
+            )
             .unwrap();
-        assert!(a.contains("partNumber=1&uploadId=u&X-Amz-Algorithm=AWS4-HMAC-SHA256"), "{a}");
+        assert!(
+            a.contains("partNumber=1&uploadId=u&X-Amz-Algorithm=AWS4-HMAC-SHA256"),
+            "{a}"
+        );
         let sig = |u: &str| u.rsplit("X-Amz-Signature=").next().unwrap().to_string();
         assert_ne!(sig(&a), sig(&b));
     }
 
     #[test]
     fn debug_output_hides_the_secret() {
-        let s3 = S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
+        let s3 =
+            S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
         assert!(!format!("{s3:?}").contains(SK));
     }
 }
@@ -277,7 +395,10 @@ mod tests {
 pub fn complete_multipart_xml(parts: &[(u32, &str)]) -> String {
     let mut xml = String::from("<CompleteMultipartUpload>");
     for (number, etag) in parts {
-        xml.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>", xml_escape(etag)));
+        xml.push_str(&format!(
+            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+            xml_escape(etag)
+        ));
     }
     xml.push_str("</CompleteMultipartUpload>");
     xml
@@ -292,11 +413,18 @@ pub fn xml_element(xml: &str, tag: &str) -> Option<String> {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn xml_unescape(s: &str) -> String {
-    s.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&apos;", "'").replace("&amp;", "&")
+    s.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ pub fn seal<T: Serialize>(value: &T, key: &[u8]) -> String {
 pub fn open<T: DeserializeOwned>(token: &str, key: &[u8]) -> Result<T, Unsealable> {
     let (payload, tag) = token.split_once('.').ok_or(Unsealable)?;
     let tag = B64.decode(tag).map_err(|_| Unsealable)?;
-    mac(key, payload.as_bytes()).verify_slice(&tag).map_err(|_| Unsealable)?;
+    mac(key, payload.as_bytes())
+        .verify_slice(&tag)
+        .map_err(|_| Unsealable)?;
     let bytes = B64.decode(payload).map_err(|_| Unsealable)?;
     serde_json::from_slice(&bytes).map_err(|_| Unsealable)
 }

@@ -18,7 +18,11 @@ pub struct OpenError;
 pub fn seal(key: &[u8; KEY_LEN], nonce: [u8; NONCE_LEN], plaintext: &[u8]) -> Vec<u8> {
     let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key));
     let mut out = nonce.to_vec();
-    out.extend(cipher.encrypt(&Nonce::from(nonce), plaintext).expect("AES-GCM encryption cannot fail"));
+    out.extend(
+        cipher
+            .encrypt(&Nonce::from(nonce), plaintext)
+            .expect("AES-GCM encryption cannot fail"),
+    );
     out
 }
 
@@ -29,18 +33,25 @@ pub fn open(key: &[u8; KEY_LEN], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
     let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key));
-    cipher.decrypt(&Nonce::from(nonce), ciphertext).map_err(|_| OpenError)
+    cipher
+        .decrypt(&Nonce::from(nonce), ciphertext)
+        .map_err(|_| OpenError)
 }
 
 /// Parses a 32-byte key written as 64 hex characters.
 pub fn key_from_hex(hex: &str) -> Result<[u8; KEY_LEN], String> {
     let hex = hex.trim();
     if hex.len() != KEY_LEN * 2 {
-        return Err(format!("expected {} hex characters, got {}", KEY_LEN * 2, hex.len()));
+        return Err(format!(
+            "expected {} hex characters, got {}",
+            KEY_LEN * 2,
+            hex.len()
+        ));
     }
     let mut key = [0u8; KEY_LEN];
     for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| "not hexadecimal".to_string())?;
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| "not hexadecimal".to_string())?;
     }
     Ok(key)
 }

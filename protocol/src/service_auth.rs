@@ -62,8 +62,12 @@ const SECP256K1_PUB: [u8; 2] = [0xe7, 0x01];
 impl PublicKey {
     /// Decodes a Multikey: `z` + base58btc(multicodec prefix + compressed point).
     pub fn from_multikey(multibase: &str) -> Result<Self, String> {
-        let encoded = multibase.strip_prefix('z').ok_or("only base58btc multikeys ('z…') are supported")?;
-        let bytes = bs58::decode(encoded).into_vec().map_err(|e| format!("bad base58: {e}"))?;
+        let encoded = multibase
+            .strip_prefix('z')
+            .ok_or("only base58btc multikeys ('z…') are supported")?;
+        let bytes = bs58::decode(encoded)
+            .into_vec()
+            .map_err(|e| format!("bad base58: {e}"))?;
         if bytes.len() < 3 {
             return Err("key too short".into());
         }
@@ -97,16 +101,27 @@ impl PublicKey {
             .iter()
             .find(|m| m.id == "#atproto" || m.id == format!("{}#atproto", doc.id))
             .ok_or("the DID document publishes no #atproto key")?;
-        let multibase = method.public_key_multibase.as_deref().ok_or("the #atproto key has no publicKeyMultibase")?;
+        let multibase = method
+            .public_key_multibase
+            .as_deref()
+            .ok_or("the #atproto key has no publicKeyMultibase")?;
         match method.kind.as_str() {
             // Legacy forms: the curve is in the type, the key is bare SEC1 bytes.
             "EcdsaSecp256k1VerificationKey2019" | "EcdsaSecp256r1VerificationKey2019" => {
-                let encoded = multibase.strip_prefix('z').ok_or("only base58btc keys ('z…') are supported")?;
-                let bytes = bs58::decode(encoded).into_vec().map_err(|e| format!("bad base58: {e}"))?;
+                let encoded = multibase
+                    .strip_prefix('z')
+                    .ok_or("only base58btc keys ('z…') are supported")?;
+                let bytes = bs58::decode(encoded)
+                    .into_vec()
+                    .map_err(|e| format!("bad base58: {e}"))?;
                 if method.kind.contains("256k1") {
-                    k256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes).map(PublicKey::K256).map_err(|_| "not a secp256k1 point".into())
+                    k256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes)
+                        .map(PublicKey::K256)
+                        .map_err(|_| "not a secp256k1 point".into())
                 } else {
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes).map(PublicKey::P256).map_err(|_| "not a P-256 point".into())
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes)
+                        .map(PublicKey::P256)
+                        .map_err(|_| "not a P-256 point".into())
                 }
             }
             _ => PublicKey::from_multikey(multibase),
@@ -117,8 +132,9 @@ impl PublicKey {
 /// Reads the claims without checking anything, to learn whose key to fetch.
 pub fn peek_claims(token: &str) -> Result<ServiceClaims, AuthError> {
     let untrusted = UntrustedToken::new(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
-    let claims: Claims<ServiceClaims> =
-        untrusted.deserialize_claims_unchecked().map_err(|e| AuthError::Malformed(e.to_string()))?;
+    let claims: Claims<ServiceClaims> = untrusted
+        .deserialize_claims_unchecked()
+        .map_err(|e| AuthError::Malformed(e.to_string()))?;
     Ok(claims.custom)
 }
 
@@ -134,19 +150,37 @@ pub struct Expectations<'a> {
 }
 
 /// Checks algorithm, signature, expiry, lifetime, audience and method.
-pub fn verify(token: &str, key: &PublicKey, expect: &Expectations<'_>) -> Result<ServiceClaims, AuthError> {
+pub fn verify(
+    token: &str,
+    key: &PublicKey,
+    expect: &Expectations<'_>,
+) -> Result<ServiceClaims, AuthError> {
     let untrusted = UntrustedToken::new(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
     let issuer = peek_claims(token)?.iss;
     let signature_error = |_| AuthError::Signature(issuer.to_string());
     let claims: Claims<ServiceClaims> = match (untrusted.algorithm(), key) {
-        ("ES256", PublicKey::P256(k)) => Es256.validator(k).validate(&untrusted).map_err(signature_error)?.into_parts().1,
+        ("ES256", PublicKey::P256(k)) => {
+            Es256
+                .validator(k)
+                .validate(&untrusted)
+                .map_err(signature_error)?
+                .into_parts()
+                .1
+        }
         ("ES256K", PublicKey::K256(k)) => {
-            Es256k::<sha2::Sha256>::default().validator(k).validate(&untrusted).map_err(signature_error)?.into_parts().1
+            Es256k::<sha2::Sha256>::default()
+                .validator(k)
+                .validate(&untrusted)
+                .map_err(signature_error)?
+                .into_parts()
+                .1
         }
         (alg, _) => return Err(AuthError::Algorithm(alg.to_string())),
     };
     let now = to_chrono(expect.now);
-    let expiry = claims.expiration.ok_or(AuthError::Malformed("no exp claim".into()))?;
+    let expiry = claims
+        .expiration
+        .ok_or(AuthError::Malformed("no exp claim".into()))?;
     // A few seconds of leeway for clock skew between services.
     if expiry + chrono::Duration::seconds(5) < now {
         return Err(AuthError::Expired);
@@ -176,13 +210,20 @@ pub fn sign_es256(
 ) -> Result<String, String> {
     let issued = to_chrono(now);
     let options = TimeOptions::new(chrono::Duration::seconds(0), move || issued);
-    let claims = Claims::new(claims).set_duration_and_issuance(&options, chrono::Duration::seconds(lifetime.as_secs() as i64));
-    Es256.token(&Header::empty().with_token_type("JWT"), &claims, key).map_err(|e| e.to_string())
+    let claims = Claims::new(claims).set_duration_and_issuance(
+        &options,
+        chrono::Duration::seconds(lifetime.as_secs() as i64),
+    );
+    Es256
+        .token(&Header::empty().with_token_type("JWT"), &claims, key)
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn to_chrono(t: SystemTime) -> DateTime<Utc> {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    Utc.timestamp_opt(d.as_secs() as i64, d.subsec_nanos()).single().unwrap_or_default()
+    Utc.timestamp_opt(d.as_secs() as i64, d.subsec_nanos())
+        .single()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -218,16 +259,27 @@ mod tests {
     }
 
     fn expect<'a>(aud: &'a Did, method: &'a str, now: u64) -> Expectations<'a> {
-        Expectations { audience: aud, method: Some(method), max_lifetime: Duration::from_secs(120), now: at(now) }
+        Expectations {
+            audience: aud,
+            method: Some(method),
+            max_lifetime: Duration::from_secs(120),
+            now: at(now),
+        }
     }
 
     #[test]
     fn multikeys_round_trip_for_both_curves() {
         let p = PublicKey::P256(*p256_key(7).verifying_key());
-        assert!(p.to_multikey().starts_with("zDn"), "P-256 multikeys start with zDn");
+        assert!(
+            p.to_multikey().starts_with("zDn"),
+            "P-256 multikeys start with zDn"
+        );
         assert_eq!(PublicKey::from_multikey(&p.to_multikey()).unwrap(), p);
         let k = PublicKey::K256(*k256_key(7).verifying_key());
-        assert!(k.to_multikey().starts_with("zQ3s"), "secp256k1 multikeys start with zQ3s");
+        assert!(
+            k.to_multikey().starts_with("zQ3s"),
+            "secp256k1 multikeys start with zQ3s"
+        );
         assert_eq!(PublicKey::from_multikey(&k.to_multikey()).unwrap(), k);
         assert!(PublicKey::from_multikey("uAbc").is_err());
         assert!(PublicKey::from_multikey("z1111").is_err());
@@ -243,30 +295,73 @@ mod tests {
             }))
             .unwrap()
         };
-        let uncompressed = format!("z{}", bs58::encode(key.to_encoded_point(false).as_bytes()).into_string());
+        let uncompressed = format!(
+            "z{}",
+            bs58::encode(key.to_encoded_point(false).as_bytes()).into_string()
+        );
         let legacy = doc("EcdsaSecp256k1VerificationKey2019", uncompressed);
-        assert_eq!(PublicKey::from_did_document(&legacy).unwrap(), PublicKey::K256(key));
+        assert_eq!(
+            PublicKey::from_did_document(&legacy).unwrap(),
+            PublicKey::K256(key)
+        );
         let multikey = doc("Multikey", PublicKey::K256(key).to_multikey());
-        assert_eq!(PublicKey::from_did_document(&multikey).unwrap(), PublicKey::K256(key));
+        assert_eq!(
+            PublicKey::from_did_document(&multikey).unwrap(),
+            PublicKey::K256(key)
+        );
     }
 
     #[test]
     fn es256_token_verifies_and_checks_every_claim() {
         let key = p256_key(1);
         let public = PublicKey::P256(*key.verifying_key());
-        let token = sign_es256(&key, claims("io.atcr.hold.getBlob"), at(T0), Duration::from_secs(60)).unwrap();
+        let token = sign_es256(
+            &key,
+            claims("io.atcr.hold.getBlob"),
+            at(T0),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let aud = hold();
-        let ok = verify(&token, &public, &expect(&aud, "io.atcr.hold.getBlob", T0 + 10)).unwrap();
+        let ok = verify(
+            &token,
+            &public,
+            &expect(&aud, "io.atcr.hold.getBlob", T0 + 10),
+        )
+        .unwrap();
         assert_eq!(ok.sub.as_deref(), Some("did:plc:alice"));
 
-        assert_eq!(verify(&token, &public, &expect(&aud, "io.atcr.hold.getBlob", T0 + 120)), Err(AuthError::Expired));
+        assert_eq!(
+            verify(
+                &token,
+                &public,
+                &expect(&aud, "io.atcr.hold.getBlob", T0 + 120)
+            ),
+            Err(AuthError::Expired)
+        );
         let other: Did = "did:web:other.example.com".parse().unwrap();
-        assert!(matches!(verify(&token, &public, &expect(&other, "io.atcr.hold.getBlob", T0)), Err(AuthError::Audience(_))));
-        assert!(matches!(verify(&token, &public, &expect(&aud, "io.atcr.hold.deleteBlob", T0)), Err(AuthError::Method(..))));
+        assert!(matches!(
+            verify(&token, &public, &expect(&other, "io.atcr.hold.getBlob", T0)),
+            Err(AuthError::Audience(_))
+        ));
+        assert!(matches!(
+            verify(
+                &token,
+                &public,
+                &expect(&aud, "io.atcr.hold.deleteBlob", T0)
+            ),
+            Err(AuthError::Method(..))
+        ));
         let stranger = PublicKey::P256(*p256_key(2).verifying_key());
-        assert!(matches!(verify(&token, &stranger, &expect(&aud, "io.atcr.hold.getBlob", T0)), Err(AuthError::Signature(_))));
+        assert!(matches!(
+            verify(&token, &stranger, &expect(&aud, "io.atcr.hold.getBlob", T0)),
+            Err(AuthError::Signature(_))
+        ));
         let k256 = PublicKey::K256(*k256_key(1).verifying_key());
-        assert!(matches!(verify(&token, &k256, &expect(&aud, "io.atcr.hold.getBlob", T0)), Err(AuthError::Algorithm(_))));
+        assert!(matches!(
+            verify(&token, &k256, &expect(&aud, "io.atcr.hold.getBlob", T0)),
+            Err(AuthError::Algorithm(_))
+        ));
     }
 
     #[test]
@@ -275,7 +370,10 @@ mod tests {
         let public = PublicKey::P256(*key.verifying_key());
         let token = sign_es256(&key, claims("m"), at(T0), Duration::from_secs(3600)).unwrap();
         let aud = hold();
-        assert_eq!(verify(&token, &public, &expect(&aud, "m", T0)), Err(AuthError::TooLong(120)));
+        assert_eq!(
+            verify(&token, &public, &expect(&aud, "m", T0)),
+            Err(AuthError::TooLong(120))
+        );
     }
 
     #[test]
@@ -286,10 +384,19 @@ mod tests {
         let aud = hold();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let parts: Vec<&str> = token.split('.').collect();
-        let mut payload: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
         payload["sub"] = "did:plc:mallory".into();
-        let forged = format!("{}.{}.{}", parts[0], b64.encode(payload.to_string()), parts[2]);
-        assert!(matches!(verify(&forged, &public, &expect(&aud, "m", T0)), Err(AuthError::Signature(_))));
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(payload.to_string()),
+            parts[2]
+        );
+        assert!(matches!(
+            verify(&forged, &public, &expect(&aud, "m", T0)),
+            Err(AuthError::Signature(_))
+        ));
         let none_header = b64.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let unsigned = format!("{none_header}.{}.", parts[1]);
         assert!(verify(&unsigned, &public, &expect(&aud, "m", T0)).is_err());
@@ -309,8 +416,11 @@ mod tests {
         };
         let issued = to_chrono(at(T0));
         let options = TimeOptions::new(chrono::Duration::seconds(0), move || issued);
-        let jwt = Claims::new(claims).set_duration_and_issuance(&options, chrono::Duration::seconds(60));
-        let token = Es256k::<sha2::Sha256>::default().token(&Header::empty(), &jwt, &key).unwrap();
+        let jwt =
+            Claims::new(claims).set_duration_and_issuance(&options, chrono::Duration::seconds(60));
+        let token = Es256k::<sha2::Sha256>::default()
+            .token(&Header::empty(), &jwt, &key)
+            .unwrap();
         let aud = hold();
         let verified = verify(&token, &public, &expect(&aud, "m", T0)).unwrap();
         assert_eq!(verified.iss.as_str(), "did:plc:alice");

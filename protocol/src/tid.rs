@@ -6,7 +6,10 @@ const ALPHABET: &[u8; 32] = b"234567abcdefghijklmnopqrstuvwxyz";
 /// A TID for `micros` since the Unix epoch and a `clock_id` (0..1024).
 pub fn tid(micros: u64, clock_id: u16) -> String {
     let value = ((micros & ((1 << 53) - 1)) << 10) | u64::from(clock_id & 0x3ff);
-    (0..13).rev().map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char).collect()
+    (0..13)
+        .rev()
+        .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
+        .collect()
 }
 
 #[cfg(test)]

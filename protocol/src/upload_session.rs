@@ -42,7 +42,12 @@ impl UploadSession {
     }
 
     /// Verifies the seal, the deadline and that `caller` opened the session.
-    pub fn open(token: &str, key: &[u8], caller: &Did, now_secs: u64) -> Result<Self, SessionError> {
+    pub fn open(
+        token: &str,
+        key: &[u8],
+        caller: &Did,
+        now_secs: u64,
+    ) -> Result<Self, SessionError> {
         let session: UploadSession = sealed::open(token, key).map_err(|_| SessionError::Invalid)?;
         if session.expires_at < now_secs {
             return Err(SessionError::Expired);
@@ -64,7 +69,11 @@ mod tests {
         UploadSession {
             id: "s1".into(),
             upload_id: "u1".into(),
-            digest: Some("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap()),
+            digest: Some(
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                    .parse()
+                    .unwrap(),
+            ),
             owner: "did:plc:alice".parse().unwrap(),
             expires_at: 1000,
         }
@@ -75,10 +84,22 @@ mod tests {
         let alice: Did = "did:plc:alice".parse().unwrap();
         let bob: Did = "did:plc:bob".parse().unwrap();
         let token = session().seal(b"k");
-        assert_eq!(UploadSession::open(&token, b"k", &alice, 999).unwrap(), session());
-        assert_eq!(UploadSession::open(&token, b"k", &bob, 999), Err(SessionError::NotYours));
-        assert_eq!(UploadSession::open(&token, b"k", &alice, 1001), Err(SessionError::Expired));
-        assert_eq!(UploadSession::open(&token, b"other", &alice, 999), Err(SessionError::Invalid));
+        assert_eq!(
+            UploadSession::open(&token, b"k", &alice, 999).unwrap(),
+            session()
+        );
+        assert_eq!(
+            UploadSession::open(&token, b"k", &bob, 999),
+            Err(SessionError::NotYours)
+        );
+        assert_eq!(
+            UploadSession::open(&token, b"k", &alice, 1001),
+            Err(SessionError::Expired)
+        );
+        assert_eq!(
+            UploadSession::open(&token, b"other", &alice, 999),
+            Err(SessionError::Invalid)
+        );
     }
 
     #[test]
@@ -90,7 +111,13 @@ mod tests {
         forged.digest = Some(format!("sha256:{}", "0".repeat(64)).parse().unwrap());
         let forged_payload = B64.encode(serde_json::to_vec(&forged).unwrap());
         assert_ne!(forged_payload, payload);
-        assert_eq!(UploadSession::open(&format!("{forged_payload}.{tag}"), b"k", &alice, 0), Err(SessionError::Invalid));
-        assert_eq!(UploadSession::open("garbage", b"k", &alice, 0), Err(SessionError::Invalid));
+        assert_eq!(
+            UploadSession::open(&format!("{forged_payload}.{tag}"), b"k", &alice, 0),
+            Err(SessionError::Invalid)
+        );
+        assert_eq!(
+            UploadSession::open("garbage", b"k", &alice, 0),
+            Err(SessionError::Invalid)
+        );
     }
 }

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
+import { registryToken } from '../lib/registry.mjs';
 import { login, serviceToken, putRecord } from '../lib/atproto.mjs';
 import { HoldClient, randomFile, fetchDigest } from '../lib/hold.mjs';
 
@@ -27,13 +28,7 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-async function token(scope, account) {
-  const url = new URL('/auth/token', stack.urls.appview);
-  url.searchParams.set('service', `127.0.0.1:${stack.ports.appview}`);
-  url.searchParams.set('scope', scope);
-  const headers = account ? { authorization: `Basic ${Buffer.from(`${account.handle}:${account.appPassword}`).toString('base64')}` } : {};
-  return (await (await fetch(url, { headers })).json()).token;
-}
+const token = (scope, account) => registryToken(stack, scope, account);
 
 const blobUrl = (name, d) => `${stack.urls.appview}/v2/${name}/blobs/${d}`;
 

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
+import { registryToken } from '../lib/registry.mjs';
 import { buildImage, buildIndex, layoutBlobs } from '../lib/image.mjs';
 
 let stack, scratch, registry, alice;
@@ -32,12 +33,7 @@ function run(cmd, args, input) {
 }
 const creds = () => `${alice.handle}:${alice.appPassword}`;
 
-async function pullToken(name) {
-  const url = new URL('/auth/token', stack.urls.appview);
-  url.searchParams.set('service', registry);
-  url.searchParams.set('scope', `repository:${name}:pull`);
-  return (await (await fetch(url)).json()).token;
-}
+const pullToken = (name) => registryToken(stack, `repository:${name}:pull`);
 
 let multi;
 test('skopeo pushes a multi-platform index (amd64 + arm64) and pulls every platform back', { timeout: 600_000 }, async () => {
@@ -61,10 +57,7 @@ test('skopeo pushes a multi-platform index (amd64 + arm64) and pulls every platf
 
 test('an index naming a manifest that was never pushed is MANIFEST_BLOB_UNKNOWN', async () => {
   const name = `${alice.handle}/multi`;
-  const url = new URL('/auth/token', stack.urls.appview);
-  url.searchParams.set('service', registry);
-  url.searchParams.set('scope', `repository:${name}:pull,push`);
-  const token = (await (await fetch(url, { headers: { authorization: `Basic ${Buffer.from(creds()).toString('base64')}` } })).json()).token;
+  const token = await registryToken(stack, `repository:${name}:pull,push`, alice);
   const bogus = { ...multi.index, manifests: [{ ...multi.index.manifests[0], digest: `sha256:${'7'.repeat(64)}` }] };
   const res = await fetch(`${stack.urls.appview}/v2/${name}/manifests/broken`, {
     method: 'PUT',

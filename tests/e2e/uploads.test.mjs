@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { startStack } from '../lib/stack.mjs';
+import { registryToken } from '../lib/registry.mjs';
 import { fetchDigest } from '../lib/hold.mjs';
 
 let stack, alice, name, bearer;
@@ -15,13 +16,7 @@ before(async () => {
 }, { timeout: 900_000 });
 after(async () => stack?.stop());
 
-async function token(scope, account) {
-  const url = new URL('/auth/token', stack.urls.appview);
-  url.searchParams.set('service', `127.0.0.1:${stack.ports.appview}`);
-  url.searchParams.set('scope', scope);
-  const headers = account ? { authorization: `Basic ${Buffer.from(`${account.handle}:${account.appPassword}`).toString('base64')}` } : {};
-  return (await (await fetch(url, { headers })).json()).token;
-}
+const token = (scope, account) => registryToken(stack, scope, account);
 
 const MB = 1024 * 1024;
 const sha256 = (buf) => `sha256:${crypto.createHash('sha256').update(buf).digest('hex')}`;

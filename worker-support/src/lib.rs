@@ -33,7 +33,13 @@ pub fn health_response(report: &HealthReport) -> Result<Response> {
 }
 
 /// Sends one request and reports whether it answered with a status in `expect`.
-pub async fn probe(name: &str, method: Method, url: &str, headers: &[(String, String)], expect: &[u16]) -> Check {
+pub async fn probe(
+    name: &str,
+    method: Method,
+    url: &str,
+    headers: &[(String, String)],
+    expect: &[u16],
+) -> Check {
     timed(name, async {
         match send(method, url, headers).await {
             Ok(status) if expect.contains(&status) => Ok(format!("{url} answered {status}")),
@@ -56,12 +62,22 @@ where
         Ok(detail) => (true, detail),
         Err(detail) => (false, detail),
     };
-    Check { name: name.into(), ok, detail, elapsed_ms }
+    Check {
+        name: name.into(),
+        ok,
+        detail,
+        elapsed_ms,
+    }
 }
 
 /// A check that failed before anything was sent (e.g. a setting is missing).
 pub fn failed_check(name: &str, detail: impl Into<String>) -> Check {
-    Check { name: name.into(), ok: false, detail: detail.into(), elapsed_ms: 0 }
+    Check {
+        name: name.into(),
+        ok: false,
+        detail: detail.into(),
+        elapsed_ms: 0,
+    }
 }
 
 async fn send(method: Method, url: &str, headers: &[(String, String)]) -> Result<u16> {
@@ -77,8 +93,13 @@ async fn send(method: Method, url: &str, headers: &[(String, String)]) -> Result
 }
 
 /// Fetches and parses the DID document of `did` (PLC directory or did:web).
-pub async fn resolve_did(did: &atcr_protocol::Did, plc_url: &str) -> std::result::Result<atcr_protocol::DidDocument, String> {
-    let url = did.document_url(plc_url).ok_or_else(|| format!("cannot resolve DIDs of method '{}'", did.method()))?;
+pub async fn resolve_did(
+    did: &atcr_protocol::Did,
+    plc_url: &str,
+) -> std::result::Result<atcr_protocol::DidDocument, String> {
+    let url = did
+        .document_url(plc_url)
+        .ok_or_else(|| format!("cannot resolve DIDs of method '{}'", did.method()))?;
     let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
         .send()
         .await
@@ -86,7 +107,10 @@ pub async fn resolve_did(did: &atcr_protocol::Did, plc_url: &str) -> std::result
     if resp.status_code() != 200 {
         return Err(format!("{url} answered {}", resp.status_code()));
     }
-    let doc: atcr_protocol::DidDocument = resp.json().await.map_err(|e| format!("{url}: not a DID document: {e}"))?;
+    let doc: atcr_protocol::DidDocument = resp
+        .json()
+        .await
+        .map_err(|e| format!("{url}: not a DID document: {e}"))?;
     if doc.id != did.as_str() {
         return Err(format!("{url} describes {} instead of {did}", doc.id));
     }
@@ -123,12 +147,19 @@ pub struct IsolateCache<V: Clone> {
 
 impl<V: Clone> IsolateCache<V> {
     pub fn new(capacity: usize) -> Self {
-        IsolateCache { entries: std::cell::RefCell::new(std::collections::HashMap::new()), capacity }
+        IsolateCache {
+            entries: std::cell::RefCell::new(std::collections::HashMap::new()),
+            capacity,
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<V> {
         let now = Date::now().as_millis();
-        self.entries.borrow().get(key).filter(|(exp, _)| *exp > now).map(|(_, v)| v.clone())
+        self.entries
+            .borrow()
+            .get(key)
+            .filter(|(exp, _)| *exp > now)
+            .map(|(_, v)| v.clone())
     }
 
     /// Keeps `value` for `ttl_ms` (u64::MAX: until evicted).
