@@ -94,10 +94,12 @@ async function pullToken(side) {
   return (await (await fetch(url)).json()).token;
 }
 
-const headers = (side) => ({
-  accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json',
-  ...(side.token ? { authorization: `Bearer ${side.token}` } : {}),
-});
+function headers(side) {
+  return {
+    accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+    ...(side.token ? { authorization: `Bearer ${side.token}` } : {}),
+  };
+}
 
 async function manifestLoad(side) {
   const url = `http://${side.host}/v2/${side.name}/manifests/v1`;

@@ -6,7 +6,7 @@ use atcr_protocol::registry_token::{verify, RegistryClaims};
 use atcr_protocol::route::{Route, RouteError};
 use atcr_protocol::{Did, ErrorEnvelope, OciCode};
 use worker::{Env, Method, Request, Response, Result};
-use worker_support::now;
+use worker_support::{now, IsolateCache};
 
 /// Every registry response names the API version it speaks.
 const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
@@ -143,14 +143,38 @@ fn authenticate(
         .ok_or(None)?;
     let token = header
         .strip_prefix("Bearer ")
-        .ok_or(Some("invalid_token"))?;
-    verify(
-        token.trim(),
+        .ok_or(Some("invalid_token"))?
+        .trim();
+    // A client sends the same token with every request of a pull or push;
+    // ECDSA verification dominates a cached manifest GET, so remember
+    // verified tokens briefly (never past their expiry).
+    if let Some(claims) = VERIFIED.with(|c| c.get(token)) {
+        return Ok(claims);
+    }
+    let claims = verify(
+        token,
         config.signing_key.verifying_key(),
         &config.service,
         now(),
     )
-    .map_err(|_| Some("invalid_token"))
+    .map_err(|_| Some("invalid_token"))?;
+    let left_ms = claims_expiry_ms(token).saturating_sub(worker::Date::now().as_millis());
+    VERIFIED.with(|c| c.put(token, claims.clone(), left_ms.min(VERIFIED_TOKEN_MS)));
+    Ok(claims)
+}
+
+/// A verified token is reused for at most a minute, and never past its `exp`.
+const VERIFIED_TOKEN_MS: u64 = 60_000;
+
+thread_local! {
+    static VERIFIED: IsolateCache<RegistryClaims> = IsolateCache::new(4096);
+}
+
+/// The `exp` of an already verified token, in unix milliseconds.
+fn claims_expiry_ms(token: &str) -> u64 {
+    atcr_protocol::registry_token::expiry(token)
+        .map(|secs| secs * 1000)
+        .unwrap_or(0)
 }
 
 /// 401 with the challenge that tells the client where to get a token for

@@ -120,6 +120,16 @@ pub fn verify(
     Ok(claims.custom.clone())
 }
 
+/// The `exp` (unix seconds) of a token, read without verifying it: only for
+/// tokens that already passed `verify`.
+pub fn expiry(token: &str) -> Option<u64> {
+    let untrusted = UntrustedToken::new(token).ok()?;
+    let claims = untrusted
+        .deserialize_claims_unchecked::<RegistryClaims>()
+        .ok()?;
+    claims.expiration.map(|e| e.timestamp().max(0) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +172,7 @@ mod tests {
         let k = key(1);
         let token = sign(&k, claims(), at(1000), Duration::from_secs(300));
         let got = verify(&token, k.verifying_key(), "atcr.example.com", at(1100)).unwrap();
+        assert_eq!(expiry(&token), Some(1300));
         assert!(got.allows("repository", "alice.test/app", "push"));
         assert_eq!(
             verify(&token, k.verifying_key(), "atcr.example.com", at(1301)),
