@@ -2,7 +2,7 @@
 //! XRPC API with short-lived service tokens signed by the appview.
 
 use crate::config::AppConfig;
-use crate::resolve::{resolve_owner, Identity, ResolveError};
+use crate::resolve::{resolve_repo_owner, Identity};
 use atcr_protocol::hold_api::{
     BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD,
     COMPLETE_UPLOAD, GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
@@ -246,12 +246,7 @@ pub async fn locate(
     name: &RepoName,
     config: &AppConfig,
 ) -> Result<(Identity, Hold), (OciCode, String)> {
-    let owner = resolve_owner(name.owner(), config)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
-            ResolveError::Unavailable(m) => (OciCode::Internal, m),
-        })?;
+    let owner = resolve_repo_owner(name, config).await?;
     let hold = Hold::resolve(&hold_of(&owner, config).await, config)
         .await
         .map_err(|e| (OciCode::Internal, e.to_string()))?;

@@ -10,9 +10,9 @@
 use crate::config::AppConfig;
 use crate::holds::{locate, Hold};
 use crate::index::{self, StoredManifest};
-use crate::oci::error;
+use crate::oci::{error, internal, Refusal};
 use crate::pds::{all_records, get_blob, get_record, Body, PdsWriter};
-use crate::resolve::{resolve_owner, Identity, ResolveError};
+use crate::resolve::{resolve_repo_owner, Identity};
 use atcr_protocol::digest::Algorithm;
 use atcr_protocol::manifest::{self, tag_record_key, ManifestError, MAX_MANIFEST_BYTES};
 use atcr_protocol::reference::{Reference, RepoName};
@@ -25,8 +25,6 @@ use worker_support::{now_rfc3339, IsolateCache};
 const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
 const TAG_COLLECTION: &str = "io.atcr.tag";
 const PROFILE_COLLECTION: &str = "io.atcr.sailor.profile";
-
-type Refusal = (OciCode, String);
 
 /// A manifest as served: (media type, digest, bytes).
 type Served = (String, Digest, Vec<u8>);
@@ -314,12 +312,7 @@ async fn fetch(
     name: &RepoName,
     reference: &Reference,
 ) -> std::result::Result<(Did, String, Digest, Vec<u8>), Refusal> {
-    let owner = resolve_owner(name.owner(), config)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
-            ResolveError::Unavailable(m) => (OciCode::Internal, m),
-        })?;
+    let owner = resolve_repo_owner(name, config).await?;
     let unknown = || {
         (
             OciCode::ManifestUnknown,
@@ -436,10 +429,9 @@ async fn find_manifest(
 
 /// `GET /v2/<name>/tags/list?n=&last=`, from the owner's tag records.
 pub async fn list_tags(req: &Request, config: &AppConfig, name: &RepoName) -> Result<Response> {
-    let owner = match resolve_owner(name.owner(), config).await {
+    let owner = match resolve_repo_owner(name, config).await {
         Ok(o) => o,
-        Err(ResolveError::Unknown(m)) => return error(OciCode::NameUnknown, Some(m)),
-        Err(ResolveError::Unavailable(m)) => return error(OciCode::Internal, Some(m)),
+        Err((code, m)) => return error(code, Some(m)),
     };
     let records = match all_records(&owner.pds, &owner.did, TAG_COLLECTION).await {
         Ok(records) => records,
@@ -525,10 +517,6 @@ fn pds_unavailable(e: String) -> Refusal {
     )
 }
 
-fn internal(e: worker::Error) -> Refusal {
-    (OciCode::Internal, e.to_string())
-}
-
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: every manifest in the
 /// repository whose `subject` is `digest`, as an OCI index. Read from the
 /// owner's records, so any appview answers the same.
@@ -538,10 +526,9 @@ pub async fn referrers(
     name: &RepoName,
     subject: &Digest,
 ) -> Result<Response> {
-    let owner = match resolve_owner(name.owner(), config).await {
+    let owner = match resolve_repo_owner(name, config).await {
         Ok(o) => o,
-        Err(ResolveError::Unknown(m)) => return error(OciCode::NameUnknown, Some(m)),
-        Err(ResolveError::Unavailable(m)) => return error(OciCode::Internal, Some(m)),
+        Err((code, m)) => return error(code, Some(m)),
     };
     let filter = req
         .url()?
@@ -604,10 +591,7 @@ pub async fn delete_manifest(
     reference: Reference,
 ) -> Result<Response> {
     let outcome: std::result::Result<(), Refusal> = async {
-        let owner = resolve_owner(name.owner(), config).await.map_err(|e| match e {
-            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
-            ResolveError::Unavailable(m) => (OciCode::Internal, m),
-        })?;
+        let owner = resolve_repo_owner(name, config).await?;
         if &owner.did != user {
             return Err((OciCode::Denied, format!("only {} may delete from {name}", owner.did)));
         }

@@ -208,6 +208,14 @@ fn challenge(
     Ok(resp)
 }
 
+/// Why a request is refused: the OCI code and words for a person.
+pub type Refusal = (OciCode, String);
+
+/// A runtime failure, as a refusal (500, logged when answered).
+pub fn internal(e: worker::Error) -> Refusal {
+    (OciCode::Internal, e.to_string())
+}
+
 /// An OCI error response: the status of `code` and the spec's JSON envelope.
 pub fn error(code: OciCode, message: Option<String>) -> Result<Response> {
     let body = ErrorEnvelope::single(code, message, None).to_json();

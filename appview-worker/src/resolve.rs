@@ -6,7 +6,9 @@
 //! borrow a handle they do not hold.
 
 use crate::config::AppConfig;
-use atcr_protocol::reference::Owner;
+use crate::oci::Refusal;
+use atcr_protocol::reference::{Owner, RepoName};
+use atcr_protocol::OciCode;
 use atcr_protocol::{Did, DidDocument, Handle};
 use serde::Deserialize;
 use worker::Fetch;
@@ -49,6 +51,16 @@ pub async fn resolve_owner(owner: &Owner, config: &AppConfig) -> Result<Identity
             Ok(identity)
         }
     }
+}
+
+/// The owner of a repository name; an unknown owner is `NAME_UNKNOWN`.
+pub async fn resolve_repo_owner(name: &RepoName, config: &AppConfig) -> Result<Identity, Refusal> {
+    resolve_owner(name.owner(), config)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
+            ResolveError::Unavailable(m) => (OciCode::Internal, m),
+        })
 }
 
 /// Resolves a user typed as a handle or a DID.

@@ -11,7 +11,7 @@
 
 use crate::config::AppConfig;
 use crate::holds::{locate, Hold, HoldCallError};
-use crate::oci::error;
+use crate::oci::{error, internal, Refusal};
 use atcr_protocol::hold_api::{CompletedPart, MAX_PARTS};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::sealed;
@@ -46,8 +46,6 @@ struct UploadState {
     offset: u64,
     expires_at: u64,
 }
-
-type Refusal = (OciCode, String);
 
 pub async fn handle(
     req: &mut Request,
@@ -447,10 +445,6 @@ fn hold_refusal(e: HoldCallError) -> Refusal {
         ),
         other => (OciCode::Internal, other.to_string()),
     }
-}
-
-fn internal(e: worker::Error) -> Refusal {
-    (OciCode::Internal, e.to_string())
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {

@@ -5,9 +5,9 @@
 //! for (`aud`, the `service`), and per repository the actions granted
 //! (`access`). Scopes arrive as `repository:<name>:<actions>`.
 
-use crate::service_auth::to_chrono;
+use crate::service_auth::{sign_jwt, to_chrono};
 use jwt_compact::alg::Es256;
-use jwt_compact::{AlgorithmExt, Claims, Header, TimeOptions, UntrustedToken};
+use jwt_compact::{AlgorithmExt, UntrustedToken};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
@@ -82,15 +82,7 @@ pub fn sign(
     now: SystemTime,
     lifetime: Duration,
 ) -> String {
-    let issued = to_chrono(now);
-    let options = TimeOptions::new(chrono::Duration::seconds(0), move || issued);
-    let claims = Claims::new(claims).set_duration_and_issuance(
-        &options,
-        chrono::Duration::seconds(lifetime.as_secs() as i64),
-    );
-    Es256
-        .token(&Header::empty().with_token_type("JWT"), &claims, key)
-        .expect("ES256 signing cannot fail")
+    sign_jwt(key, claims, now, lifetime)
 }
 
 /// Verifies signature (ES256 only: `alg: none` and others are refused),

@@ -208,6 +208,16 @@ pub fn sign_es256(
     now: SystemTime,
     lifetime: Duration,
 ) -> Result<String, String> {
+    Ok(sign_jwt(key, claims, now, lifetime))
+}
+
+/// An ES256 JWT of `claims`, issued at `now`, expiring `lifetime` later.
+pub(crate) fn sign_jwt<T: Serialize>(
+    key: &p256::ecdsa::SigningKey,
+    claims: T,
+    now: SystemTime,
+    lifetime: Duration,
+) -> String {
     let issued = to_chrono(now);
     let options = TimeOptions::new(chrono::Duration::seconds(0), move || issued);
     let claims = Claims::new(claims).set_duration_and_issuance(
@@ -216,7 +226,7 @@ pub fn sign_es256(
     );
     Es256
         .token(&Header::empty().with_token_type("JWT"), &claims, key)
-        .map_err(|e| e.to_string())
+        .expect("ES256 signing of serializable claims cannot fail")
 }
 
 pub(crate) fn to_chrono(t: SystemTime) -> DateTime<Utc> {
