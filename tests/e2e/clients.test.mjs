@@ -88,10 +88,13 @@ test('buildah pushes and pulls', { timeout: 600_000 }, async () => {
   assert.equal(pull.stdout.trim().split('\n').pop(), imageId, 'the same image (config digest) came back');
 });
 
-test('oras pushes an artifact (chunked) with a subject, found through the referrers API, and pulls it', { timeout: 600_000 }, async () => {
+test('oras pushes an artifact in several chunked PATCHes with a subject, found through the referrers API, and pulls it', { timeout: 600_000 }, async () => {
   const subject = multi.images[0];
   const sbom = path.join(scratch, 'sbom.json');
-  fs.writeFileSync(sbom, JSON.stringify({ spdxVersion: 'SPDX-2.3', name: 'multi' }));
+  // 12 MiB in 5 MiB chunks: three PATCHes, the last one short.
+  const packages = Array.from({ length: 120_000 }, (_, i) => ({ name: `pkg-${i}`, version: `1.${i}.0`, checksum: crypto.randomBytes(32).toString('hex') }));
+  fs.writeFileSync(sbom, JSON.stringify({ spdxVersion: 'SPDX-2.3', name: 'multi', packages }));
+  assert.ok(fs.statSync(sbom).size > 10 * 1024 * 1024);
   const script = `
 import oras.client, oras.oci
 subject = oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json", digest="${subject.digest}", size=${subject.manifestBytes.length})
@@ -100,7 +103,7 @@ c.login(username="${alice.handle}", password="${alice.appPassword}", hostname="$
 import os
 os.chdir("${scratch}")
 r = c.push(target="${registry}/${alice.handle}/multi:sbom", files=["sbom.json:application/spdx+json"],
-           manifest_config="/dev/null:application/vnd.example.sbom", subject=subject, do_chunked=True)
+           manifest_config="/dev/null:application/vnd.example.sbom", subject=subject, do_chunked=True, chunk_size=5 * 1024 * 1024)
 print(r.status_code)
 `;
   const push = await run('python3', ['-c', script]);
