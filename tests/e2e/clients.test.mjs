@@ -68,8 +68,8 @@ test('an index naming a manifest that was never pushed is MANIFEST_BLOB_UNKNOWN'
   assert.equal((await res.json()).errors[0].code, 'MANIFEST_BLOB_UNKNOWN');
 });
 
-test('buildah pushes and pulls', { timeout: 600_000 }, async () => {
-  const image = buildImage(scratch, { tag: 'b1', layers: [{ 'buildah.txt': 'pushed by buildah\n' }] });
+test('buildah pushes and pulls a two-layer image (one layer 200 MB)', { timeout: 600_000 }, async () => {
+  const image = buildImage(scratch, { tag: 'b1', layers: [{ 'buildah.txt': 'pushed by buildah\n' }, { 'big.bin': crypto.randomBytes(200 * 1024 * 1024) }] });
   // Podman and buildah name an image after its layout's path, which must be lowercase.
   const layout = path.join(os.tmpdir(), `atcr-buildah-layout-${crypto.randomBytes(6).toString('hex')}`);
   process.on('exit', () => fs.rmSync(layout, { recursive: true, force: true }));

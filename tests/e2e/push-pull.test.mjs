@@ -80,8 +80,8 @@ test('bob cannot push into alice\'s repository', async () => {
   assert.ok(!tags.some((r) => r.value.tag === 'evil'), 'no tag record was written');
 });
 
-test('podman pushes and pulls with an app-password login', { timeout: 600_000 }, async () => {
-  const image = buildImage(scratch, { tag: 'p1', layers: [{ 'podman.txt': 'pushed by podman\n' }] });
+test('podman pushes and pulls a two-layer image (one layer 200 MB) with an app-password login', { timeout: 600_000 }, async () => {
+  const image = buildImage(scratch, { tag: 'p1', layers: [{ 'podman.txt': 'pushed by podman\n' }, { 'big.bin': crypto.randomBytes(200 * 1024 * 1024) }] });
   // Podman keeps images in its own storage: an isolated one, loaded from the layout.
   // Podman and buildah name an image after its layout's path, which must be lowercase.
   const layout = path.join(os.tmpdir(), `atcr-podman-layout-${crypto.randomBytes(6).toString('hex')}`);
