@@ -20,7 +20,7 @@ use atcr_protocol::tid::tid;
 use atcr_protocol::{Did, Digest, OciCode};
 use serde_json::{json, Value};
 use worker::{Date, EncodeBody, Env, Method, Request, Response, Result};
-use worker_support::{now_rfc3339, IsolateCache};
+use worker_support::{now_rfc3339, query_param, IsolateCache};
 
 const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
 const TAG_COLLECTION: &str = "io.atcr.tag";
@@ -446,12 +446,7 @@ pub async fn list_tags(req: &Request, config: &AppConfig, name: &RepoName) -> Re
         return error(OciCode::NameUnknown, Some(format!("{name} has no tags")));
     }
     tags.sort();
-    let url = req.url()?;
-    let param = |k: &str| {
-        url.query_pairs()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.into_owned())
-    };
+    let param = |k: &str| query_param(req, k);
     if let Some(last) = param("last") {
         tags.retain(|t| t.as_str() > last.as_str());
     }
@@ -530,11 +525,7 @@ pub async fn referrers(
         Ok(o) => o,
         Err((code, m)) => return error(code, Some(m)),
     };
-    let filter = req
-        .url()?
-        .query_pairs()
-        .find(|(k, _)| k == "artifactType")
-        .map(|(_, v)| v.into_owned());
+    let filter = query_param(req, "artifactType");
     let records = match all_records(&owner.pds, &owner.did, MANIFEST_COLLECTION).await {
         Ok(records) => records,
         Err(e) => return error(OciCode::Internal, Some(e)),

@@ -20,6 +20,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{Date, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+use worker_support::{query_param, random_id};
 
 /// S3-compatible stores refuse multipart parts below 5 MiB except the last,
 /// so every chunk but the last must be at least this long. Announced to
@@ -92,12 +93,8 @@ async fn start(
             format!("only {} may push to {name}", owner.did),
         ));
     }
-    if let Some(mount) = query(req, "mount") {
-        let digest: Digest = mount
-            .parse()
-            .map_err(|e: atcr_protocol::digest::DigestError| {
-                (OciCode::DigestInvalid, e.to_string())
-            })?;
+    if let Some(mount) = query_param(req, "mount") {
+        let digest: Digest = mount.parse().map_err(digest_invalid)?;
         // The owner's hold already has it: "mounting" is just saying so.
         if hold
             .stat(config, Some(user), &digest)
@@ -113,7 +110,7 @@ async fn start(
         .await
         .map_err(hold_refusal)?;
     let mut state = UploadState {
-        id: random_id(),
+        id: random_id().map_err(internal)?,
         name: name.to_string(),
         user: user.clone(),
         hold: hold.did.clone(),
@@ -123,12 +120,8 @@ async fn start(
         offset: 0,
         expires_at: Date::now().as_millis() / 1000 + UPLOAD_LIFETIME_SECS,
     };
-    if let Some(digest) = query(req, "digest") {
-        let digest: Digest = digest
-            .parse()
-            .map_err(|e: atcr_protocol::digest::DigestError| {
-                (OciCode::DigestInvalid, e.to_string())
-            })?;
+    if let Some(digest) = query_param(req, "digest") {
+        let digest: Digest = digest.parse().map_err(digest_invalid)?;
         append_body(req, config, &hold, &mut state).await?;
         return complete(config, &hold, &mut state, &digest).await;
     }
@@ -174,13 +167,13 @@ async fn finish(
     config: &AppConfig,
     mut state: UploadState,
 ) -> std::result::Result<Response, Refusal> {
-    let digest: Digest = query(req, "digest")
+    let digest: Digest = query_param(req, "digest")
         .ok_or((
             OciCode::DigestInvalid,
             "PUT must name the blob's digest (?digest=)".to_string(),
         ))?
         .parse()
-        .map_err(|e: atcr_protocol::digest::DigestError| (OciCode::DigestInvalid, e.to_string()))?;
+        .map_err(digest_invalid)?;
     let has_body =
         header(req, "Content-Length").map_or(req.inner().body().is_some(), |len| len != "0");
     if has_body {
@@ -451,16 +444,6 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
-fn query(req: &Request, name: &str) -> Option<String> {
-    req.url()
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).unwrap_or_default();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn digest_invalid(e: atcr_protocol::digest::DigestError) -> Refusal {
+    (OciCode::DigestInvalid, e.to_string())
 }

@@ -13,6 +13,7 @@ use atcr_protocol::Digest;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use worker::{Date, Request, Response};
+use worker_support::{query_param, random_id};
 
 /// Each part URL is fetched right before its part is sent.
 const PART_URL_LIFETIME: Duration = Duration::from_secs(900);
@@ -50,7 +51,7 @@ async fn get_blob(
 ) -> Outcome {
     Policy::load(config).await?.require_read(config, caller)?;
     let digest = digest_param(req)?;
-    let method = query(req, "method").unwrap_or_else(|| "GET".into());
+    let method = query_param(req, "method").unwrap_or_else(|| "GET".into());
     if method != "GET" && method != "HEAD" {
         return Err(Failure::new(
             HoldError::InvalidRequest,
@@ -262,7 +263,7 @@ fn blob_not_found(digest: &Digest) -> Failure {
 }
 
 fn digest_param(req: &Request) -> Result<Digest, Failure> {
-    let raw = query(req, "digest").ok_or_else(|| {
+    let raw = query_param(req, "digest").ok_or_else(|| {
         Failure::new(
             HoldError::InvalidRequest,
             "the digest parameter is required",
@@ -272,14 +273,6 @@ fn digest_param(req: &Request) -> Result<Digest, Failure> {
         .map_err(|e: atcr_protocol::digest::DigestError| {
             Failure::new(HoldError::InvalidRequest, e.to_string())
         })
-}
-
-fn query(req: &Request, name: &str) -> Option<String> {
-    req.url()
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<T, Failure> {
@@ -298,12 +291,4 @@ fn json<T: serde::Serialize>(value: &T) -> Outcome {
 
 fn now_secs() -> u64 {
     Date::now().as_millis() / 1000
-}
-
-/// 128 random bits, hex: staging ids nobody can guess.
-fn random_id() -> Result<String, Failure> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|e| Failure::new(HoldError::StorageError, format!("no randomness: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -114,6 +114,19 @@ impl S3Store {
             .map_err(|e| StorageError::Failed(format!("storage unreachable: {e}")))
     }
 
+    /// Like `check`, for operations where S3 may answer 200 and put the
+    /// failure in the body (CompleteMultipartUpload, CopyObject).
+    async fn check_body(resp: Response, what: &str) -> Result<()> {
+        let mut resp = Self::check(resp, what).await?;
+        let body = resp.text().await.map_err(failed)?;
+        match xml_element(&body, "Code") {
+            Some(code) => Err(StorageError::Failed(format!(
+                "storage refused {what}: {code}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Maps a non-2xx answer to an error, keeping S3's error code.
     async fn check(mut resp: Response, what: &str) -> Result<Response> {
         match resp.status_code() {
@@ -195,15 +208,7 @@ impl BlobStore for S3Store {
         let resp = self
             .send(Method::Post, &url, &[], Some(complete_multipart_xml(parts)))
             .await?;
-        let mut resp = Self::check(resp, "CompleteMultipartUpload").await?;
-        // S3 may answer 200 and put the failure in the body.
-        let body = resp.text().await.map_err(failed)?;
-        match xml_element(&body, "Code") {
-            Some(code) => Err(StorageError::Failed(format!(
-                "storage refused CompleteMultipartUpload: {code}"
-            ))),
-            None => Ok(()),
-        }
+        Self::check_body(resp, "CompleteMultipartUpload").await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
@@ -265,14 +270,7 @@ impl BlobStore for S3Store {
                 None,
             )
             .await?;
-        let mut resp = Self::check(resp, "CopyObject").await?;
-        let body = resp.text().await.map_err(failed)?;
-        match xml_element(&body, "Code") {
-            Some(code) => Err(StorageError::Failed(format!(
-                "storage refused CopyObject: {code}"
-            ))),
-            None => Ok(()),
-        }
+        Self::check_body(resp, "CopyObject").await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -251,13 +251,9 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    /// 2013-05-24T00:00:00Z, the instant AWS's published S3 examples use.
-    const AWS_EXAMPLE_TIME: u64 = 1_369_353_600;
-
-    #[test]
-    fn presigned_get_matches_the_aws_published_example() {
-        // "Example: Authenticating Requests: Using Query Parameters (AWS Signature Version 4)".
-        let s3 = S3Config::new(
+    /// The bucket and keys of AWS's published S3 signing examples.
+    fn aws_example_bucket() -> S3Config {
+        S3Config::new(
             "https://s3.amazonaws.com",
             "examplebucket",
             "us-east-1",
@@ -265,7 +261,16 @@ mod tests {
             SK,
             false,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// 2013-05-24T00:00:00Z, the instant AWS's published S3 examples use.
+    const AWS_EXAMPLE_TIME: u64 = 1_369_353_600;
+
+    #[test]
+    fn presigned_get_matches_the_aws_published_example() {
+        // "Example: Authenticating Requests: Using Query Parameters (AWS Signature Version 4)".
+        let s3 = aws_example_bucket();
         let url = s3
             .presign(
                 "GET",
@@ -297,15 +302,7 @@ mod tests {
     #[test]
     fn header_signed_get_matches_the_aws_published_example() {
         // "Example: GET Object" from "Signature Calculations for the Authorization Header".
-        let s3 = S3Config::new(
-            "https://s3.amazonaws.com",
-            "examplebucket",
-            "us-east-1",
-            AK,
-            SK,
-            false,
-        )
-        .unwrap();
+        let s3 = aws_example_bucket();
         let url = s3.object_url("test.txt");
         let headers = s3
             .sign_headers(
