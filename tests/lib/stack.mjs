@@ -104,7 +104,8 @@ export async function startStack(opts = {}) {
     },
   };
   try {
-    if (opts.build !== false) {
+    // ATCR_E2E_NO_BUILD=1 reuses the last build (e.g. while editing Rust elsewhere).
+    if (opts.build !== false && process.env.ATCR_E2E_NO_BUILD !== '1') {
       for (const crate of ['hold-worker', 'appview-worker']) {
         log(`building ${crate} ...`);
         run('bash', [path.join(ROOT, 'scripts', 'build-worker'), crate]);
