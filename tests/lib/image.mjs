@@ -73,13 +73,14 @@ function assertHash(bytes, hex) {
 
 /**
  * A multi-platform image: one image per architecture plus an OCI index over
- * them, tagged `tag` in one layout. Returns {layout, index, indexBytes, digest, images}.
+ * them, tagged `tag` in one layout. A `label` goes into each image's file, so
+ * indexes with different labels share no blobs. Returns {layout, index, indexBytes, digest, images}.
  */
-export function buildIndex(workdir, { tag = 'latest', architectures = ['amd64', 'arm64'] }) {
+export function buildIndex(workdir, { tag = 'latest', architectures = ['amd64', 'arm64'], label }) {
   const layout = fs.mkdtempSync(path.join(workdir, 'index-'));
   fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const images = architectures.map((architecture) => {
-    const one = buildImage(workdir, { tag: architecture, architecture, layers: [{ 'arch.txt': `built for ${architecture}\n` }] });
+    const one = buildImage(workdir, { tag: architecture, architecture, layers: [{ 'arch.txt': `built for ${architecture}${label ? ` by ${label}` : ''}\n` }] });
     for (const hex of fs.readdirSync(path.join(one.layout, 'blobs', 'sha256'))) {
       fs.mkdirSync(path.join(layout, 'blobs', 'sha256'), { recursive: true });
       fs.copyFileSync(path.join(one.layout, 'blobs', 'sha256', hex), path.join(layout, 'blobs', 'sha256', hex));
