@@ -102,13 +102,20 @@ impl Hold {
         }
     }
 
-    /// `startUpload` without a digest: OCI clients name it only at the end.
+    /// `startUpload`. Most OCI clients name the digest only at the end;
+    /// when digest and size are known up front, the hold may offer one
+    /// checksummed PUT instead of parts.
     pub async fn start_upload(
         &self,
         config: &AppConfig,
         user: &Did,
+        whole: Option<(&Digest, u64)>,
     ) -> Result<UploadStarted, HoldCallError> {
-        self.call(config, Some(user), START_UPLOAD, "", Some(json!({})))
+        let body = match whole {
+            Some((digest, size)) => json!({ "digest": digest, "size": size }),
+            None => json!({}),
+        };
+        self.call(config, Some(user), START_UPLOAD, "", Some(body))
             .await
     }
 

@@ -12,7 +12,7 @@
 use crate::config::AppConfig;
 use crate::holds::{locate, Hold, HoldCallError};
 use crate::oci::{error, internal, Refusal};
-use atcr_protocol::hold_api::{CompletedPart, MAX_PARTS};
+use atcr_protocol::hold_api::{CompletedPart, SignedPut, MAX_PARTS};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::sealed;
 use atcr_protocol::{Did, Digest, OciCode};
@@ -105,27 +105,104 @@ async fn start(
             return created(name, &digest);
         }
     }
-    let started = hold
-        .start_upload(config, user)
+    let mut state = new_state(name, user, &hold)?;
+    if let Some(digest) = query_param(req, "digest") {
+        let digest: Digest = digest.parse().map_err(digest_invalid)?;
+        return upload_whole(req, config, &hold, &mut state, &digest).await;
+    }
+    state.session = hold
+        .start_upload(config, user, None)
         .await
-        .map_err(hold_refusal)?;
-    let mut state = UploadState {
+        .map_err(hold_refusal)?
+        .session;
+    status_response(&state, config, 202)
+}
+
+/// A state with no hold session yet.
+fn new_state(name: &RepoName, user: &Did, hold: &Hold) -> std::result::Result<UploadState, Refusal> {
+    Ok(UploadState {
         id: random_id().map_err(internal)?,
         name: name.to_string(),
         user: user.clone(),
         hold: hold.did.clone(),
-        session: started.session,
+        session: String::new(),
         parts: vec![],
         last_part_len: None,
         offset: 0,
         expires_at: Date::now().as_millis() / 1000 + UPLOAD_LIFETIME_SECS,
+    })
+}
+
+/// The whole blob arrives in this request with its digest (monolithic POST,
+/// or "POST then PUT"): a fresh hold upload that knows digest and size, so
+/// storage can checksum one PUT instead of the hold reading parts back.
+async fn upload_whole(
+    req: &mut Request,
+    config: &AppConfig,
+    hold: &Hold,
+    state: &mut UploadState,
+    digest: &Digest,
+) -> std::result::Result<Response, Refusal> {
+    let length = header(req, "Content-Length").and_then(|v| v.parse::<u64>().ok());
+    let started = hold
+        .start_upload(config, &state.user, length.map(|len| (digest, len)))
+        .await
+        .map_err(hold_refusal)?;
+    state.session = started.session;
+    let Some(put) = started.single_put else {
+        append_body(req, config, hold, state).await?;
+        return complete(config, hold, state, digest).await;
     };
-    if let Some(digest) = query_param(req, "digest") {
-        let digest: Digest = digest.parse().map_err(digest_invalid)?;
-        append_body(req, config, &hold, &mut state).await?;
-        return complete(config, &hold, &mut state, &digest).await;
+    if let Err(refusal) = send_single_put(req.inner().body(), &put).await {
+        // Storage refused the bytes; make sure nothing stays staged.
+        hold.abort_upload(config, &state.user, &state.session)
+            .await
+            .ok();
+        return Err(refusal);
     }
-    status_response(&state, config, 202)
+    publish(config, hold, state, digest).await
+}
+
+/// Streams `body` to a checksummed PUT; storage refuses other bytes.
+async fn send_single_put(
+    body: Option<web_sys::ReadableStream>,
+    put: &SignedPut,
+) -> std::result::Result<(), Refusal> {
+    let headers = Headers::new();
+    for (name, value) in &put.headers {
+        headers.set(name, value).map_err(internal)?;
+    }
+    let body = match body {
+        Some(stream) => JsValue::from(stream),
+        None => js_sys::Uint8Array::new_with_length(0).into(),
+    };
+    let mut init = RequestInit::new();
+    init.with_method(Method::Put)
+        .with_headers(headers)
+        .with_body(Some(body));
+    let request = Request::new_with_init(&put.url, &init).map_err(internal)?;
+    let mut resp = Fetch::Request(request)
+        .send()
+        .await
+        .map_err(|e| (OciCode::Internal, format!("storage unreachable: {e}")))?;
+    match resp.status_code() {
+        200 => Ok(()),
+        status => {
+            let body = resp.text().await.unwrap_or_default();
+            let code = atcr_protocol::s3::xml_element(&body, "Code").unwrap_or_default();
+            if code == "BadDigest" {
+                return Err((
+                    OciCode::DigestInvalid,
+                    "the uploaded bytes do not have the digest named; nothing was stored"
+                        .to_string(),
+                ));
+            }
+            Err((
+                OciCode::BlobUploadInvalid,
+                format!("storage refused the upload: {status} {code}"),
+            ))
+        }
+    }
 }
 
 /// `PATCH`: appends the body as the next part(s).
@@ -184,6 +261,13 @@ async fn finish(
     let hold = Hold::resolve(&state.hold, config)
         .await
         .map_err(hold_refusal)?;
+    if state.parts.is_empty() && has_body {
+        // "POST then PUT": the whole blob is in this request.
+        let opened = state.session.clone();
+        let outcome = upload_whole(req, config, &hold, &mut state, &digest).await;
+        hold.abort_upload(config, &state.user, &opened).await.ok();
+        return outcome;
+    }
     append_body(req, config, &hold, &mut state).await?;
     complete(config, &hold, &mut state, &digest).await
 }
@@ -220,6 +304,16 @@ async fn complete(
         // An empty blob is still one (empty) part.
         put_part(config, hold, state, PartBody::Bytes(Vec::new())).await?;
     }
+    publish(config, hold, state, digest).await
+}
+
+/// Asks the hold to verify the upload and publish it under `digest`.
+async fn publish(
+    config: &AppConfig,
+    hold: &Hold,
+    state: &UploadState,
+    digest: &Digest,
+) -> std::result::Result<Response, Refusal> {
     match hold
         .complete_upload(config, &state.user, &state.session, &state.parts, digest)
         .await

@@ -5,9 +5,10 @@ use crate::access::{require_owner, Policy};
 use crate::auth::{authenticate, Caller};
 use crate::config::HoldConfig;
 use crate::failure::Failure;
-use crate::storage::{BlobStore, S3Store};
+use crate::storage::{BlobStore, S3Store, StorageError};
 use atcr_protocol::hold_api::*;
 use atcr_protocol::paths::{blob_key, upload_key};
+use atcr_protocol::s3::sha256_checksum;
 use atcr_protocol::upload_session::{SessionError, UploadSession};
 use atcr_protocol::Digest;
 use serde::de::DeserializeOwned;
@@ -59,7 +60,7 @@ async fn get_blob(
         ));
     }
     let key = blob_key(&digest);
-    if store.size(&key).await?.is_none() {
+    if store.stat(&key).await?.is_none() {
         return Err(blob_not_found(&digest));
     }
     let url = store.presign_read(&key, &method, Duration::from_secs(config.read_url_seconds))?;
@@ -78,13 +79,18 @@ async fn stat_blob(
 ) -> Outcome {
     Policy::load(config).await?.require_read(config, caller)?;
     let digest = digest_param(req)?;
-    match store.size(&blob_key(&digest)).await? {
-        Some(size) => json(&BlobStat { digest, size }),
+    match store.stat(&blob_key(&digest)).await? {
+        Some(info) => json(&BlobStat {
+            digest,
+            size: info.size,
+        }),
         None => Err(blob_not_found(&digest)),
     }
 }
 
-/// `startUpload`: opens a multipart upload under a staging key.
+/// `startUpload`: opens an upload under a staging key: one checksummed PUT
+/// when the digest (sha256) and size are known and small enough, else a
+/// multipart upload.
 async fn start_upload(
     input: StartUploadInput,
     config: &HoldConfig,
@@ -93,8 +99,22 @@ async fn start_upload(
 ) -> Outcome {
     let owner = Policy::load(config).await?.require_write(config, caller)?;
     let id = random_id()?;
-    let upload_id = store.start_multipart(&upload_key(&id)).await?;
+    let staging = upload_key(&id);
     let expires_at = now_secs() + SESSION_LIFETIME_SECS;
+    let checksum = input.digest.as_ref().and_then(sha256_checksum);
+    let (upload_id, single_put) = match (checksum, input.size) {
+        (Some(checksum), Some(size)) if size <= config.single_put_max_bytes => {
+            let (url, headers) =
+                store.presign_checked_put(&staging, size, &checksum, PART_URL_LIFETIME)?;
+            let put = SignedPut {
+                url,
+                headers,
+                expires_at: now_secs() + PART_URL_LIFETIME.as_secs(),
+            };
+            (None, Some(put))
+        }
+        _ => (Some(store.start_multipart(&staging).await?), None),
+    };
     let session = UploadSession {
         id,
         upload_id,
@@ -105,6 +125,7 @@ async fn start_upload(
     json(&UploadStarted {
         session: session.seal(&config.session_key),
         expires_at,
+        single_put,
     })
 }
 
@@ -122,9 +143,15 @@ fn part_url(
             format!("partNumber must be 1..={MAX_PARTS}"),
         ));
     }
+    let Some(upload_id) = &session.upload_id else {
+        return Err(Failure::new(
+            HoldError::InvalidRequest,
+            "this upload is one PUT to the URL startUpload returned; it has no parts",
+        ));
+    };
     let url = store.presign_part(
         &upload_key(&session.id),
-        &session.upload_id,
+        upload_id,
         input.part_number,
         PART_URL_LIFETIME,
     )?;
@@ -134,8 +161,10 @@ fn part_url(
     })
 }
 
-/// `completeUpload`: assembles the parts, hashes the result, and publishes it
-/// under its digest only if the digest matches; otherwise discards it.
+/// `completeUpload`: confirms the staged bytes have the expected digest and
+/// publishes them under it; otherwise discards them. A single PUT was
+/// checksummed by storage as it arrived; assembled parts are read back and
+/// hashed here.
 async fn complete_upload(
     input: CompleteInput,
     config: &HoldConfig,
@@ -143,18 +172,13 @@ async fn complete_upload(
     store: &impl BlobStore,
 ) -> Outcome {
     let session = open_session(&input.session, config, caller)?;
-    if input.parts.is_empty() {
-        return Err(Failure::new(
-            HoldError::InvalidRequest,
-            "an upload needs at least one part",
-        ));
-    }
-    let expected = match (input.digest, session.digest) {
-        (Some(given), Some(started)) if given != started => {
+    let expected = match (input.digest, &session.digest) {
+        (Some(given), Some(started)) if &given != started => {
             let msg = format!("the upload was started for {started}, not {given}");
             return Err(Failure::new(HoldError::InvalidRequest, msg));
         }
-        (Some(digest), _) | (None, Some(digest)) => digest,
+        (Some(digest), _) => digest,
+        (None, Some(digest)) => digest.clone(),
         (None, None) => {
             return Err(Failure::new(
                 HoldError::InvalidRequest,
@@ -162,31 +186,19 @@ async fn complete_upload(
             ))
         }
     };
-    let mut parts: Vec<(u32, &str)> = input
-        .parts
-        .iter()
-        .map(|p| (p.part_number, p.etag.as_str()))
-        .collect();
-    parts.sort_by_key(|(n, _)| *n);
     let staging = upload_key(&session.id);
-    store
-        .complete_multipart(&staging, &session.upload_id, &parts)
-        .await
-        .map_err(|e| match e {
-            crate::storage::StorageError::NotFound => {
-                Failure::new(HoldError::UploadNotFound, "the upload no longer exists")
-            }
-            other => other.into(),
-        })?;
+    if let Some(upload_id) = &session.upload_id {
+        assemble(store, &staging, upload_id, &input.parts).await?;
+    }
 
     let started = Date::now().as_millis();
-    let hashed = store.hash(&staging, expected.algorithm()).await;
+    let verified = verify(store, &staging, &expected).await;
     let verify_ms = Date::now().as_millis().saturating_sub(started);
-    let (actual, size) = match hashed {
-        Ok(h) => h,
+    let (actual, size, verified_by) = match verified {
+        Ok(v) => v,
         Err(e) => {
             store.delete(&staging).await.ok();
-            return Err(e.into());
+            return Err(e);
         }
     };
     if actual != expected {
@@ -204,7 +216,59 @@ async fn complete_upload(
         digest: actual,
         size,
         verify_ms,
+        verified_by,
     })
+}
+
+/// Completes the storage-side multipart upload from the parts' ETags.
+async fn assemble(
+    store: &impl BlobStore,
+    staging: &str,
+    upload_id: &str,
+    parts: &[CompletedPart],
+) -> Result<(), Failure> {
+    if parts.is_empty() {
+        return Err(Failure::new(
+            HoldError::InvalidRequest,
+            "an upload needs at least one part",
+        ));
+    }
+    let mut parts: Vec<(u32, &str)> = parts
+        .iter()
+        .map(|p| (p.part_number, p.etag.as_str()))
+        .collect();
+    parts.sort_by_key(|(n, _)| *n);
+    store
+        .complete_multipart(staging, upload_id, &parts)
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound => {
+                Failure::new(HoldError::UploadNotFound, "the upload no longer exists")
+            }
+            other => other.into(),
+        })
+}
+
+/// The digest of the staged object: the checksum storage verified on the
+/// way in when there is one for this algorithm, else a hashing read-back.
+async fn verify(
+    store: &impl BlobStore,
+    staging: &str,
+    expected: &Digest,
+) -> Result<(Digest, u64, Verification), Failure> {
+    let Some(info) = store.stat(staging).await? else {
+        return Err(Failure::new(
+            HoldError::UploadNotFound,
+            "nothing was uploaded for this session",
+        ));
+    };
+    if let (Some(stored), Some(wanted)) = (&info.sha256, sha256_checksum(expected)) {
+        if *stored == wanted {
+            return Ok((expected.clone(), info.size, Verification::StorageChecksum));
+        }
+    }
+    let (actual, size) = store.hash(staging, expected.algorithm()).await?;
+    Ok((actual, size, Verification::HoldHash))
 }
 
 /// `abortUpload`: discards the parts and the staging object.
@@ -216,9 +280,11 @@ async fn abort_upload(
 ) -> Outcome {
     let session = open_session(&input.session, config, caller)?;
     let staging = upload_key(&session.id);
-    match store.abort_multipart(&staging, &session.upload_id).await {
-        Ok(()) | Err(crate::storage::StorageError::NotFound) => {}
-        Err(e) => return Err(e.into()),
+    if let Some(upload_id) = &session.upload_id {
+        match store.abort_multipart(&staging, upload_id).await {
+            Ok(()) | Err(StorageError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     store.delete(&staging).await?;
     json(&serde_json::json!({}))

@@ -26,7 +26,14 @@ pub struct HoldConfig {
     pub session_key: Vec<u8>,
     /// Lifetime of presigned read URLs: clients use them at once.
     pub read_url_seconds: u64,
+    /// Uploads of known sha256 digest up to this size go in one PUT that
+    /// storage checksums; larger ones in parts, verified by a read-back.
+    /// 0 turns single PUTs off (for stores that ignore checksum headers).
+    pub single_put_max_bytes: u64,
 }
+
+/// S3's limit for one PUT (R2's too).
+const S3_MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
 impl HoldConfig {
     pub fn from_env(env: &Env) -> Result<Self, String> {
@@ -75,6 +82,11 @@ impl HoldConfig {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(300),
+            single_put_max_bytes: var("HOLD_SINGLE_PUT_MAX_BYTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(S3_MAX_SINGLE_PUT)
+                .min(S3_MAX_SINGLE_PUT),
             public_url,
             did,
             owner,

@@ -5,7 +5,10 @@
 //! copy, delete, stat) and the one streaming read that verifies a digest.
 
 use atcr_protocol::digest::{Algorithm, Digest};
-use atcr_protocol::s3::{complete_multipart_xml, xml_element, S3Config, EMPTY_SHA256};
+use atcr_protocol::s3::{
+    complete_multipart_xml, xml_element, S3Config, CHECKSUM_SHA256_HEADER, EMPTY_SHA256,
+};
+use std::collections::BTreeMap;
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 use wasm_bindgen::JsValue;
@@ -45,8 +48,18 @@ pub trait BlobStore {
         part: u32,
         expires_in: Duration,
     ) -> Result<String>;
-    /// The size of `key`, or `None` when absent.
-    async fn size(&self, key: &str) -> Result<Option<u64>>;
+    /// A URL for one PUT of exactly `size` bytes to `key`, which storage
+    /// accepts only if their SHA-256 is `checksum` (base64), and the headers
+    /// the sender must repeat.
+    fn presign_checked_put(
+        &self,
+        key: &str,
+        size: u64,
+        checksum: &str,
+        expires_in: Duration,
+    ) -> Result<(String, BTreeMap<String, String>)>;
+    /// Size and stored SHA-256 checksum of `key`, or `None` when absent.
+    async fn stat(&self, key: &str) -> Result<Option<ObjectInfo>>;
     async fn start_multipart(&self, key: &str) -> Result<String>;
     async fn complete_multipart(
         &self,
@@ -61,6 +74,13 @@ pub trait BlobStore {
     /// Server-side copy; the bytes stay in storage.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
     async fn delete(&self, key: &str) -> Result<()>;
+}
+
+pub struct ObjectInfo {
+    pub size: u64,
+    /// The SHA-256 storage computed when the object was written (base64),
+    /// if the object was written with a checksum and storage keeps them.
+    pub sha256: Option<String>,
 }
 
 /// Any S3-compatible endpoint, reached with SigV4-signed `fetch`.
@@ -172,20 +192,51 @@ impl BlobStore for S3Store {
             .map_err(|e| StorageError::Failed(e.to_string()))
     }
 
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
+    fn presign_checked_put(
+        &self,
+        key: &str,
+        size: u64,
+        checksum: &str,
+        expires_in: Duration,
+    ) -> Result<(String, BTreeMap<String, String>)> {
+        let size = size.to_string();
+        let headers = [
+            ("content-length", size.as_str()),
+            (CHECKSUM_SHA256_HEADER, checksum),
+        ];
+        let url = self
+            .config
+            .presign_with_headers("PUT", key, &[], &headers, expires_in, now())
+            .map_err(|e| StorageError::Failed(e.to_string()))?;
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok((url, headers))
+    }
+
+    async fn stat(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let resp = self
-            .send(Method::Head, &self.url(key, ""), &[], None)
+            .send(
+                Method::Head,
+                &self.url(key, ""),
+                &[("x-amz-checksum-mode", "ENABLED")],
+                None,
+            )
             .await?;
-        match Self::check(resp, "HEAD").await {
-            Ok(resp) => Ok(resp
-                .headers()
-                .get("content-length")
-                .ok()
-                .flatten()
-                .and_then(|v| v.parse().ok())),
-            Err(StorageError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let resp = match Self::check(resp, "HEAD").await {
+            Ok(resp) => resp,
+            Err(StorageError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let header = |name: &str| resp.headers().get(name).ok().flatten();
+        let size = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StorageError::Failed("storage sent no Content-Length".into()))?;
+        Ok(Some(ObjectInfo {
+            size,
+            sha256: header(CHECKSUM_SHA256_HEADER),
+        }))
     }
 
     async fn start_multipart(&self, key: &str) -> Result<String> {

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `io.atcr.hold.getBlob` | GET `?digest=&method=GET\|HEAD` | presigned URL for a verified blob |
 //! | `io.atcr.hold.statBlob` | GET `?digest=` | size of a verified blob, 404 if absent |
-//! | `io.atcr.hold.startUpload` | POST `{digest?}` | opens a multipart upload session |
+//! | `io.atcr.hold.startUpload` | POST `{digest?, size?}` | opens an upload: one checksummed PUT when digest and size are known, else multipart |
 //! | `io.atcr.hold.getUploadPartUrl` | POST `{session, partNumber}` | presigned URL for one part |
 //! | `io.atcr.hold.completeUpload` | POST `{session, parts, digest?}` | assembles, verifies the digest, publishes |
 //! | `io.atcr.hold.abortUpload` | POST `{session}` | discards an upload |
@@ -50,12 +50,16 @@ pub struct DigestInput {
 }
 
 /// The digest may be named at the start or, when the client learns it only
-/// at the end (OCI upload sessions), at completion.
+/// at the end (OCI upload sessions), at completion. With a sha256 digest and
+/// the size, the hold may answer with a single checksummed PUT instead of a
+/// multipart upload: storage itself then refuses bytes with another hash.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartUploadInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +68,20 @@ pub struct UploadStarted {
     /// Opaque, signed; names the upload in every later call.
     pub session: String,
     /// The session's deadline (unix seconds).
+    pub expires_at: u64,
+    /// When present, the whole blob goes in this one PUT (then
+    /// `completeUpload` with no parts); otherwise ask for part URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_put: Option<SignedPut>,
+}
+
+/// A presigned PUT whose signature covers headers the sender must repeat
+/// exactly (`content-length`, `x-amz-checksum-sha256`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedPut {
+    pub url: String,
+    pub headers: std::collections::BTreeMap<String, String>,
     pub expires_at: u64,
 }
 
@@ -86,6 +104,8 @@ pub struct CompletedPart {
 #[serde(rename_all = "camelCase")]
 pub struct CompleteInput {
     pub session: String,
+    /// Empty for a single-PUT upload.
+    #[serde(default)]
     pub parts: Vec<CompletedPart>,
     /// Required unless the session was started with a digest; must match it if both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,8 +117,19 @@ pub struct CompleteInput {
 pub struct UploadCompleted {
     pub digest: Digest,
     pub size: u64,
-    /// Time the hold spent hashing the assembled bytes.
+    /// Time the hold spent confirming the digest.
     pub verify_ms: u64,
+    pub verified_by: Verification,
+}
+
+/// Who established that the bytes have their digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verification {
+    /// Storage checked the signed `x-amz-checksum-sha256` as the bytes arrived.
+    StorageChecksum,
+    /// The hold read the assembled object back and hashed it.
+    HoldHash,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! (header signatures). Signing is `aws-sigv4`'s; this module decides the
 //! URL shape (path-style or virtual-host) and the S3 signing settings.
 
+use crate::digest::{Algorithm, Digest};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
@@ -119,6 +120,21 @@ impl S3Config {
         expires_in: Duration,
         now: SystemTime,
     ) -> Result<String, S3Error> {
+        self.presign_with_headers(method, key, query, &[], expires_in, now)
+    }
+
+    /// Like [`presign`](Self::presign), also signing `headers`: the bearer
+    /// must send each with exactly this value (e.g. `x-amz-checksum-sha256`,
+    /// so storage refuses bytes with another hash).
+    pub fn presign_with_headers(
+        &self,
+        method: &str,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        expires_in: Duration,
+        now: SystemTime,
+    ) -> Result<String, S3Error> {
         let mut url =
             Url::parse(&self.object_url(key)).map_err(|e| S3Error::Signing(e.to_string()))?;
         if !query.is_empty() {
@@ -128,12 +144,13 @@ impl S3Config {
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(expires_in);
         let host = host_header(&url);
-        let headers = [("host", host.as_str())];
+        let mut signed_headers = vec![("host", host.as_str())];
+        signed_headers.extend_from_slice(headers);
         let identity = self.identity();
         let (_, params) = self.sign(
             method,
             url.as_str(),
-            &headers,
+            &signed_headers,
             SignableBody::UnsignedPayload,
             settings,
             &identity,
@@ -381,11 +398,55 @@ mod tests {
     }
 
     #[test]
+    fn presigned_headers_are_signed_and_must_be_sent() {
+        let s3 =
+            S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
+        let digest: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
+        let checksum = sha256_checksum(&digest).unwrap();
+        assert_eq!(checksum, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        let url = s3
+            .presign_with_headers(
+                "PUT",
+                "k",
+                &[],
+                &[("content-length", "0"), (CHECKSUM_SHA256_HEADER, &checksum)],
+                Duration::from_secs(60),
+                time(AWS_EXAMPLE_TIME),
+            )
+            .unwrap();
+        assert!(
+            url.contains("X-Amz-SignedHeaders=content-length%3Bhost%3Bx-amz-checksum-sha256"),
+            "{url}"
+        );
+        let sha512: Digest = format!("sha512:{}", "0".repeat(128)).parse().unwrap();
+        assert_eq!(sha256_checksum(&sha512), None);
+    }
+
+    #[test]
     fn debug_output_hides_the_secret() {
         let s3 =
             S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
         assert!(!format!("{s3:?}").contains(SK));
     }
+}
+
+/// The header in which S3 takes (on PUT) and reports (on HEAD, with
+/// `x-amz-checksum-mode: ENABLED`) an object's SHA-256.
+pub const CHECKSUM_SHA256_HEADER: &str = "x-amz-checksum-sha256";
+
+/// A sha256 digest as S3 writes checksums (base64 of the hash bytes); S3 has
+/// no SHA-512 checksum, so other digests have none.
+pub fn sha256_checksum(digest: &Digest) -> Option<String> {
+    use base64::Engine;
+    if digest.algorithm() != Algorithm::Sha256 {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&digest.hex()[2 * i..2 * i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// The body of a CompleteMultipartUpload request.

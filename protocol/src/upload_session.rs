@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct UploadSession {
     /// Staging id: the bytes wait at `paths::upload_key(id)`.
     pub id: String,
-    /// The storage's multipart upload id.
-    pub upload_id: String,
+    /// The storage's multipart upload id; `None` for a single checksummed PUT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
     /// The digest the bytes must have, when known at the start; otherwise
     /// it is named when the upload completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,7 +69,7 @@ mod tests {
     fn session() -> UploadSession {
         UploadSession {
             id: "s1".into(),
-            upload_id: "u1".into(),
+            upload_id: Some("u1".into()),
             digest: Some(
                 "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
                     .parse()

@@ -130,6 +130,46 @@ test('the digest may be named only at completion, and is verified the same way',
   assert.deepEqual(stagingLeftovers(), []);
 });
 
+test('a blob of known digest and size goes up in one PUT that storage checksums: no read-back', { timeout: 300_000 }, async () => {
+  const file = path.join(scratch, 'single.bin');
+  const size = 40 * MB;
+  const digest = await randomFile(file, size);
+  const { start, put, complete } = await hold.uploadSingle(file, digest, pdsTokens(alice));
+  assert.ok(start.body.singlePut, JSON.stringify(start.body));
+  assert.equal(start.body.singlePut.headers['x-amz-checksum-sha256'], Buffer.from(digest.slice(7), 'hex').toString('base64'));
+  assert.equal(put.status, 200, put.text);
+  assert.equal(complete.status, 200, JSON.stringify(complete.body));
+  assert.equal(complete.body.verifiedBy, 'storageChecksum');
+  assert.equal(complete.body.size, size);
+  const url = await hold.call('io.atcr.hold.getBlob', { params: { digest } });
+  const pulled = await fetchDigest(url.body.url);
+  assert.equal(pulled.digest, digest);
+  assert.deepEqual(stagingLeftovers(), []);
+  const parts = await hold.call('io.atcr.hold.getUploadPartUrl', {
+    token: await pdsTokens(alice)('io.atcr.hold.getUploadPartUrl'), body: { session: start.body.session, partNumber: 1 },
+  });
+  assert.equal(parts.status, 400, 'a single-PUT session has no parts');
+  fs.rmSync(file);
+});
+
+test('storage refuses a checksummed PUT of other bytes, or without the signed checksum', async () => {
+  const file = path.join(scratch, 'claimed.bin');
+  const other = path.join(scratch, 'other.bin');
+  const digest = await randomFile(file, 2 * MB);
+  await randomFile(other, 2 * MB);
+  const { put, complete } = await hold.uploadSingle(file, digest, pdsTokens(alice), { bytesFrom: other });
+  assert.equal(put.status, 400);
+  assert.match(put.text, /BadDigest/);
+  // Storage may or may not have kept the refused bytes: either way nothing is published.
+  assert.ok(['DigestMismatch', 'UploadNotFound'].includes(complete.body.error), JSON.stringify(complete.body));
+  assert.equal((await hold.call('io.atcr.hold.statBlob', { params: { digest } })).status, 404);
+  assert.deepEqual(stagingLeftovers(), []);
+
+  const start = await hold.call('io.atcr.hold.startUpload', { token: await pdsTokens(alice)('io.atcr.hold.startUpload'), body: { digest, size: 2 * MB } });
+  const unsigned = await fetch(start.body.singlePut.url, { method: 'PUT', body: fs.readFileSync(file) });
+  assert.equal(unsigned.status, 403, 'the checksum header is part of the signature');
+});
+
 test('malformed digests are refused with a clear error', async () => {
   const res = await hold.call('io.atcr.hold.statBlob', { params: { digest: 'sha256:../../etc' } });
   assert.equal(res.status, 400);

@@ -58,6 +58,22 @@ export class HoldClient {
   }
 }
 
+/**
+ * Uploads `file` in the one checksummed PUT the hold offers when told the
+ * digest and size up front. `bytesFrom` sends another file's bytes instead
+ * (to show storage refusing them). Resolves to {start, put, complete}.
+ */
+HoldClient.prototype.uploadSingle = async function (file, digest, tokenFor, { bytesFrom } = {}) {
+  const size = fs.statSync(file).size;
+  const start = await this.call('io.atcr.hold.startUpload', { token: await tokenFor('io.atcr.hold.startUpload'), body: { digest, size } });
+  if (start.status !== 200 || !start.body.singlePut) return { start };
+  const { url, headers } = start.body.singlePut;
+  const res = await fetch(url, { method: 'PUT', headers, body: fs.createReadStream(bytesFrom ?? file), duplex: 'half' });
+  const put = { status: res.status, text: await res.text() };
+  const complete = await this.call('io.atcr.hold.completeUpload', { token: await tokenFor('io.atcr.hold.completeUpload'), body: { session: start.body.session } });
+  return { start, put, complete };
+};
+
 /** Writes `size` random bytes to `file`; resolves to its sha256 digest. */
 export async function randomFile(file, size) {
   const hash = crypto.createHash('sha256');
