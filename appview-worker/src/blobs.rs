@@ -1,13 +1,18 @@
-//! `GET`/`HEAD /v2/<name>/blobs/<digest>`.
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 //!
 //! "If the blob is not stored locally, the registry may redirect the client
 //! to another location" (distribution spec, pulling blobs): GET answers 307
 //! with a URL the owner's hold presigned, so the bytes go straight from
-//! storage to the client. HEAD answers from the hold's stat.
+//! storage to the client. HEAD answers from the hold's stat. DELETE removes
+//! the blob from the hold, only while none of the owner's manifests uses it
+//! and only if the hold agrees (holds let their owner delete).
 
 use crate::config::AppConfig;
 use crate::holds::{locate, HoldCallError};
+use crate::manifests::MANIFEST_COLLECTION;
 use crate::oci::error;
+use crate::pds::all_records;
+use atcr_protocol::manifest::record_uses_blob;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{Did, Digest, OciCode};
 use worker::{Method, Response, Result};
@@ -52,6 +57,53 @@ pub async fn get_blob(
             Ok(resp)
         }
         Ok(None) => unknown(),
+        Err(e) => hold_failure(e),
+    }
+}
+
+pub async fn delete_blob(
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Response> {
+    let (owner, hold) = match locate(name, config).await {
+        Ok(found) => found,
+        Err((code, message)) => return error(code, Some(message)),
+    };
+    if &owner.did != user {
+        let message = format!("only {} may delete from {name}", owner.did);
+        return error(OciCode::Denied, Some(message));
+    }
+    match hold.stat(config, Some(user), digest).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error(
+                OciCode::BlobUnknown,
+                Some(format!("{name} has no blob {digest}")),
+            )
+        }
+        Err(e) => return hold_failure(e),
+    }
+    // A manifest record naming a deleted blob could never be pulled again.
+    let records = match all_records(&owner.pds, &owner.did, MANIFEST_COLLECTION).await {
+        Ok(records) => records,
+        Err(e) => return error(OciCode::Internal, Some(e)),
+    };
+    if let Some(user_of) = records
+        .iter()
+        .find(|r| record_uses_blob(&r["value"], digest))
+    {
+        let message = format!(
+            "{digest} is still used by {}/{}@{}; delete that manifest first",
+            name.owner(),
+            user_of["value"]["repository"].as_str().unwrap_or_default(),
+            user_of["value"]["digest"].as_str().unwrap_or_default(),
+        );
+        return error(OciCode::Denied, Some(message));
+    }
+    match hold.delete_blob(config, user, digest).await {
+        Ok(()) => Ok(Response::empty()?.with_status(202)),
         Err(e) => hold_failure(e),
     }
 }

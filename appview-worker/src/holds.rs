@@ -4,7 +4,7 @@
 use crate::config::AppConfig;
 use crate::resolve::{resolve_repo_owner, Identity};
 use atcr_protocol::hold_api::{
-    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD,
+    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD, DELETE_BLOB,
     COMPLETE_UPLOAD, GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
 };
 use atcr_protocol::identity::HOLD_SERVICE_ID;
@@ -146,6 +146,19 @@ impl Hold {
         let body = json!({ "session": session, "parts": parts, "digest": digest });
         self.call(config, Some(user), COMPLETE_UPLOAD, "", Some(body))
             .await
+    }
+
+    /// `deleteBlob`: the hold lets only its owner delete.
+    pub async fn delete_blob(
+        &self,
+        config: &AppConfig,
+        user: &Did,
+        digest: &Digest,
+    ) -> Result<(), HoldCallError> {
+        let body = json!({ "digest": digest });
+        self.call::<serde_json::Value>(config, Some(user), DELETE_BLOB, "", Some(body))
+            .await
+            .map(|_| ())
     }
 
     pub async fn abort_upload(

@@ -4,10 +4,16 @@
 
 use crate::config::DB_BINDING;
 use atcr_protocol::{Did, Digest};
+use wasm_bindgen::JsValue;
 use worker::{Date, Env, Result};
 
 fn now_ms() -> f64 {
     Date::now().as_millis() as f64
+}
+
+/// D1 refuses `undefined`, which is what `None` becomes: bind SQL NULL.
+fn nullable(value: Option<&str>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from)
 }
 
 /// Records a stored manifest (and its owner and repository).
@@ -25,7 +31,7 @@ pub async fn manifest_stored(
             "INSERT INTO users (did, handle, pds_endpoint, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, pds_endpoint = excluded.pds_endpoint, updated_at = excluded.updated_at",
         )
-        .bind(&[owner.as_str().into(), handle.into(), pds.into(), now.into()])?,
+        .bind(&[owner.as_str().into(), nullable(handle), pds.into(), now.into()])?,
         db.prepare(
             "INSERT INTO repositories (owner_did, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
              ON CONFLICT (owner_did, name) DO UPDATE SET updated_at = excluded.updated_at",
@@ -41,12 +47,12 @@ pub async fn manifest_stored(
             m.repository.into(),
             m.digest.as_str().into(),
             m.media_type.into(),
-            m.artifact_type.into(),
-            m.subject.map(|d| d.as_str()).into(),
+            nullable(m.artifact_type),
+            nullable(m.subject.map(|d| d.as_str())),
             (m.size as f64).into(),
             m.hold.into(),
             m.record_uri.into(),
-            m.platforms.as_deref().into(),
+            nullable(m.platforms.as_deref()),
             now.into(),
         ])?,
     ];

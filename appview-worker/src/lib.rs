@@ -4,6 +4,7 @@
 //! protocol logic in `atcr-protocol`. One module per endpoint family.
 
 mod blobs;
+mod catalog;
 mod config;
 mod health;
 mod holds;
@@ -42,7 +43,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,
-        (Method::Get, "/auth/token") => token::issue(&req, &env, &config).await,
+        (Method::Get | Method::Post, "/auth/token") => token::issue(req, &env, &config).await,
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         _ => worker_support::json(404, &serde_json::json!({ "error": "not found" })),
     }

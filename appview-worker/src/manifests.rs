@@ -13,6 +13,7 @@ use crate::index::{self, StoredManifest};
 use crate::oci::{error, internal, Refusal};
 use crate::pds::{all_records, get_blob, get_record, Body, PdsWriter};
 use crate::resolve::{resolve_repo_owner, Identity};
+use atcr_protocol::pagination::Page;
 use atcr_protocol::digest::Algorithm;
 use atcr_protocol::manifest::{self, tag_record_key, ManifestError, MAX_MANIFEST_BYTES};
 use atcr_protocol::reference::{Reference, RepoName};
@@ -22,7 +23,7 @@ use serde_json::{json, Value};
 use worker::{Date, EncodeBody, Env, Method, Request, Response, Result};
 use worker_support::{now_rfc3339, query_param, IsolateCache};
 
-const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
+pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
 const TAG_COLLECTION: &str = "io.atcr.tag";
 const PROFILE_COLLECTION: &str = "io.atcr.sailor.profile";
 
@@ -446,21 +447,14 @@ pub async fn list_tags(req: &Request, config: &AppConfig, name: &RepoName) -> Re
         return error(OciCode::NameUnknown, Some(format!("{name} has no tags")));
     }
     tags.sort();
-    let param = |k: &str| query_param(req, k);
-    if let Some(last) = param("last") {
-        tags.retain(|t| t.as_str() > last.as_str());
-    }
-    let limit = param("n").and_then(|n| n.parse::<usize>().ok());
-    let more = limit.is_some_and(|n| tags.len() > n);
-    if let Some(n) = limit {
-        tags.truncate(n);
-    }
-    let mut resp = Response::from_json(&json!({ "name": name.as_str(), "tags": tags }))?;
-    if let (true, Some(n), Some(last)) = (more, limit, tags.last()) {
-        resp.headers_mut().set(
-            "Link",
-            &format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\""),
-        )?;
+    let page = Page::of(
+        tags,
+        query_param(req, "last").as_deref(),
+        query_param(req, "n").and_then(|n| n.parse().ok()),
+    );
+    let mut resp = Response::from_json(&json!({ "name": name.as_str(), "tags": page.items }))?;
+    if let Some(link) = page.next_link(&format!("/v2/{name}/tags/list")) {
+        resp.headers_mut().set("Link", &link)?;
     }
     Ok(resp)
 }

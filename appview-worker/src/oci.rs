@@ -8,6 +8,9 @@ use atcr_protocol::{Did, ErrorEnvelope, OciCode};
 use worker::{Env, Method, Request, Response, Result};
 use worker_support::{now, IsolateCache};
 
+/// The scope that lists the catalog (as CNCF distribution names it).
+pub const CATALOG_SCOPE: &str = "registry:catalog:*";
+
 /// Every registry response names the API version it speaks.
 const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
@@ -29,6 +32,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
         Ok(claims) => claims,
         Err(why) => return challenge(config, &route, needed, why),
     };
+    if route == Route::Catalog && !claims.allows("registry", "catalog", "*") {
+        return challenge(config, &route, needed, Some("insufficient_scope"));
+    }
     if let (Some(name), Some(action)) = (route.name(), needed) {
         if !claims.allows("repository", name.as_str(), action) {
             // An anonymous token should authenticate (401); a user's token
@@ -57,6 +63,15 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
         Route::Blob { name, digest } if matches!(req.method(), Method::Get | Method::Head) => {
             let user = claims.sub.parse::<Did>().ok();
             crate::blobs::get_blob(config, user.as_ref(), req.method(), &name, &digest).await
+        }
+        Route::Blob { name, digest } if req.method() == Method::Delete => {
+            match claims.sub.parse::<Did>() {
+                Ok(user) => crate::blobs::delete_blob(config, &user, &name, &digest).await,
+                Err(_) => error(
+                    OciCode::Denied,
+                    Some("anonymous clients cannot delete".into()),
+                ),
+            }
         }
         Route::Manifest { name, reference } => match req.method() {
             Method::Get | Method::Head => {
@@ -90,6 +105,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
             crate::manifests::referrers(&req, config, &name, &digest).await
         }
         Route::Tags { name } => crate::manifests::list_tags(&req, config, &name).await,
+        Route::Catalog if req.method() == Method::Get => crate::catalog::list(&req, env).await,
         // Push was granted, so the token names its user.
         Route::UploadStart { name } => match claims.sub.parse::<Did>() {
             Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, None).await,
@@ -186,6 +202,9 @@ fn challenge(
     error_kind: Option<&str>,
 ) -> Result<Response> {
     let mut challenge = BearerChallenge::new(config.token_realm(), &config.service);
+    if route == &Route::Catalog {
+        challenge = challenge.with_scope(CATALOG_SCOPE.to_string());
+    }
     if let (Some(name), Some(action)) = (route.name(), action) {
         let actions = if action == "pull" {
             "pull".to_string()

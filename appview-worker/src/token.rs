@@ -5,6 +5,10 @@
 //! spec). Credentials are Basic `<handle or DID>:<app password>`; without
 //! them the client gets an anonymous token that can only pull. Pushing to
 //! `<owner>/<repo>` is granted to the owner's DID and nobody else.
+//!
+//! `POST /auth/token` speaks the OAuth2 form Docker uses for long-lived
+//! logins: the `password` grant (with `access_type=offline`, it also returns
+//! a refresh token) and the `refresh_token` grant.
 
 use crate::config::AppConfig;
 use crate::oci;
@@ -12,13 +16,13 @@ use crate::pds::{create_session, LoginError};
 use crate::resolve::{resolve_owner, resolve_user, ResolveError};
 use crate::sessions;
 use atcr_protocol::reference::RepoName;
-use atcr_protocol::registry_token::{sign, Access, RegistryClaims};
+use atcr_protocol::registry_token::{sign, Access, RefreshGrant, RegistryClaims};
 use atcr_protocol::{Did, OciCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
 use std::time::Duration;
-use worker::{Env, Request, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 use worker_support::now;
 
 /// Registry tokens are short-lived; clients come back for new ones.
@@ -30,15 +34,40 @@ struct TokenResponse {
     access_token: String,
     expires_in: u64,
     issued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    scope: String,
 }
 
-pub async fn issue(req: &Request, env: &Env, config: &AppConfig) -> Result<Response> {
-    let url = req.url()?;
-    let params: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    if let Some((_, service)) = params.iter().find(|(k, _)| k == "service") {
+/// How a client proves who it is.
+enum Credential {
+    Anonymous,
+    /// Basic auth on GET, or the OAuth2 `password` grant on POST.
+    Password { user: String, password: String },
+    /// The OAuth2 `refresh_token` grant.
+    Refresh(String),
+}
+
+/// A token request, from a GET query (Docker token spec) or a POST form
+/// (Docker's OAuth2 flavour, used by `docker login` for refresh tokens).
+struct TokenRequest {
+    service: Option<String>,
+    scopes: Vec<String>,
+    credential: Credential,
+    /// `offline_token=true` / `access_type=offline`: also issue a refresh token.
+    offline: bool,
+}
+
+pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Response> {
+    let parsed = match req.method() {
+        Method::Post => from_form(&mut req).await,
+        _ => from_query(&req),
+    };
+    let request = match parsed {
+        Ok(request) => request,
+        Err(msg) => return oci::error(OciCode::Unauthorized, Some(msg)),
+    };
+    if let Some(service) = &request.service {
         if service != &config.service {
             let msg = format!(
                 "this token service issues tokens for '{}', not '{service}'",
@@ -47,49 +76,159 @@ pub async fn issue(req: &Request, env: &Env, config: &AppConfig) -> Result<Respo
             return oci::error(OciCode::Denied, Some(msg));
         }
     }
-    let user = match basic_credentials(req) {
-        None => None,
-        Some(Err(msg)) => return oci::error(OciCode::Unauthorized, Some(msg)),
-        Some(Ok((user, password))) => match login(env, config, &user, &password).await {
-            Ok(did) => Some(did),
+    let signed_in = match request.credential {
+        Credential::Anonymous => None,
+        Credential::Password { user, password } => {
+            match login(env, config, &user, &password).await {
+                Ok(session) => Some(session),
+                Err((code, msg)) => return oci::error(code, Some(msg)),
+            }
+        }
+        Credential::Refresh(token) => match refresh(env, config, &token).await {
+            Ok(session) => Some(session),
             Err((code, msg)) => return oci::error(code, Some(msg)),
         },
     };
-    // Scopes may repeat, and one parameter may hold several separated by spaces.
-    let scopes = params
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split(' '))
-        .filter(|s| !s.is_empty());
+    let user = signed_in.as_ref().map(|(did, _)| did);
     let mut access = Vec::new();
-    for scope in scopes {
-        if let Some(granted) = grant(scope, user.as_ref(), config).await {
+    for scope in &request.scopes {
+        if let Some(granted) = grant(scope, user, config).await {
             access.push(granted);
         }
     }
+    let scope = access
+        .iter()
+        .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ");
     let claims = RegistryClaims {
         iss: config.did.to_string(),
-        sub: user.map(String::from).unwrap_or_default(),
+        sub: user.map(|d| d.to_string()).unwrap_or_default(),
         aud: config.service.clone(),
         access,
     };
     let token = sign(&config.signing_key, claims, now(), TOKEN_LIFETIME);
-    let issued_at = worker_support::now_rfc3339();
+    let refresh_token = match (&signed_in, request.offline) {
+        (Some((did, credential)), true) => Some(
+            RefreshGrant {
+                sub: did.clone(),
+                credential: credential.clone(),
+                exp: unix_now() + RefreshGrant::LIFETIME.as_secs(),
+            }
+            .seal(&config.secret_key),
+        ),
+        _ => None,
+    };
     let body = TokenResponse {
         token: token.clone(),
         access_token: token,
         expires_in: TOKEN_LIFETIME.as_secs(),
-        issued_at,
+        issued_at: worker_support::now_rfc3339(),
+        refresh_token,
+        scope,
     };
     let mut resp = Response::from_json(&body)?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
     Ok(resp)
 }
 
-/// What of `scope` this user may have: pull for everyone (repositories are
-/// public), push and delete only for the repository's owner.
+fn from_query(req: &Request) -> std::result::Result<TokenRequest, String> {
+    let url = req.url().map_err(|e| e.to_string())?;
+    let params: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let credential = match basic_credentials(req) {
+        None => Credential::Anonymous,
+        Some(Err(msg)) => return Err(msg),
+        Some(Ok((user, password))) => Credential::Password { user, password },
+    };
+    Ok(TokenRequest {
+        service: param(&params, "service"),
+        scopes: scopes(&params),
+        credential,
+        offline: param(&params, "offline_token").as_deref() == Some("true"),
+    })
+}
+
+async fn from_form(req: &mut Request) -> std::result::Result<TokenRequest, String> {
+    let body = req.text().await.map_err(|e| e.to_string())?;
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let credential = match param(&params, "grant_type").as_deref() {
+        Some("password") => Credential::Password {
+            user: param(&params, "username").ok_or("the password grant needs a username")?,
+            password: param(&params, "password").ok_or("the password grant needs a password")?,
+        },
+        Some("refresh_token") => Credential::Refresh(
+            param(&params, "refresh_token").ok_or("the refresh_token grant needs a refresh_token")?,
+        ),
+        other => {
+            return Err(format!(
+                "unsupported grant_type {other:?}: use password or refresh_token"
+            ))
+        }
+    };
+    Ok(TokenRequest {
+        service: param(&params, "service"),
+        scopes: scopes(&params),
+        credential,
+        offline: param(&params, "access_type").as_deref() == Some("offline"),
+    })
+}
+
+fn param(params: &[(String, String)], name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Scopes may repeat, and one parameter may hold several separated by spaces.
+fn scopes(params: &[(String, String)]) -> Vec<String> {
+    params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Trades a refresh token for the user it names, if the PDS session it
+/// came from still stands.
+async fn refresh(
+    env: &Env,
+    config: &AppConfig,
+    token: &str,
+) -> std::result::Result<(Did, String), (OciCode, String)> {
+    let grant = RefreshGrant::open(token, &config.secret_key, now())
+        .map_err(|e| (OciCode::Unauthorized, e.to_string()))?;
+    let live = sessions::has_session_for(env, &grant.sub, &grant.credential)
+        .await
+        .map_err(|e| (OciCode::Internal, format!("session storage failed: {e}")))?;
+    if !live {
+        return Err((
+            OciCode::Unauthorized,
+            "the sign-in this refresh token came from has ended; sign in again".into(),
+        ));
+    }
+    Ok((grant.sub, grant.credential))
+}
+
+fn unix_now() -> u64 {
+    worker::Date::now().as_millis() / 1000
+}
+
+/// What of `scope` this user may have: pull and the catalog for everyone
+/// (repositories are public), push and delete only for the repository's owner.
 async fn grant(scope: &str, user: Option<&Did>, config: &AppConfig) -> Option<Access> {
     let requested = Access::parse_scope(scope)?;
+    if scope == oci::CATALOG_SCOPE {
+        // Every repository is public, so anyone may list them.
+        return Some(requested);
+    }
     if requested.kind != "repository" {
         return None;
     }
@@ -126,13 +265,13 @@ async fn grant(scope: &str, user: Option<&Did>, config: &AppConfig) -> Option<Ac
 }
 
 /// Signs the user in with their PDS (unless this exact credential already
-/// holds a live session) and returns their DID.
+/// holds a live session) and returns their DID and the credential's HMAC.
 async fn login(
     env: &Env,
     config: &AppConfig,
     user: &str,
     password: &str,
-) -> std::result::Result<Did, (OciCode, String)> {
+) -> std::result::Result<(Did, String), (OciCode, String)> {
     let identity = resolve_user(user, config).await.map_err(|e| match e {
         ResolveError::Unknown(m) => (OciCode::Unauthorized, format!("cannot sign in: {m}")),
         ResolveError::Unavailable(m) => {
@@ -145,7 +284,7 @@ async fn login(
         .await
         .map_err(internal)?
     {
-        return Ok(identity.did);
+        return Ok((identity.did, mac));
     }
     let tokens = create_session(&identity.pds, &identity.did, password)
         .await
@@ -160,7 +299,7 @@ async fn login(
     sessions::store(env, config, &identity.did, &identity.pds, &tokens, &mac)
         .await
         .map_err(internal)?;
-    Ok(identity.did)
+    Ok((identity.did, mac))
 }
 
 /// `Authorization: Basic base64(user:password)`, if present.

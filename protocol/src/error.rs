@@ -20,6 +20,7 @@ pub enum OciCode {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
+    PaginationNumberInvalid,
     Unauthorized,
     Denied,
     Unsupported,
@@ -29,7 +30,7 @@ pub enum OciCode {
 }
 
 impl OciCode {
-    pub const ALL: [OciCode; 15] = [
+    pub const ALL: [OciCode; 16] = [
         OciCode::BlobUnknown,
         OciCode::BlobUploadInvalid,
         OciCode::BlobUploadUnknown,
@@ -40,6 +41,7 @@ impl OciCode {
         OciCode::NameInvalid,
         OciCode::NameUnknown,
         OciCode::SizeInvalid,
+        OciCode::PaginationNumberInvalid,
         OciCode::Unauthorized,
         OciCode::Denied,
         OciCode::Unsupported,
@@ -76,6 +78,11 @@ impl OciCode {
                 "SIZE_INVALID",
                 400,
                 "provided length did not match content length",
+            ),
+            PaginationNumberInvalid => (
+                "PAGINATION_NUMBER_INVALID",
+                400,
+                "invalid number of results requested",
             ),
             Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
             Denied => ("DENIED", 403, "requested access to the resource is denied"),

@@ -12,6 +12,7 @@ pub mod health;
 pub mod hold_api;
 pub mod identity;
 pub mod manifest;
+pub mod pagination;
 pub mod paths;
 pub mod reference;
 pub mod registry_token;

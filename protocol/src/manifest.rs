@@ -205,6 +205,16 @@ pub fn record(
     rec
 }
 
+/// Whether an `io.atcr.manifest` record names `digest` as its config or one
+/// of its layers: the blobs that must outlive the record.
+pub fn record_uses_blob(record: &Value, digest: &Digest) -> bool {
+    let names = |d: &Value| d["digest"].as_str() == Some(digest.as_str());
+    names(&record["config"])
+        || record["layers"]
+            .as_array()
+            .is_some_and(|layers| layers.iter().any(names))
+}
+
 /// Record key of the `io.atcr.tag` record for `repository:tag`. Record keys
 /// may not hold `/`; `~` never appears in repository names nor `:` in tags,
 /// so the mapping cannot collide.
@@ -280,6 +290,20 @@ mod tests {
         assert!(parse(bad_digest.as_bytes(), None).is_err());
         let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];
         assert_eq!(parse(&huge, None), Err(ManifestError::TooLarge));
+    }
+
+    #[test]
+    fn records_name_the_blobs_they_use() {
+        let layer = format!("sha256:{}", "a".repeat(64));
+        let rec = json!({
+            "config": { "digest": D1 },
+            "layers": [{ "digest": layer }],
+        });
+        assert!(record_uses_blob(&rec, &D1.parse().unwrap()));
+        assert!(record_uses_blob(&rec, &layer.parse().unwrap()));
+        let other: Digest = format!("sha256:{}", "e".repeat(64)).parse().unwrap();
+        assert!(!record_uses_blob(&rec, &other));
+        assert!(!record_uses_blob(&json!({}), &other));
     }
 
     #[test]

@@ -122,6 +122,58 @@ pub fn expiry(token: &str) -> Option<u64> {
     claims.expiration.map(|e| e.timestamp().max(0) as u64)
 }
 
+/// A refresh token (`offline_token=true`, OAuth2 `refresh_token` grant): a
+/// long-lived, sealed grant a client trades for access tokens without
+/// sending the password again. It stays good only while the PDS session it
+/// came from does (`credential` names that session), so signing in again
+/// with another app password, or revoking the session, retires it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshGrant {
+    pub sub: crate::identity::Did,
+    /// The HMAC of the credential that created the user's PDS session.
+    pub credential: String,
+    /// Unix seconds.
+    pub exp: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is malformed or was altered")]
+    Invalid,
+    #[error("the refresh token has expired; sign in again")]
+    Expired,
+}
+
+impl RefreshGrant {
+    /// Clients keep refresh tokens for weeks (Docker stores them as its
+    /// `identitytoken`); the PDS session check limits them further.
+    pub const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    pub fn seal(&self, secret: &[u8]) -> String {
+        crate::sealed::seal(self, &Self::key(secret))
+    }
+
+    pub fn open(token: &str, secret: &[u8], now: SystemTime) -> Result<Self, RefreshError> {
+        let grant: RefreshGrant =
+            crate::sealed::open(token, &Self::key(secret)).map_err(|_| RefreshError::Invalid)?;
+        if grant.exp < unix_secs(now) {
+            return Err(RefreshError::Expired);
+        }
+        Ok(grant)
+    }
+
+    /// A key of its own, so no other sealed value can pass for a grant.
+    fn key(secret: &[u8]) -> Vec<u8> {
+        [b"atcr-refresh-grant:".as_slice(), secret].concat()
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +229,32 @@ mod tests {
         assert_eq!(
             verify(&token, key(2).verifying_key(), "atcr.example.com", at(1100)),
             Err(TokenError::Signature)
+        );
+    }
+
+    #[test]
+    fn refresh_grants_seal_open_and_expire() {
+        let secret = [7u8; 32];
+        let grant = RefreshGrant {
+            sub: "did:plc:alice".parse().unwrap(),
+            credential: "mac".into(),
+            exp: 2000,
+        };
+        let token = grant.seal(&secret);
+        assert_eq!(RefreshGrant::open(&token, &secret, at(1999)), Ok(grant.clone()));
+        assert_eq!(
+            RefreshGrant::open(&token, &secret, at(2001)),
+            Err(RefreshError::Expired)
+        );
+        assert_eq!(
+            RefreshGrant::open(&token, &[8u8; 32], at(1000)),
+            Err(RefreshError::Invalid)
+        );
+        // A value sealed for another purpose under the same secret is no grant.
+        let other = crate::sealed::seal(&grant, &secret);
+        assert_eq!(
+            RefreshGrant::open(&other, &secret, at(1000)),
+            Err(RefreshError::Invalid)
         );
     }
 

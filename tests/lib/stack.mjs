@@ -3,7 +3,7 @@
 // Workers under `wrangler dev` with local D1. Used by `./dev run` and by the
 // end-to-end tests, which start their own copy on free ports.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -245,9 +245,25 @@ function writeEnvFile(dir, name, values) {
   return file;
 }
 
+/**
+ * A copy of `config` with absolute paths and no [build] step. wrangler then
+ * watches only the built bundle, so editing sources while a stack runs (a
+ * test, a benchmark) restarts nothing mid-request.
+ */
+function frozenConfig(config, dir, name) {
+  const base = path.dirname(config);
+  const absolute = (_, key, p) => `${key} = ${JSON.stringify(path.resolve(base, p))}`;
+  const text = readFileSync(config, 'utf8')
+    .replace(/^\[build\][\s\S]*?(?=^\[)/m, '')
+    .replace(/^(main|directory) = "(.*)"$/gm, absolute);
+  const out = path.join(dir, `${name}.wrangler.toml`);
+  writeFileSync(out, text);
+  return out;
+}
+
 function startWrangler(name, config, { port, inspector, envFile, persist, log }) {
   return startChild(name, NODE22, [
-    WRANGLER, 'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
+    WRANGLER, 'dev', '--config', frozenConfig(config, path.dirname(envFile), name), '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--env-file', envFile, '--persist-to', persist,
     '--show-interactive-dev-session=false', '--log-level', 'warn',
   // wrangler runs [build] commands from its working directory: the config's own.

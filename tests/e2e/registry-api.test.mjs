@@ -1,0 +1,208 @@
+// The rest of the registry API a Docker Hub user expects: the catalog,
+// deleting blobs, and long-lived logins through refresh tokens (the OAuth2
+// form of /auth/token that docker and containers/image use).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startStack, queryD1 } from '../lib/stack.mjs';
+import { registryToken } from '../lib/registry.mjs';
+import { login, xrpc } from '../lib/atproto.mjs';
+import { buildImage, OCI_MANIFEST } from '../lib/image.mjs';
+
+let stack, scratch, alice, bob, registry, service;
+before(async () => {
+  stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-api-test-'));
+  ({ alice, bob } = stack.accounts);
+  service = `127.0.0.1:${stack.ports.appview}`;
+  registry = (p) => new URL(p, stack.urls.appview);
+}, { timeout: 900_000 });
+after(async () => {
+  await stack?.stop();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+const sha256 = (bytes) => `sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`;
+const bearer = (token) => ({ authorization: `Bearer ${token}` });
+const pushToken = (name, account = alice) => registryToken(stack, `repository:${name}:pull,push,delete`, account);
+
+async function pushBlob(name, bytes, token) {
+  const res = await fetch(registry(`/v2/${name}/blobs/uploads/?digest=${sha256(bytes)}`), {
+    method: 'POST', headers: { ...bearer(token), 'content-type': 'application/octet-stream' }, body: bytes,
+  });
+  assert.equal(res.status, 201, await res.text());
+  return sha256(bytes);
+}
+
+/** A one-layer image pushed over raw HTTP; resolves to its manifest's blobs. */
+async function pushImage(name, tag, token) {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const layer = crypto.randomBytes(2048);
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: OCI_MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await pushBlob(name, config, token), size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: await pushBlob(name, layer, token), size: layer.length }],
+  }));
+  const res = await fetch(registry(`/v2/${name}/manifests/${tag}`), {
+    method: 'PUT', headers: { ...bearer(token), 'content-type': OCI_MANIFEST }, body: manifest,
+  });
+  assert.equal(res.status, 201, await res.text());
+  return { config: sha256(config), layer: sha256(layer), manifest: sha256(manifest) };
+}
+
+function run(cmd, args) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 300_000 },
+      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
+  });
+}
+
+/** POST /auth/token with a form, as docker and containers/image send it. */
+async function oauthToken(form) {
+  const res = await fetch(registry('/auth/token'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ service, client_id: 'atcr-tests', ...form }),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+const claimsOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url'));
+
+test('the D1 index follows pushes, tags and pulls (write-through, ready for the web UI)', async () => {
+  const name = `${alice.handle}/indexed`;
+  const image = await pushImage(name, 'v1', await pushToken(name));
+  const rows = (sql) => queryD1(stack.appviewStateDir, sql);
+  assert.deepEqual(rows(`SELECT handle FROM users WHERE did = '${alice.did}'`), [{ handle: alice.handle }]);
+  assert.equal(rows(`SELECT count(*) AS n FROM repositories WHERE owner_did = '${alice.did}' AND name = 'indexed'`)[0].n, 1);
+  const [manifest] = rows(`SELECT digest, media_type, hold_did, record_uri FROM manifests WHERE owner_did = '${alice.did}' AND repository = 'indexed'`);
+  assert.equal(manifest.digest, image.manifest);
+  assert.equal(manifest.media_type, OCI_MANIFEST);
+  assert.equal(manifest.hold_did, stack.holdDid);
+  assert.match(manifest.record_uri, new RegExp(`^at://${alice.did}/io.atcr.manifest/`));
+  assert.deepEqual(rows(`SELECT tag, digest FROM tags WHERE owner_did = '${alice.did}' AND repository = 'indexed'`), [{ tag: 'v1', digest: image.manifest }]);
+
+  const pull = await registryToken(stack, `repository:${name}:pull`);
+  for (let i = 0; i < 2; i++) {
+    const res = await fetch(registry(`/v2/${name}/manifests/v1`), { headers: { ...bearer(pull), accept: OCI_MANIFEST } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+  }
+  await fetch(registry(`/v2/${name}/manifests/v1`), { method: 'HEAD', headers: bearer(pull) });
+  // Counting happens after the answer; give it a moment.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(rows(`SELECT count FROM pulls WHERE owner_did = '${alice.did}' AND repository = 'indexed'`)[0]?.count, 2, 'one per GET, none for HEAD');
+});
+
+test('the catalog lists repositories by handle, paginated with n/last and a Link header', async () => {
+  const names = ['cat-a', 'cat-b', 'cat-c'].map((r) => `${alice.handle}/${r}`);
+  for (const name of names) await pushImage(name, 'v1', await pushToken(name));
+
+  const unauthenticated = await fetch(registry('/v2/_catalog'));
+  assert.equal(unauthenticated.status, 401);
+  assert.match(unauthenticated.headers.get('www-authenticate'), /scope="registry:catalog:\*"/);
+  const withoutScope = await fetch(registry('/v2/_catalog'), { headers: bearer(await registryToken(stack, `repository:${names[0]}:pull`)) });
+  assert.equal(withoutScope.status, 401, 'a token must carry the catalog scope');
+
+  const token = await registryToken(stack, 'registry:catalog:*'); // anonymous: every repository is public
+  const all = await fetch(registry('/v2/_catalog'), { headers: bearer(token) });
+  assert.equal(all.status, 200);
+  const { repositories } = await all.json();
+  for (const name of names) assert.ok(repositories.includes(name), `${name} in ${repositories}`);
+  assert.deepEqual(repositories, [...repositories].sort());
+
+  const first = await fetch(registry('/v2/_catalog?n=2'), { headers: bearer(token) });
+  assert.equal((await first.json()).repositories.length, 2);
+  const link = first.headers.get('link');
+  assert.match(link, /^<\/v2\/_catalog\?n=2&last=[^>]+>; rel="next"$/);
+  const next = await fetch(registry(link.slice(1, link.indexOf('>'))), { headers: bearer(token) });
+  const rest = (await next.json()).repositories;
+  assert.deepEqual(rest, repositories.slice(2, 4));
+
+  const bad = await fetch(registry('/v2/_catalog?n=many'), { headers: bearer(token) });
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).errors[0].code, 'PAGINATION_NUMBER_INVALID');
+});
+
+test('a blob no manifest uses can be deleted by its owner; one in use cannot', async () => {
+  const name = `${alice.handle}/deletes`;
+  const token = await pushToken(name);
+  const image = await pushImage(name, 'v1', token);
+
+  const loose = await pushBlob(name, crypto.randomBytes(4096), token);
+  const del = await fetch(registry(`/v2/${name}/blobs/${loose}`), { method: 'DELETE', headers: bearer(token) });
+  assert.equal(del.status, 202, await del.text());
+  const gone = await fetch(registry(`/v2/${name}/blobs/${loose}`), { method: 'HEAD', headers: bearer(token) });
+  assert.equal(gone.status, 404);
+  const again = await fetch(registry(`/v2/${name}/blobs/${loose}`), { method: 'DELETE', headers: bearer(token) });
+  assert.equal(again.status, 404);
+  assert.equal((await again.json()).errors[0].code, 'BLOB_UNKNOWN');
+
+  const used = await fetch(registry(`/v2/${name}/blobs/${image.layer}`), { method: 'DELETE', headers: bearer(token) });
+  assert.equal(used.status, 403);
+  const [error] = (await used.json()).errors;
+  assert.equal(error.code, 'DENIED');
+  assert.match(error.message, new RegExp(`still used by .*${image.manifest}`));
+  const still = await fetch(registry(`/v2/${name}/blobs/${image.layer}`), { method: 'HEAD', headers: bearer(token) });
+  assert.equal(still.status, 200, 'the blob in use is still there');
+
+  const bobs = await registryToken(stack, `repository:${name}:pull,delete`, bob);
+  assert.deepEqual(claimsOf(bobs).access[0].actions, ['pull'], 'bob is not granted delete on alice\'s repository');
+  const refused = await fetch(registry(`/v2/${name}/blobs/${image.config}`), { method: 'DELETE', headers: bearer(bobs) });
+  assert.equal(refused.status, 403);
+  assert.equal((await refused.json()).errors[0].code, 'DENIED');
+});
+
+test('offline logins: a refresh token buys access tokens until its sign-in ends', { timeout: 300_000 }, async () => {
+  const name = `${alice.handle}/refreshed`;
+  // GET with offline_token=true (Docker token spec).
+  const url = registry('/auth/token');
+  url.searchParams.set('service', service);
+  url.searchParams.set('offline_token', 'true');
+  const basic = `Basic ${Buffer.from(`${alice.handle}:${alice.appPassword}`).toString('base64')}`;
+  const offline = await (await fetch(url, { headers: { authorization: basic } })).json();
+  assert.ok(offline.refresh_token, JSON.stringify(offline));
+
+  // The refresh_token grant: no password, full push rights for the owner.
+  const refreshed = await oauthToken({ grant_type: 'refresh_token', refresh_token: offline.refresh_token, scope: `repository:${name}:pull,push` });
+  assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+  assert.equal(claimsOf(refreshed.body.access_token).sub, alice.did);
+  assert.deepEqual(claimsOf(refreshed.body.access_token).access[0].actions, ['pull', 'push']);
+  assert.equal(refreshed.body.scope, `repository:${name}:pull,push`);
+  await pushImage(name, 'v1', refreshed.body.access_token);
+
+  const tampered = offline.refresh_token.slice(0, -2) + (offline.refresh_token.endsWith('AA') ? 'BB' : 'AA');
+  const forged = await oauthToken({ grant_type: 'refresh_token', refresh_token: tampered, scope: `repository:${name}:push` });
+  assert.equal(forged.status, 401);
+  assert.equal(forged.body.errors[0].code, 'UNAUTHORIZED');
+
+  // The password grant with access_type=offline, as `docker login` sends it.
+  const password = await oauthToken({ grant_type: 'password', username: alice.handle, password: alice.appPassword, access_type: 'offline' });
+  assert.equal(password.status, 200, JSON.stringify(password.body));
+  assert.ok(password.body.refresh_token);
+  const wrong = await oauthToken({ grant_type: 'password', username: alice.handle, password: 'not-her-password' });
+  assert.equal(wrong.status, 401);
+
+  // A real client holding only the refresh token (auth.json "identitytoken") pushes.
+  const image = buildImage(scratch, { tag: 'v2', layers: [{ 'hello.txt': 'refreshed\n' }] });
+  const authfile = path.join(scratch, 'auth.json');
+  // As docker writes it: "auth" holds only the user name; the secret is the identity token.
+  const auth = Buffer.from(`${alice.handle}:`).toString('base64');
+  fs.writeFileSync(authfile, JSON.stringify({ auths: { [service]: { auth, identitytoken: password.body.refresh_token } } }));
+  const push = await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-authfile', authfile, `oci:${image.layout}:v2`, `docker://${service}/${name}:v2`]);
+  assert.equal(push.code, 0, push.stderr);
+  const pulled = await fetch(registry(`/v2/${name}/manifests/v2`), { headers: { ...bearer(await registryToken(stack, `repository:${name}:pull`)), accept: OCI_MANIFEST } });
+  assert.equal(sha256(Buffer.from(await pulled.arrayBuffer())), image.digest);
+
+  // Signing in with another app password replaces the session: old refresh tokens end with it.
+  const session = await login(stack.urls.pds, alice);
+  const other = await xrpc(stack.urls.pds, 'com.atproto.server.createAppPassword', { body: { name: `second-${Date.now()}` }, token: session });
+  await registryToken(stack, `repository:${name}:pull`, { handle: alice.handle, appPassword: other.password });
+  const retired = await oauthToken({ grant_type: 'refresh_token', refresh_token: password.body.refresh_token, scope: `repository:${name}:push` });
+  assert.equal(retired.status, 401);
+  assert.match(retired.body.errors[0].message, /sign in again/);
+});
