@@ -164,12 +164,15 @@ mod tests {
             ("NAME_INVALID", 400),
             ("NAME_UNKNOWN", 404),
             ("SIZE_INVALID", 400),
+            // Not in the OCI table; CNCF distribution's code for a bad `n`.
+            ("PAGINATION_NUMBER_INVALID", 400),
             ("UNAUTHORIZED", 401),
             ("DENIED", 403),
             ("UNSUPPORTED", 405),
             ("TOOMANYREQUESTS", 429),
             ("INTERNAL", 500),
         ];
+        assert_eq!(OciCode::ALL.len(), expected.len());
         for (code, (name, status)) in OciCode::ALL.iter().zip(expected) {
             assert_eq!(code.as_str(), name);
             assert_eq!(code.status(), status, "{name}");
