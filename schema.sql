@@ -106,9 +106,5 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 CREATE INDEX IF NOT EXISTS devices_did ON devices (did);
 
--- Identity resolution cache (handle -> DID, DID -> PDS), short-lived.
-CREATE TABLE IF NOT EXISTS identity_cache (
-  key        TEXT PRIMARY KEY,            -- 'handle:<handle>' or 'did:<did>'
-  value      TEXT NOT NULL,
-  expires_at INTEGER NOT NULL
-);
+-- Identity resolution (handle -> DID, DID -> document) is cached per isolate
+-- and in the Workers Cache API, not here.

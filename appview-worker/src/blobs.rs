@@ -8,7 +8,8 @@
 //! and only if the hold agrees (holds let their owner delete).
 
 use crate::config::AppConfig;
-use crate::holds::{locate, HoldCallError};
+use crate::holds::{hold_of, locate, Hold, HoldCallError};
+use crate::resolve::{resolve_repo_owner, Identity};
 use crate::manifests::MANIFEST_COLLECTION;
 use crate::oci::error;
 use crate::pds::all_records;
@@ -24,41 +25,102 @@ pub async fn get_blob(
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response> {
-    let hold = match locate(name, config).await {
-        Ok((_, hold)) => hold,
+    let owner = match resolve_repo_owner(name, config).await {
+        Ok(owner) => owner,
         Err((code, message)) => return error(code, Some(message)),
     };
-    let unknown = || {
-        error(
-            OciCode::BlobUnknown,
-            Some(format!("{name} has no blob {digest}")),
-        )
+    let found = match find_blob(config, user, &owner, name, digest, &method).await {
+        Ok(found) => found,
+        Err(e) => return hold_failure(e),
     };
-    if method == Method::Head {
-        return match hold.stat(config, user, digest).await {
-            Ok(Some(size)) => {
-                let mut resp = Response::empty()?;
-                let h = resp.headers_mut();
-                h.set("Content-Length", &size.to_string())?;
-                h.set("Content-Type", "application/octet-stream")?;
-                h.set("Docker-Content-Digest", digest.as_str())?;
-                Ok(resp)
-            }
-            Ok(None) => unknown(),
-            Err(e) => hold_failure(e),
-        };
-    }
-    match hold.blob_url(config, user, digest, "GET").await {
-        Ok(Some(url)) => {
+    match found {
+        Some(Found::Size(size)) => {
+            let mut resp = Response::empty()?;
+            let h = resp.headers_mut();
+            h.set("Content-Length", &size.to_string())?;
+            h.set("Content-Type", "application/octet-stream")?;
+            h.set("Docker-Content-Digest", digest.as_str())?;
+            Ok(resp)
+        }
+        Some(Found::Url(url)) => {
             let mut resp = Response::empty()?.with_status(307);
             resp.headers_mut().set("Location", &url)?;
             resp.headers_mut()
                 .set("Docker-Content-Digest", digest.as_str())?;
             Ok(resp)
         }
-        Ok(None) => unknown(),
-        Err(e) => hold_failure(e),
+        None => error(
+            OciCode::BlobUnknown,
+            Some(format!("{name} has no blob {digest}")),
+        ),
     }
+}
+
+/// What a hold said about a blob: its size (HEAD) or a presigned URL (GET).
+enum Found {
+    Size(u64),
+    Url(String),
+}
+
+/// Asks the owner's current hold first, then the holds this repository's
+/// manifests name (`holdDid`): blobs stay where they were pushed when the
+/// owner moves to another hold.
+async fn find_blob(
+    config: &AppConfig,
+    user: Option<&Did>,
+    owner: &Identity,
+    name: &RepoName,
+    digest: &Digest,
+    method: &Method,
+) -> std::result::Result<Option<Found>, HoldCallError> {
+    let current = hold_of(owner, config).await;
+    let mut answer = ask(config, user, &current, digest, method).await;
+    if matches!(answer, Ok(Some(_))) {
+        return answer;
+    }
+    let earlier = holds_named_by_manifests(owner, name.repository())
+        .await
+        .unwrap_or_default();
+    for hold in earlier.iter().filter(|h| **h != current) {
+        match ask(config, user, hold, digest, method).await {
+            Ok(Some(found)) => return Ok(Some(found)),
+            // A hold that answered "absent" outweighs one that could not answer.
+            Ok(None) => answer = answer.or(Ok(None)),
+            Err(_) => {}
+        }
+    }
+    answer
+}
+
+async fn ask(
+    config: &AppConfig,
+    user: Option<&Did>,
+    hold: &Did,
+    digest: &Digest,
+    method: &Method,
+) -> std::result::Result<Option<Found>, HoldCallError> {
+    let hold = Hold::resolve(hold, config).await?;
+    if *method == Method::Head {
+        Ok(hold.stat(config, user, digest).await?.map(Found::Size))
+    } else {
+        Ok(hold.blob_url(config, user, digest, "GET").await?.map(Found::Url))
+    }
+}
+
+/// The distinct `holdDid`s of the owner's manifest records for `repository`.
+async fn holds_named_by_manifests(
+    owner: &Identity,
+    repository: &str,
+) -> std::result::Result<Vec<Did>, String> {
+    let records = all_records(&owner.pds, &owner.did, MANIFEST_COLLECTION).await?;
+    let mut holds: Vec<Did> = records
+        .iter()
+        .filter(|r| r["value"]["repository"].as_str() == Some(repository))
+        .filter_map(|r| r["value"]["holdDid"].as_str()?.parse().ok())
+        .collect();
+    holds.sort();
+    holds.dedup();
+    Ok(holds)
 }
 
 pub async fn delete_blob(

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
-use worker_support::{now, resolve_did_cached};
+use worker_support::{now, resolve_did_cached, IsolateCache};
 
 /// Service tokens live just long enough for the one call they authorize.
 const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -244,9 +244,28 @@ struct Profile {
     default_hold: Option<Did>,
 }
 
+/// How long a user's choice of hold is reused within one isolate: every
+/// blob request needs it, and it changes rarely.
+const HOLD_OF_CACHE_MS: u64 = 60_000;
+
+thread_local! {
+    static HOLD_OF: IsolateCache<Did> = IsolateCache::new(4096);
+}
+
 /// The hold a user's blobs go to: their `io.atcr.sailor.profile`
 /// `defaultHold`, else the appview's default hold.
 pub async fn hold_of(owner: &Identity, config: &AppConfig) -> Did {
+    if let Some(hold) = HOLD_OF.with(|c| c.get(owner.did.as_str())) {
+        return hold;
+    }
+    let hold = profile_hold(owner).await;
+    if let Some(hold) = &hold {
+        HOLD_OF.with(|c| c.put(owner.did.as_str(), hold.clone(), HOLD_OF_CACHE_MS));
+    }
+    hold.unwrap_or_else(|| config.default_hold.clone())
+}
+
+async fn profile_hold(owner: &Identity) -> Option<Did> {
     let url = format!(
         "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection=io.atcr.sailor.profile&rkey=self",
         owner.pds, owner.did
@@ -258,7 +277,7 @@ pub async fn hold_of(owner: &Identity, config: &AppConfig) -> Did {
         }
         resp.json::<ProfileRecord>().await.ok()?.value.default_hold
     };
-    profile.await.unwrap_or_else(|| config.default_hold.clone())
+    profile.await
 }
 
 /// The identity behind a repository name and the hold its blobs live in.

@@ -12,7 +12,7 @@ use atcr_protocol::OciCode;
 use atcr_protocol::{Did, DidDocument, Handle};
 use serde::Deserialize;
 use worker::Fetch;
-use worker_support::{resolve_did_cached, IsolateCache};
+use worker_support::{resolve_did_cached, IsolateCache, SharedCache};
 
 #[derive(Debug)]
 pub enum ResolveError {
@@ -107,11 +107,24 @@ thread_local! {
     static HANDLES: IsolateCache<Did> = IsolateCache::new(4096);
 }
 
+/// Handle → DID, remembered in this isolate, then in the location's shared
+/// cache. A stale entry is harmless: the DID document must still claim the
+/// handle (see `resolve_owner`).
 async fn resolve_handle(handle: &Handle, config: &AppConfig) -> Result<Did, ResolveError> {
     if let Some(did) = HANDLES.with(|c| c.get(handle.as_str())) {
         return Ok(did);
     }
-    let did = resolve_handle_uncached(handle, config).await?;
+    let shared = SharedCache::new("handle");
+    let did = match shared.get::<Did>(handle.as_str()).await {
+        Some(did) => did,
+        None => {
+            let did = resolve_handle_uncached(handle, config).await?;
+            shared
+                .put(handle.as_str(), &did, HANDLE_CACHE_MS / 1000)
+                .await;
+            did
+        }
+    };
     HANDLES.with(|c| c.put(handle.as_str(), did.clone(), HANDLE_CACHE_MS));
     Ok(did)
 }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack, queryD1 } from '../lib/stack.mjs';
 import { registryToken } from '../lib/registry.mjs';
-import { login, xrpc } from '../lib/atproto.mjs';
+import { login, putRecord, xrpc } from '../lib/atproto.mjs';
 import { buildImage, OCI_MANIFEST } from '../lib/image.mjs';
 
 let stack, scratch, alice, bob, registry, service;
@@ -205,4 +205,30 @@ test('offline logins: a refresh token buys access tokens until its sign-in ends'
   const retired = await oauthToken({ grant_type: 'refresh_token', refresh_token: password.body.refresh_token, scope: `repository:${name}:push` });
   assert.equal(retired.status, 401);
   assert.match(retired.body.errors[0].message, /sign in again/);
+});
+
+test('pulls follow the manifest\'s hold after the owner moves to another hold', { timeout: 300_000 }, async () => {
+  const name = `${alice.handle}/moved`;
+  const image = await pushImage(name, 'v1', await pushToken(name));
+  // Alice points her profile at another hold (one that is not even up).
+  const session = await login(stack.urls.pds, alice);
+  const profile = (defaultHold) => putRecord(stack.urls.pds, session, alice.did, 'io.atcr.sailor.profile', 'self', {
+    defaultHold, createdAt: new Date().toISOString(), updatedAt: new Date().toISOString(),
+  });
+  await profile('did:web:localhost%3A9');
+  try {
+    // A fresh appview (no cached profile) still finds the blobs where the manifest says.
+    const second = await stack.startAppview('appview-moved');
+    const token = await registryToken({ urls: { appview: second }, ports: { appview: new URL(second).port } }, `repository:${name}:pull`);
+    const get = await fetch(new URL(`/v2/${name}/blobs/${image.layer}`, second), { headers: bearer(token), redirect: 'manual' });
+    assert.equal(get.status, 307, await get.text());
+    const bytes = Buffer.from(await (await fetch(get.headers.get('location'))).arrayBuffer());
+    assert.equal(sha256(bytes), image.layer);
+    const head = await fetch(new URL(`/v2/${name}/blobs/${image.config}`, second), { method: 'HEAD', headers: bearer(token) });
+    assert.equal(head.status, 200);
+    const missing = await fetch(new URL(`/v2/${name}/blobs/sha256:${'0'.repeat(64)}`, second), { method: 'HEAD', headers: bearer(token) });
+    assert.equal(missing.status, 404, 'a blob no hold has is BLOB_UNKNOWN');
+  } finally {
+    await profile(stack.holdDid);
+  }
 });

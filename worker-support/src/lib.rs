@@ -4,6 +4,7 @@
 //! the Workers runtime belongs in `atcr-protocol`.
 
 use atcr_protocol::health::{Check, HealthReport};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
 use worker::{Date, Fetch, Headers, Method, Request, RequestInit, Response, Result};
@@ -141,8 +142,9 @@ thread_local! {
     static DID_CACHE: IsolateCache<atcr_protocol::DidDocument> = IsolateCache::new(1024);
 }
 
-/// `resolve_did`, remembered for a few minutes: every authenticated request
-/// needs the caller's key, and documents change rarely.
+/// `resolve_did`, remembered for a few minutes, in this isolate and then in
+/// the location's shared cache: every authenticated request needs the
+/// caller's key, and documents change rarely.
 pub async fn resolve_did_cached(
     did: &atcr_protocol::Did,
     plc_url: &str,
@@ -150,9 +152,58 @@ pub async fn resolve_did_cached(
     if let Some(doc) = DID_CACHE.with(|c| c.get(did.as_str())) {
         return Ok(doc);
     }
-    let doc = resolve_did(did, plc_url).await?;
+    let shared = SharedCache::new("did");
+    let doc = match shared.get(did.as_str()).await {
+        Some(doc) => doc,
+        None => {
+            let doc = resolve_did(did, plc_url).await?;
+            shared.put(did.as_str(), &doc, DID_CACHE_MS / 1000).await;
+            doc
+        }
+    };
     DID_CACHE.with(|c| c.put(did.as_str(), doc.clone(), DID_CACHE_MS));
     Ok(doc)
+}
+
+/// JSON values shared by every isolate of a Worker in one location, in the
+/// Workers Cache API. A second level behind `IsolateCache`: new isolates
+/// start warm. Misses and failures are silent; the caller fetches again.
+pub struct SharedCache {
+    namespace: &'static str,
+}
+
+impl SharedCache {
+    pub fn new(namespace: &'static str) -> Self {
+        SharedCache { namespace }
+    }
+
+    /// The Cache API keys entries by URL; this host is never fetched.
+    fn url(&self, key: &str) -> String {
+        let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        format!("https://atcr-cache.invalid/{}/{key}", self.namespace)
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let mut resp = worker::Cache::default()
+            .get(self.url(key), false)
+            .await
+            .ok()??;
+        resp.json().await.ok()
+    }
+
+    pub async fn put<T: Serialize>(&self, key: &str, value: &T, ttl_secs: u64) {
+        let Ok(mut resp) = Response::from_json(value) else {
+            return;
+        };
+        if resp
+            .headers_mut()
+            .set("Cache-Control", &format!("max-age={ttl_secs}"))
+            .is_err()
+        {
+            return;
+        }
+        let _ = worker::Cache::default().put(self.url(key), resp).await;
+    }
 }
 
 /// A small per-isolate cache with expiry and a size bound. For values that
