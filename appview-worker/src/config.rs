@@ -17,14 +17,25 @@ pub struct AppConfig {
     pub did: Did,
     /// PLC directory for resolving `did:plc` identities.
     pub plc_url: String,
-    /// An XRPC service answering `com.atproto.identity.resolveHandle`.
-    pub handle_resolver_url: String,
+    /// DNS-over-HTTPS endpoint (JSON API) asked for `_atproto.<handle>` TXT
+    /// records; `None` (set empty) skips DNS.
+    pub dns_resolver_url: Option<String>,
+    /// An XRPC service answering `com.atproto.identity.resolveHandle`, asked
+    /// when DNS has no answer (it also knows handles published over HTTPS
+    /// and by PDS hosts); `None` (set empty) skips it.
+    pub handle_resolver_url: Option<String>,
     /// Hold used for users whose profile names none.
     pub default_hold: Did,
     /// Signs registry tokens and service tokens (`APPVIEW_SIGNING_KEY`, 64 hex).
     pub signing_key: p256::ecdsa::SigningKey,
     /// Encrypts PDS sessions at rest (`APPVIEW_SECRET_KEY`, 64 hex).
     pub secret_key: [u8; KEY_LEN],
+}
+
+/// An endpoint setting: empty means "do not use".
+fn optional_url(value: String) -> Option<String> {
+    let trimmed = value.trim().trim_end_matches('/');
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
 impl AppConfig {
@@ -56,10 +67,12 @@ impl AppConfig {
                 .unwrap_or_else(|_| "https://plc.directory".into())
                 .trim_end_matches('/')
                 .into(),
-            handle_resolver_url: var("HANDLE_RESOLVER_URL")
-                .unwrap_or_else(|_| "https://public.api.bsky.app".into())
-                .trim_end_matches('/')
-                .into(),
+            dns_resolver_url: optional_url(
+                var("DNS_RESOLVER_URL").unwrap_or_else(|_| "https://cloudflare-dns.com/dns-query".into()),
+            ),
+            handle_resolver_url: optional_url(
+                var("HANDLE_RESOLVER_URL").unwrap_or_else(|_| "https://public.api.bsky.app".into()),
+            ),
             default_hold: var("DEFAULT_HOLD")?
                 .parse()
                 .map_err(|e| format!("DEFAULT_HOLD: {e}"))?,

@@ -1,5 +1,5 @@
-//! `GET /health`: are D1, the PLC directory, the handle resolver and the
-//! default hold reachable?
+//! `GET /health`: are D1, the PLC directory, the handle resolvers (DNS over
+//! HTTPS and XRPC) and the default hold reachable?
 
 use crate::config::{AppConfig, DB_BINDING};
 use atcr_protocol::health::{Check, HealthReport};
@@ -7,7 +7,7 @@ use worker::{Env, Method, Response, Result};
 use worker_support::{health_response, probe, resolve_did, timed};
 
 pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
-    let checks = vec![
+    let mut checks = vec![
         d1(env).await,
         probe(
             "plc",
@@ -17,16 +17,17 @@ pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
             &[200],
         )
         .await,
-        probe(
-            "pds_resolver",
-            Method::Get,
-            &format!("{}/xrpc/_health", config.handle_resolver_url),
-            &[],
-            &[200],
-        )
-        .await,
-        default_hold(config).await,
     ];
+    if let Some(dns) = &config.dns_resolver_url {
+        let url = format!("{dns}?name=_atproto.bsky.app&type=TXT");
+        let accept = [("accept".to_string(), "application/dns-json".to_string())];
+        checks.push(probe("dns_resolver", Method::Get, &url, &accept, &[200]).await);
+    }
+    if let Some(resolver) = &config.handle_resolver_url {
+        let url = format!("{resolver}/xrpc/_health");
+        checks.push(probe("handle_resolver", Method::Get, &url, &[], &[200]).await);
+    }
+    checks.push(default_hold(config).await);
     health_response(&HealthReport::new(
         "atcr-appview",
         env!("CARGO_PKG_VERSION"),

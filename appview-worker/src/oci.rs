@@ -65,36 +65,27 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
             crate::blobs::get_blob(config, user.as_ref(), req.method(), &name, &digest).await
         }
         Route::Blob { name, digest } if req.method() == Method::Delete => {
-            match claims.sub.parse::<Did>() {
+            match signed_in(&claims, "delete") {
                 Ok(user) => crate::blobs::delete_blob(config, &user, &name, &digest).await,
-                Err(_) => error(
-                    OciCode::Denied,
-                    Some("anonymous clients cannot delete".into()),
-                ),
+                Err(refused) => refused,
             }
         }
         Route::Manifest { name, reference } => match req.method() {
             Method::Get | Method::Head => {
                 crate::manifests::get_manifest(env, config, req.method(), &name, reference).await
             }
-            Method::Put => match claims.sub.parse::<Did>() {
+            Method::Put => match signed_in(&claims, "push") {
                 Ok(user) => {
                     crate::manifests::put_manifest(&mut req, env, config, &user, &name, reference)
                         .await
                 }
-                Err(_) => error(
-                    OciCode::Denied,
-                    Some("anonymous clients cannot push".into()),
-                ),
+                Err(refused) => refused,
             },
-            Method::Delete => match claims.sub.parse::<Did>() {
+            Method::Delete => match signed_in(&claims, "delete") {
                 Ok(user) => {
                     crate::manifests::delete_manifest(env, config, &user, &name, reference).await
                 }
-                Err(_) => error(
-                    OciCode::Denied,
-                    Some("anonymous clients cannot delete".into()),
-                ),
+                Err(refused) => refused,
             },
             _ => error(
                 OciCode::Unsupported,
@@ -107,19 +98,13 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
         Route::Tags { name } => crate::manifests::list_tags(&req, config, &name).await,
         Route::Catalog if req.method() == Method::Get => crate::catalog::list(&req, env).await,
         // Push was granted, so the token names its user.
-        Route::UploadStart { name } => match claims.sub.parse::<Did>() {
+        Route::UploadStart { name } => match signed_in(&claims, "push") {
             Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, None).await,
-            Err(_) => error(
-                OciCode::Denied,
-                Some("anonymous clients cannot push".into()),
-            ),
+            Err(refused) => refused,
         },
-        Route::Upload { name, id } => match claims.sub.parse::<Did>() {
+        Route::Upload { name, id } => match signed_in(&claims, "push") {
             Ok(user) => crate::uploads::handle(&mut req, config, &user, &name, Some(&id)).await,
-            Err(_) => error(
-                OciCode::Denied,
-                Some("anonymous clients cannot push".into()),
-            ),
+            Err(refused) => refused,
         },
         _ => error(
             OciCode::Unsupported,
@@ -130,6 +115,16 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
             )),
         ),
     }
+}
+
+/// The user a token names; writes need one (anonymous tokens only pull).
+fn signed_in(claims: &RegistryClaims, action: &str) -> std::result::Result<Did, Result<Response>> {
+    claims.sub.parse::<Did>().map_err(|_| {
+        error(
+            OciCode::Denied,
+            Some(format!("anonymous clients cannot {action}")),
+        )
+    })
 }
 
 /// The action a request needs on its repository.

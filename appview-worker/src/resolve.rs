@@ -1,9 +1,10 @@
 //! Names to identities: handle → DID → DID document → PDS.
 //!
-//! Handles resolve through the configured resolver
-//! (`com.atproto.identity.resolveHandle`) and are accepted only when the
-//! DID's document claims the handle back (`alsoKnownAs`), so nobody can
-//! borrow a handle they do not hold.
+//! Handles resolve through DNS (`_atproto.<handle>` TXT, asked over HTTPS)
+//! and then the configured resolver (`com.atproto.identity.resolveHandle`,
+//! which also covers handles published at `/.well-known/atproto-did`), and
+//! are accepted only when the DID's document claims the handle back
+//! (`alsoKnownAs`), so nobody can borrow a handle they do not hold.
 
 use crate::config::AppConfig;
 use crate::oci::Refusal;
@@ -11,7 +12,8 @@ use atcr_protocol::reference::{Owner, RepoName};
 use atcr_protocol::OciCode;
 use atcr_protocol::{Did, DidDocument, Handle};
 use serde::Deserialize;
-use worker::Fetch;
+use atcr_protocol::identity::did_from_dns_answer;
+use worker::{Fetch, Headers, Request, RequestInit};
 use worker_support::{resolve_did_cached, IsolateCache, SharedCache};
 
 #[derive(Debug)]
@@ -129,11 +131,54 @@ async fn resolve_handle(handle: &Handle, config: &AppConfig) -> Result<Did, Reso
     Ok(did)
 }
 
+/// DNS first (`_atproto.<handle>` TXT, over HTTPS), then the configured
+/// XRPC resolver, as the ATProto handle spec orders them.
 async fn resolve_handle_uncached(handle: &Handle, config: &AppConfig) -> Result<Did, ResolveError> {
-    let url = format!(
-        "{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}",
-        config.handle_resolver_url
-    );
+    let mut dns_failure = None;
+    if let Some(dns) = &config.dns_resolver_url {
+        match resolve_handle_dns(handle, dns).await {
+            Ok(Some(did)) => return Ok(did),
+            Ok(None) => {}
+            Err(e) => dns_failure = Some(e),
+        }
+    }
+    match &config.handle_resolver_url {
+        Some(resolver) => resolve_handle_xrpc(handle, resolver).await,
+        None => Err(dns_failure
+            .unwrap_or_else(|| ResolveError::Unknown(format!("no such handle {handle}")))),
+    }
+}
+
+/// `Ok(None)`: DNS answered, without a DID for this handle.
+async fn resolve_handle_dns(handle: &Handle, dns: &str) -> Result<Option<Did>, ResolveError> {
+    let url = format!("{dns}?name={}&type=TXT", handle.dns_txt_name());
+    let headers = Headers::new();
+    headers
+        .set("accept", "application/dns-json")
+        .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_headers(headers);
+    let request = Request::new_with_init(&url, &init)
+        .map_err(|e| ResolveError::Unavailable(format!("{url}: {e}")))?;
+    let mut resp = Fetch::Request(request)
+        .send()
+        .await
+        .map_err(|e| ResolveError::Unavailable(format!("DNS resolver unreachable: {e}")))?;
+    if resp.status_code() != 200 {
+        return Err(ResolveError::Unavailable(format!(
+            "DNS resolver answered {}",
+            resp.status_code()
+        )));
+    }
+    let answer: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| ResolveError::Unavailable(format!("DNS resolver answered nonsense: {e}")))?;
+    Ok(did_from_dns_answer(&answer))
+}
+
+async fn resolve_handle_xrpc(handle: &Handle, resolver: &str) -> Result<Did, ResolveError> {
+    let url = format!("{resolver}/xrpc/com.atproto.identity.resolveHandle?handle={handle}");
     let parsed = url
         .parse()
         .map_err(|e| ResolveError::Unavailable(format!("{url}: {e}")))?;

@@ -124,6 +124,30 @@ impl Handle {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The DNS name whose TXT record (`did=<did>`) names this handle's DID.
+    pub fn dns_txt_name(&self) -> String {
+        format!("_atproto.{}", self.0)
+    }
+}
+
+/// The DID in a DNS-over-HTTPS JSON answer for `_atproto.<handle>` TXT:
+/// exactly one `did=` record counts (the ATProto handle spec ignores the
+/// name when there are several). TXT data arrives quoted, possibly split
+/// into several quoted strings.
+pub fn did_from_dns_answer(answer: &serde_json::Value) -> Option<Did> {
+    let records: Vec<String> = answer["Answer"]
+        .as_array()?
+        .iter()
+        .filter(|r| r["type"].as_u64() == Some(16))
+        .filter_map(|r| r["data"].as_str())
+        .map(|data| data.split('"').skip(1).step_by(2).collect::<String>())
+        .filter(|txt| txt.starts_with("did="))
+        .collect();
+    match records.as_slice() {
+        [one] => one["did=".len()..].parse().ok(),
+        _ => None,
+    }
 }
 
 impl FromStr for Handle {
@@ -275,6 +299,32 @@ impl DidDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_answers_name_one_did() {
+        let answer = |datas: &[&str]| {
+            serde_json::json!({ "Status": 0, "Answer": datas.iter().map(|d| serde_json::json!({
+                "name": "_atproto.alice.test.", "type": 16, "TTL": 300, "data": d,
+            })).collect::<Vec<_>>() })
+        };
+        let handle: Handle = "alice.test".parse().unwrap();
+        assert_eq!(handle.dns_txt_name(), "_atproto.alice.test");
+        assert_eq!(
+            did_from_dns_answer(&answer(&["\"did=did:plc:abc123\""])).map(String::from),
+            Some("did:plc:abc123".to_string())
+        );
+        // A record split into several strings is joined first.
+        assert_eq!(
+            did_from_dns_answer(&answer(&["\"did=did:plc:\" \"abc123\""])).map(String::from),
+            Some("did:plc:abc123".to_string())
+        );
+        assert_eq!(did_from_dns_answer(&answer(&["\"v=spf1 -all\""])), None);
+        assert_eq!(
+            did_from_dns_answer(&answer(&["\"did=did:plc:a\"", "\"did=did:plc:b\""])),
+            None
+        );
+        assert_eq!(did_from_dns_answer(&serde_json::json!({ "Status": 3 })), None);
+    }
 
     #[test]
     fn valid_dids() {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack, queryD1 } from '../lib/stack.mjs';
@@ -230,5 +231,40 @@ test('pulls follow the manifest\'s hold after the owner moves to another hold', 
     assert.equal(missing.status, 404, 'a blob no hold has is BLOB_UNKNOWN');
   } finally {
     await profile(stack.holdDid);
+  }
+});
+
+test('handles resolve through DNS TXT records (DNS over HTTPS) when no XRPC resolver is set', { timeout: 300_000 }, async () => {
+  const name = `${alice.handle}/dns`;
+  await pushImage(name, 'v1', await pushToken(name));
+  // A DNS-over-HTTPS server (JSON API) that knows alice's TXT record only.
+  const asked = [];
+  const doh = http.createServer((req, res) => {
+    const query = new URL(req.url, 'http://x').searchParams;
+    asked.push(`${query.get('name')} ${query.get('type')} ${req.headers.accept}`);
+    const answer = query.get('name') === `_atproto.${alice.handle}`
+      ? { Status: 0, Answer: [{ name: `_atproto.${alice.handle}.`, type: 16, TTL: 300, data: `"did=${alice.did}"` }] }
+      : { Status: 3 };
+    res.writeHead(200, { 'content-type': 'application/dns-json' }).end(JSON.stringify(answer));
+  });
+  await new Promise((r) => doh.listen(0, '127.0.0.1', r));
+  try {
+    const second = await stack.startAppview('appview-dns', {
+      DNS_RESOLVER_URL: `http://127.0.0.1:${doh.address().port}/dns-query`,
+      HANDLE_RESOLVER_URL: '',
+    });
+    const view = { urls: { appview: second }, ports: { appview: new URL(second).port } };
+    const token = await registryToken(view, `repository:${name}:pull`);
+    const tags = await fetch(new URL(`/v2/${name}/tags/list`, second), { headers: bearer(token) });
+    assert.equal(tags.status, 200, await tags.clone().text());
+    assert.deepEqual((await tags.json()).tags, ['v1']);
+    assert.ok(asked.includes(`_atproto.${alice.handle} TXT application/dns-json`), asked.join('\n'));
+
+    const bobs = `${bob.handle}/anything`;
+    const unknown = await fetch(new URL(`/v2/${bobs}/tags/list`, second), { headers: bearer(await registryToken(view, `repository:${bobs}:pull`)) });
+    assert.equal(unknown.status, 404);
+    assert.equal((await unknown.json()).errors[0].code, 'NAME_UNKNOWN', 'no TXT record, no resolver: unknown');
+  } finally {
+    doh.close();
   }
 });

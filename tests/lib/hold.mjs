@@ -68,9 +68,12 @@ HoldClient.prototype.uploadSingle = async function (file, digest, tokenFor, { by
   const start = await this.call('io.atcr.hold.startUpload', { token: await tokenFor('io.atcr.hold.startUpload'), body: { digest, size } });
   if (start.status !== 200 || !start.body.singlePut) return { start };
   const { url, headers } = start.body.singlePut;
+  let t = performance.now();
   const res = await fetch(url, { method: 'PUT', headers, body: fs.createReadStream(bytesFrom ?? file), duplex: 'half' });
-  const put = { status: res.status, text: await res.text() };
+  const put = { status: res.status, text: await res.text(), ms: performance.now() - t };
+  t = performance.now();
   const complete = await this.call('io.atcr.hold.completeUpload', { token: await tokenFor('io.atcr.hold.completeUpload'), body: { session: start.body.session } });
+  complete.ms = performance.now() - t;
   return { start, put, complete };
 };
 

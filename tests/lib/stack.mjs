@@ -41,8 +41,10 @@ export const DEMO_ACCOUNTS = [
  * Starts the stack and resolves once every service answers its health check.
  * Options: ports {plc, pds, s3, hold, appview} (free ports when absent), dir
  * (state directory; a fresh temp dir by default), s3 {accessKey, secretKey,
- * bucket}, hold {trustedAppviews, crewCacheSeconds, readUrlSeconds}, build
- * (default true: build both Workers first), log (function).
+ * bucket}, hold {trustedAppviews, crewCacheSeconds, readUrlSeconds, storage}, build
+ * (default true: build both Workers first), log (function). hold.storage 'r2'
+ * backs the hold with an R2 binding (wrangler's local R2) instead of S3: no
+ * S3 keys, no s3s-fs, and the hold serves bytes through URLs it signs.
  */
 export async function startStack(opts = {}) {
   const log = opts.log ?? (() => {});
@@ -68,9 +70,10 @@ export async function startStack(opts = {}) {
     accounts: {},
     /**
      * Starts another appview with its own empty D1 (and keys) against the
-     * same PDS and hold; it stops with the stack. Resolves to its URL.
+     * same PDS and hold, `vars` overriding its settings; it stops with the
+     * stack. Resolves to its URL.
      */
-    async startAppview(label) {
+    async startAppview(label, vars = {}) {
       const port = await freePort();
       const state = path.join(dir, `${label}-state`);
       applySchema(state);
@@ -79,9 +82,11 @@ export async function startStack(opts = {}) {
         PUBLIC_URL: url,
         PLC_URL: stack.urls.plc,
         HANDLE_RESOLVER_URL: stack.urls.pds,
+        DNS_RESOLVER_URL: '', // no DNS for the dev-env's .test handles
         DEFAULT_HOLD: stack.holdDid,
         APPVIEW_SIGNING_KEY: crypto.randomBytes(32).toString('hex'),
         APPVIEW_SECRET_KEY: crypto.randomBytes(32).toString('hex'),
+        ...vars,
       });
       children.push(startWrangler(label, path.join(ROOT, 'wrangler.toml'), {
         port, inspector: await freePort(), envFile, persist: state, log,
@@ -133,17 +138,21 @@ export async function startStack(opts = {}) {
       stack.accounts[acct.name] = await createAccount(network.pds.url, acct);
     }
 
-    log('starting S3 (s3s-fs) ...');
-    const s3Root = path.join(dir, 's3');
-    mkdirSync(path.join(s3Root, s3.bucket), { recursive: true });
-    stack.urls.s3 = `http://127.0.0.1:${ports.s3}`;
-    children.push(
-      startChild('s3s-fs', path.join(os.homedir(), '.cargo', 'bin', 's3s-fs'), [
-        '--host', '127.0.0.1', '--port', String(ports.s3),
-        '--access-key', s3.accessKey, '--secret-key', s3.secretKey, s3Root,
-      ], { log }),
-    );
-    await waitFor(`${stack.urls.s3}/`, [403, 200], 'S3');
+    const r2 = opts.hold?.storage === 'r2';
+    stack.holdStorage = r2 ? 'r2' : 's3';
+    if (!r2) {
+      log('starting S3 (s3s-fs) ...');
+      const s3Root = path.join(dir, 's3');
+      mkdirSync(path.join(s3Root, s3.bucket), { recursive: true });
+      stack.urls.s3 = `http://127.0.0.1:${ports.s3}`;
+      children.push(
+        startChild('s3s-fs', path.join(os.homedir(), '.cargo', 'bin', 's3s-fs'), [
+          '--host', '127.0.0.1', '--port', String(ports.s3),
+          '--access-key', s3.accessKey, '--secret-key', s3.secretKey, s3Root,
+        ], { log }),
+      );
+      await waitFor(`${stack.urls.s3}/`, [403, 200], 'S3');
+    }
 
     // ATProto allows a port in did:web only for `localhost`, so the hold is
     // named (and reached) as localhost; it still listens on 127.0.0.1 only.
@@ -153,18 +162,23 @@ export async function startStack(opts = {}) {
     stack.appviewDid = `did:web:127.0.0.1%3A${ports.appview}`;
 
     log('starting the hold Worker (wrangler dev) ...');
+    const storageEnv = r2
+      ? { HOLD_STORAGE: 'r2', HOLD_SESSION_SECRET: crypto.randomBytes(32).toString('hex') }
+      : {
+        S3_ENDPOINT: stack.urls.s3,
+        S3_BUCKET: s3.bucket,
+        S3_REGION: s3.region,
+        S3_PATH_STYLE: 'true',
+        S3_ACCESS_KEY_ID: s3.accessKey,
+        S3_SECRET_ACCESS_KEY: s3.secretKey,
+      };
     const holdEnv = writeEnvFile(dir, 'hold.env', {
       HOLD_PUBLIC_URL: stack.urls.hold,
       HOLD_OWNER: stack.accounts.alice.did,
       HOLD_PUBLIC: 'true',
       HOLD_ALLOW_ALL_CREW: 'false',
       PLC_URL: stack.urls.plc,
-      S3_ENDPOINT: stack.urls.s3,
-      S3_BUCKET: s3.bucket,
-      S3_REGION: s3.region,
-      S3_PATH_STYLE: 'true',
-      S3_ACCESS_KEY_ID: s3.accessKey,
-      S3_SECRET_ACCESS_KEY: s3.secretKey,
+      ...storageEnv,
       // The stack's own appview acts for its users at the hold.
       TRUSTED_APPVIEWS: [stack.appviewDid, ...(opts.hold?.trustedAppviews ?? [])].join(','),
       HOLD_CREW_CACHE_SECONDS: String(opts.hold?.crewCacheSeconds ?? 30),
@@ -173,6 +187,8 @@ export async function startStack(opts = {}) {
     children.push(
       startWrangler('hold', path.join(ROOT, 'hold-worker', 'wrangler.toml'), {
         port: ports.hold, inspector: ports.holdInspector, envFile: holdEnv, persist: path.join(dir, 'hold-state'), log,
+        // The binding HOLD_STORAGE=r2 reads (hold-worker/wrangler.toml describes it).
+        extraConfig: r2 ? `\n[[r2_buckets]]\nbinding = "BLOBS"\nbucket_name = ${JSON.stringify(s3.bucket)}\n` : '',
       }),
     );
 
@@ -185,6 +201,7 @@ export async function startStack(opts = {}) {
       PUBLIC_URL: stack.urls.appview,
       PLC_URL: stack.urls.plc,
       HANDLE_RESOLVER_URL: stack.urls.pds,
+      DNS_RESOLVER_URL: '', // no DNS for the dev-env's .test handles
       DEFAULT_HOLD: stack.holdDid,
       // Fresh keys per stack: the registry token signing key and the key that
       // encrypts PDS sessions in D1.
@@ -246,24 +263,24 @@ function writeEnvFile(dir, name, values) {
 }
 
 /**
- * A copy of `config` with absolute paths and no [build] step. wrangler then
- * watches only the built bundle, so editing sources while a stack runs (a
- * test, a benchmark) restarts nothing mid-request.
+ * A copy of `config` with absolute paths, no [build] step and `extra`
+ * appended. wrangler then watches only the built bundle, so editing sources
+ * while a stack runs (a test, a benchmark) restarts nothing mid-request.
  */
-function frozenConfig(config, dir, name) {
+function frozenConfig(config, dir, name, extra = '') {
   const base = path.dirname(config);
   const absolute = (_, key, p) => `${key} = ${JSON.stringify(path.resolve(base, p))}`;
   const text = readFileSync(config, 'utf8')
     .replace(/^\[build\][\s\S]*?(?=^\[)/m, '')
     .replace(/^(main|directory) = "(.*)"$/gm, absolute);
   const out = path.join(dir, `${name}.wrangler.toml`);
-  writeFileSync(out, text);
+  writeFileSync(out, text + extra);
   return out;
 }
 
-function startWrangler(name, config, { port, inspector, envFile, persist, log }) {
+function startWrangler(name, config, { port, inspector, envFile, persist, log, extraConfig }) {
   return startChild(name, NODE22, [
-    WRANGLER, 'dev', '--config', frozenConfig(config, path.dirname(envFile), name), '--ip', '127.0.0.1', '--port', String(port),
+    WRANGLER, 'dev', '--config', frozenConfig(config, path.dirname(envFile), name, extraConfig), '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--env-file', envFile, '--persist-to', persist,
     '--show-interactive-dev-session=false', '--log-level', 'warn',
   // wrangler runs [build] commands from its working directory: the config's own.
