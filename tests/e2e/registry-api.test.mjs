@@ -268,3 +268,37 @@ test('handles resolve through DNS TXT records (DNS over HTTPS) when no XRPC reso
     doh.close();
   }
 });
+
+test('Docker v2 schema 2 manifests and manifest lists are stored and served as pushed', { timeout: 300_000 }, async () => {
+  const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+  const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+  const name = `${alice.handle}/docker-types`;
+  // skopeo converts an OCI image to Docker v2 schema 2 on the way up.
+  const image = buildImage(scratch, { tag: 'v1', layers: [{ 'docker.txt': 'schema 2\n' }] });
+  const creds = `${alice.handle}:${alice.appPassword}`;
+  const push = await run('skopeo', ['copy', '--format', 'v2s2', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${image.layout}:v1`, `docker://${service}/${name}:v1`]);
+  assert.equal(push.code, 0, push.stderr);
+  const token = await registryToken(stack, `repository:${name}:pull,push`, alice);
+  const got = await fetch(registry(`/v2/${name}/manifests/v1`), { headers: { ...bearer(token), accept: DOCKER_MANIFEST } });
+  assert.equal(got.status, 200);
+  assert.equal(got.headers.get('content-type'), DOCKER_MANIFEST);
+  const manifestBytes = Buffer.from(await got.arrayBuffer());
+  const manifest = JSON.parse(manifestBytes);
+  assert.equal(manifest.mediaType, DOCKER_MANIFEST);
+  assert.equal(got.headers.get('docker-content-digest'), sha256(manifestBytes));
+
+  // A manifest list naming it, as docker buildx pushes them.
+  const list = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: DOCKER_LIST,
+    manifests: [{ mediaType: DOCKER_MANIFEST, digest: sha256(manifestBytes), size: manifestBytes.length, platform: { architecture: 'amd64', os: 'linux' } }],
+  }));
+  const put = await fetch(registry(`/v2/${name}/manifests/list`), { method: 'PUT', headers: { ...bearer(token), 'content-type': DOCKER_LIST }, body: list });
+  assert.equal(put.status, 201, await put.text());
+  const raw = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${service}/${name}:list`]);
+  assert.equal(raw.code, 0, raw.stderr);
+  assert.equal(raw.stdout, list.toString(), 'the list comes back byte-identical');
+  const out = path.join(scratch, 'docker-list');
+  const pull = await run('skopeo', ['copy', '--all', '--src-tls-verify=false', `docker://${service}/${name}:list`, `dir:${out}`]);
+  assert.equal(pull.code, 0, pull.stderr);
+  assert.equal(sha256(fs.readFileSync(path.join(out, 'manifest.json'))), sha256(list));
+});
