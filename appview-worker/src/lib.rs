@@ -28,7 +28,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let config = match AppConfig::from_env(&env) {
         Ok(config) => config,
         Err(message) => {
@@ -39,7 +39,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
-        return oci::handle(req, &env, &config).await;
+        return oci::handle(req, &env, &ctx, &config).await;
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,

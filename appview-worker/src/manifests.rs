@@ -20,7 +20,7 @@ use atcr_protocol::reference::{Reference, RepoName};
 use atcr_protocol::tid::tid;
 use atcr_protocol::{Did, Digest, OciCode};
 use serde_json::{json, Value};
-use worker::{Date, EncodeBody, Env, Method, Request, Response, Result};
+use worker::{Context, Date, EncodeBody, Env, Method, Request, Response, Result};
 use worker_support::{now_rfc3339, query_param, IsolateCache};
 
 pub const MANIFEST_COLLECTION: &str = "io.atcr.manifest";
@@ -277,6 +277,7 @@ async fn store(
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>`: the exact bytes pushed.
 pub async fn get_manifest(
     env: &Env,
+    ctx: &Context,
     config: &AppConfig,
     method: Method,
     name: &RepoName,
@@ -297,9 +298,13 @@ pub async fn get_manifest(
             h.set("Content-Length", &length.to_string())?;
             h.set("Docker-Content-Digest", digest.as_str())?;
             if method == Method::Get {
-                if let Err(e) = index::count_pull(env, &owner, name.repository()).await {
-                    worker::console_error!("pull count failed for {name}: {e}");
-                }
+                // Counted after the answer: the client does not wait on D1.
+                let (env, repository) = (env.clone(), name.repository().to_string());
+                ctx.wait_until(async move {
+                    if let Err(e) = index::count_pull(&env, &owner, &repository).await {
+                        worker::console_error!("pull count failed for {repository}: {e}");
+                    }
+                });
             }
             Ok(resp)
         }

@@ -5,7 +5,7 @@ use atcr_protocol::challenge::BearerChallenge;
 use atcr_protocol::registry_token::{verify, RegistryClaims};
 use atcr_protocol::route::{Route, RouteError};
 use atcr_protocol::{Did, ErrorEnvelope, OciCode};
-use worker::{Env, Method, Request, Response, Result};
+use worker::{Context, Env, Method, Request, Response, Result};
 use worker_support::{now, IsolateCache};
 
 /// The scope that lists the catalog (as CNCF distribution names it).
@@ -14,7 +14,12 @@ pub const CATALOG_SCOPE: &str = "registry:catalog:*";
 /// Every registry response names the API version it speaks.
 const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
-pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<Response> {
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    config: &AppConfig,
+) -> Result<Response> {
     let route = match Route::parse(&req.path()) {
         Ok(route) => route,
         Err(RouteError::NotFound) => {
@@ -72,7 +77,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &AppConfig) -> Result<R
         }
         Route::Manifest { name, reference } => match req.method() {
             Method::Get | Method::Head => {
-                crate::manifests::get_manifest(env, config, req.method(), &name, reference).await
+                crate::manifests::get_manifest(env, ctx, config, req.method(), &name, reference).await
             }
             Method::Put => match signed_in(&claims, "push") {
                 Ok(user) => {
