@@ -34,9 +34,10 @@ function layer(workdir, files) {
 /**
  * An image for `architecture` with one layer per entry of `layers`
  * (each {path: content}), tagged `tag` in a new OCI layout under `workdir`.
- * Returns {layout, manifest, manifestBytes, digest, blobs}.
+ * With `subject` (a descriptor) and `artifactType`, the manifest carries
+ * them: an image-shaped referrer. Returns {layout, manifest, manifestBytes, digest, blobs}.
  */
-export function buildImage(workdir, { tag = 'latest', architecture = 'amd64', layers }) {
+export function buildImage(workdir, { tag = 'latest', architecture = 'amd64', layers, subject, artifactType }) {
   const layout = fs.mkdtempSync(path.join(workdir, 'image-'));
   fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const built = layers.map((files) => layer(workdir, files));
@@ -47,7 +48,10 @@ export function buildImage(workdir, { tag = 'latest', architecture = 'amd64', la
     rootfs: { type: 'layers', diff_ids: built.map(({ tar }) => `sha256:${sha256(tar)}`) },
   }));
   const configDescriptor = writeBlob(layout, config, 'application/vnd.oci.image.config.v1+json');
-  const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDescriptor, layers: layerDescriptors };
+  const manifest = {
+    schemaVersion: 2, mediaType: OCI_MANIFEST, ...(artifactType ? { artifactType } : {}),
+    config: configDescriptor, layers: layerDescriptors, ...(subject ? { subject } : {}),
+  };
   const manifestBytes = Buffer.from(JSON.stringify(manifest));
   const manifestDescriptor = writeBlob(layout, manifestBytes, OCI_MANIFEST);
   fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({
@@ -101,4 +105,49 @@ export function buildIndex(workdir, { tag = 'latest', architectures = ['amd64', 
     manifests: [{ ...descriptor, annotations: { 'org.opencontainers.image.ref.name': tag } }],
   }));
   return { layout, index, indexBytes, digest: descriptor.digest, images };
+}
+
+export const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
+
+/** The descriptor of an image manifest (a buildImage result, or any {digest, manifestBytes}) for a `subject`. */
+export function subjectOf(image) {
+  return { mediaType: OCI_MANIFEST, digest: image.digest, size: image.manifestBytes.length };
+}
+
+/**
+ * An OCI artifact in a new OCI layout under `workdir`, tagged `tag`: an image
+ * manifest with `artifactType` (when given), a config of `configMediaType`
+ * holding `{}` (the empty descriptor's type by default), one layer per entry
+ * of `layers` ({mediaType, content}), and `subject` and `annotations` when
+ * given. With `platform` ({os, architecture}) the layout also holds an OCI
+ * index tagged `${tag}-index` listing the artifact for that platform (clients
+ * that read an image's config to learn its platform take it from the index
+ * instead). Returns {layout, manifest, manifestBytes, digest, blobs, index,
+ * indexBytes, indexDigest}; blobs are the config and the layers.
+ */
+export function buildArtifact(workdir, { tag = 'latest', artifactType, configMediaType = OCI_EMPTY, layers, subject, annotations, platform }) {
+  const layout = fs.mkdtempSync(path.join(workdir, 'artifact-'));
+  fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const config = writeBlob(layout, Buffer.from('{}'), configMediaType);
+  const layerDescriptors = layers.map(({ mediaType, content }) => writeBlob(layout, Buffer.from(content), mediaType));
+  const manifest = {
+    schemaVersion: 2, mediaType: OCI_MANIFEST, ...(artifactType ? { artifactType } : {}),
+    config, layers: layerDescriptors, ...(subject ? { subject } : {}), ...(annotations ? { annotations } : {}),
+  };
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  const descriptor = writeBlob(layout, manifestBytes, OCI_MANIFEST);
+  const refs = [{ ...descriptor, annotations: { 'org.opencontainers.image.ref.name': tag } }];
+  let index, indexBytes, indexDigest;
+  if (platform) {
+    index = {
+      schemaVersion: 2, mediaType: OCI_INDEX,
+      manifests: [{ ...descriptor, ...(artifactType ? { artifactType } : {}), platform }],
+    };
+    indexBytes = Buffer.from(JSON.stringify(index));
+    const indexDescriptor = writeBlob(layout, indexBytes, OCI_INDEX);
+    indexDigest = indexDescriptor.digest;
+    refs.push({ ...indexDescriptor, annotations: { 'org.opencontainers.image.ref.name': `${tag}-index` } });
+  }
+  fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: refs }));
+  return { layout, manifest, manifestBytes, digest: descriptor.digest, blobs: [config, ...layerDescriptors], index, indexBytes, indexDigest };
 }
