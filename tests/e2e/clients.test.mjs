@@ -69,7 +69,8 @@ test('an index naming a manifest that was never pushed is MANIFEST_BLOB_UNKNOWN'
 });
 
 test('buildah pushes and pulls a two-layer image (one layer 200 MB)', { timeout: 600_000 }, async () => {
-  const image = buildImage(scratch, { tag: 'b1', layers: [{ 'buildah.txt': 'pushed by buildah\n' }, { 'big.bin': crypto.randomBytes(200 * 1024 * 1024) }] });
+  const big = crypto.randomBytes(200 * 1024 * 1024);
+  const image = buildImage(scratch, { tag: 'b1', layers: [{ 'buildah.txt': 'pushed by buildah\n' }, { 'big.bin': big }] });
   // Podman and buildah name an image after its layout's path, which must be lowercase.
   const layout = path.join(os.tmpdir(), `atcr-buildah-layout-${crypto.randomBytes(6).toString('hex')}`);
   process.on('exit', () => fs.rmSync(layout, { recursive: true, force: true }));
@@ -86,6 +87,18 @@ test('buildah pushes and pulls a two-layer image (one layer 200 MB)', { timeout:
   const pull = await buildah('pull', '--tls-verify=false', remote);
   assert.equal(pull.code, 0, pull.stderr);
   assert.equal(pull.stdout.trim().split('\n').pop(), imageId, 'the same image (config digest) came back');
+  // The pulled image unpacks: a working container holds the files pushed.
+  const from = await buildah('from', imageId);
+  assert.equal(from.code, 0, from.stderr);
+  const container = from.stdout.trim().split('\n').pop();
+  const mount = await buildah('mount', container);
+  assert.equal(mount.code, 0, mount.stderr);
+  const root = mount.stdout.trim();
+  const hash = (b) => crypto.createHash('sha256').update(b).digest('hex');
+  assert.equal(fs.readFileSync(path.join(root, 'buildah.txt'), 'utf8'), 'pushed by buildah\n');
+  assert.equal(hash(fs.readFileSync(path.join(root, 'big.bin'))), hash(big));
+  await buildah('umount', container);
+  await buildah('rm', container);
 });
 
 test('oras pushes an artifact in several chunked PATCHes with a subject, found through the referrers API, and pulls it', { timeout: 600_000 }, async () => {

@@ -30,13 +30,22 @@ function run(cmd, args) {
   });
 }
 
+/** The files of an unpacked image under `root` hold exactly `files` ({path: content}). */
+function assertUnpacked(root, files) {
+  const hash = (b) => crypto.createHash('sha256').update(b).digest('hex');
+  for (const [file, content] of Object.entries(files)) {
+    assert.equal(hash(fs.readFileSync(path.join(root, file))), hash(Buffer.from(content)), `${file} unpacked intact`);
+  }
+}
+
 const records = async (collection, did = alice.did) =>
   (await xrpc(stack.urls.pds, 'com.atproto.repo.listRecords', { params: { repo: did, collection, limit: 100 } })).records;
 
 test('skopeo pushes a two-layer image (one layer 200 MB) and pulls it back byte for byte; the records are in alice\'s PDS', { timeout: 600_000 }, async () => {
+  const big = crypto.randomBytes(200 * 1024 * 1024);
   const image = buildImage(scratch, {
     tag: 'v1',
-    layers: [{ 'etc/hello.txt': 'hello from atcr\n' }, { 'data/random.bin': crypto.randomBytes(200 * 1024 * 1024) }],
+    layers: [{ 'etc/hello.txt': 'hello from atcr\n' }, { 'data/random.bin': big }],
   });
   const ref = `${registry}/${alice.handle}/app:v1`;
   const push = await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${alice.handle}:${alice.appPassword}`, `oci:${image.layout}:v1`, `docker://${ref}`]);
@@ -48,6 +57,14 @@ test('skopeo pushes a two-layer image (one layer 200 MB) and pulls it back byte 
   const pulled = layoutBlobs(out);
   for (const blob of image.blobs) assert.equal(pulled[blob.digest], blob.size, `blob ${blob.digest}`);
   assert.equal(pulled[image.digest], image.manifestBytes.length, 'the manifest comes back byte-identical');
+  // The image unpacks: its layers are tarballs holding the files pushed.
+  const rootfs = path.join(scratch, 'rootfs');
+  fs.mkdirSync(rootfs);
+  for (const layer of image.manifest.layers) {
+    const untar = await run('tar', ['-xzf', path.join(out, 'blobs', 'sha256', layer.digest.slice(7)), '-C', rootfs]);
+    assert.equal(untar.code, 0, untar.stderr);
+  }
+  assertUnpacked(rootfs, { 'etc/hello.txt': 'hello from atcr\n', 'data/random.bin': big });
 
   const manifests = await records('io.atcr.manifest');
   const record = manifests.find((r) => r.value.digest === image.digest);
@@ -81,7 +98,8 @@ test('bob cannot push into alice\'s repository', async () => {
 });
 
 test('podman pushes and pulls a two-layer image (one layer 200 MB) with an app-password login', { timeout: 600_000 }, async () => {
-  const image = buildImage(scratch, { tag: 'p1', layers: [{ 'podman.txt': 'pushed by podman\n' }, { 'big.bin': crypto.randomBytes(200 * 1024 * 1024) }] });
+  const big = crypto.randomBytes(200 * 1024 * 1024);
+  const image = buildImage(scratch, { tag: 'p1', layers: [{ 'podman.txt': 'pushed by podman\n' }, { 'big.bin': big }] });
   // Podman keeps images in its own storage: an isolated one, loaded from the layout.
   // Podman and buildah name an image after its layout's path, which must be lowercase.
   const layout = path.join(os.tmpdir(), `atcr-podman-layout-${crypto.randomBytes(6).toString('hex')}`);
@@ -102,4 +120,9 @@ test('podman pushes and pulls a two-layer image (one layer 200 MB) with an app-p
   // The image ID is the config's digest: the same image came back.
   assert.equal(pull.stdout.trim().split('\n').pop(), imageId);
   assert.equal(`sha256:${imageId}`, image.blobs[0].digest);
+  // The pulled image unpacks into podman's storage with the files pushed.
+  const mount = await podman('image', 'mount', imageId);
+  assert.equal(mount.code, 0, mount.stderr);
+  assertUnpacked(mount.stdout.trim(), { 'podman.txt': 'pushed by podman\n', 'big.bin': big });
+  await podman('image', 'unmount', imageId);
 });
