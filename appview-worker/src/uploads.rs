@@ -1,13 +1,15 @@
 //! Blob uploads: `POST`, `PATCH`, `PUT`, `GET`, `DELETE` on
 //! `/v2/<name>/blobs/uploads/…`.
 //!
-//! Each upload is a multipart upload at the owner's hold. The registry keeps
+//! Each upload is a multipart upload at the owner's hold, or one checksummed
+//! PUT when the whole blob arrives with its digest. The registry keeps
 //! no state: where the upload stands (hold session, parts sent, bytes so far)
 //! travels in the `Location` URL as a sealed token. Request bodies stream
 //! straight from the client to a presigned part URL; only a PATCH without a
 //! `Content-Length` (Docker streams layers that way) is cut into fixed-size
-//! parts, so memory is bounded by one part, never by the blob. The hold
-//! verifies the digest before the blob becomes visible.
+//! parts, one uploading while the next fills, so memory is bounded by two
+//! parts, never by the blob. The hold verifies the digest before the blob
+//! becomes visible.
 
 use crate::config::AppConfig;
 use crate::holds::{locate, Hold, HoldCallError};
@@ -361,43 +363,77 @@ async fn append_body(
             if req.inner().body().is_none() {
                 return Ok(());
             }
-            // No length: cut the stream into parts, holding at most one in memory.
-            let mut stream = req.stream().map_err(internal)?;
-            let mut buffer: Vec<u8> = Vec::with_capacity(STREAM_PART_SIZE);
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| {
-                    (
-                        OciCode::BlobUploadInvalid,
-                        format!("reading the upload failed: {e}"),
-                    )
-                })?;
-                let mut rest = &chunk[..];
-                while !rest.is_empty() {
-                    let take = rest.len().min(STREAM_PART_SIZE - buffer.len());
-                    buffer.extend_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                    if buffer.len() == STREAM_PART_SIZE {
-                        let full =
-                            std::mem::replace(&mut buffer, Vec::with_capacity(STREAM_PART_SIZE));
-                        put_part(config, hold, state, PartBody::Bytes(full)).await?;
-                    }
-                }
-            }
-            if !buffer.is_empty() {
-                put_part(config, hold, state, PartBody::Bytes(buffer)).await?;
+            // No length: cut the stream into parts. Each part uploads while
+            // the next one is read, so at most two are in memory.
+            let (user, session) = (state.user.clone(), state.session.clone());
+            let mut reader = PartReader::new(req.stream().map_err(internal)?);
+            let mut current = reader.next_part().await?;
+            while let Some(bytes) = current {
+                let number = next_part_number(state)?;
+                let (sent, next) = futures_util::join!(
+                    send_part(config, hold, &user, &session, number, PartBody::Bytes(bytes)),
+                    reader.next_part()
+                );
+                record_part(state, sent?);
+                current = next?;
             }
             Ok(())
         }
     }
 }
 
-/// PUTs one part to the URL the hold presigns for it.
+/// Cuts a request body into `STREAM_PART_SIZE` parts (the last may be shorter).
+struct PartReader {
+    stream: worker::ByteStream,
+    /// Bytes read past the end of the previous part.
+    carry: Vec<u8>,
+    finished: bool,
+}
+
+impl PartReader {
+    fn new(stream: worker::ByteStream) -> Self {
+        PartReader {
+            stream,
+            carry: Vec::new(),
+            finished: false,
+        }
+    }
+
+    async fn next_part(&mut self) -> std::result::Result<Option<Vec<u8>>, Refusal> {
+        let mut part = std::mem::take(&mut self.carry);
+        part.reserve(STREAM_PART_SIZE.saturating_sub(part.len()));
+        while part.len() < STREAM_PART_SIZE && !self.finished {
+            match self.stream.next().await {
+                Some(chunk) => part.extend_from_slice(&chunk.map_err(|e| {
+                    (
+                        OciCode::BlobUploadInvalid,
+                        format!("reading the upload failed: {e}"),
+                    )
+                })?),
+                None => self.finished = true,
+            }
+        }
+        if part.len() > STREAM_PART_SIZE {
+            self.carry = part.split_off(STREAM_PART_SIZE);
+        }
+        Ok((!part.is_empty()).then_some(part))
+    }
+}
+
+/// Sends one part and records it in the upload state.
 async fn put_part(
     config: &AppConfig,
     hold: &Hold,
     state: &mut UploadState,
     body: PartBody,
 ) -> std::result::Result<(), Refusal> {
+    let number = next_part_number(state)?;
+    let sent = send_part(config, hold, &state.user, &state.session, number, body).await?;
+    record_part(state, sent);
+    Ok(())
+}
+
+fn next_part_number(state: &UploadState) -> std::result::Result<u32, Refusal> {
     let number = state.parts.len() as u32 + 1;
     if number > MAX_PARTS {
         return Err((
@@ -405,8 +441,27 @@ async fn put_part(
             format!("an upload may have at most {MAX_PARTS} parts"),
         ));
     }
+    Ok(number)
+}
+
+fn record_part(state: &mut UploadState, (part, len): (CompletedPart, u64)) {
+    state.parts.push(part);
+    state.last_part_len = Some(len);
+    state.offset += len;
+}
+
+/// PUTs part `number` to the URL the hold presigns for it: the part as
+/// storage acknowledged it, and its length.
+async fn send_part(
+    config: &AppConfig,
+    hold: &Hold,
+    user: &Did,
+    session: &str,
+    number: u32,
+    body: PartBody,
+) -> std::result::Result<(CompletedPart, u64), Refusal> {
     let url = hold
-        .part_url(config, &state.user, &state.session, number)
+        .part_url(config, user, session, number)
         .await
         .map_err(hold_refusal)?;
     let headers = Headers::new();
@@ -456,13 +511,11 @@ async fn put_part(
         .ok()
         .flatten()
         .ok_or((OciCode::Internal, "storage returned no ETag".to_string()))?;
-    state.parts.push(CompletedPart {
+    let part = CompletedPart {
         part_number: number,
         etag,
-    });
-    state.last_part_len = Some(len);
-    state.offset += len;
-    Ok(())
+    };
+    Ok((part, len))
 }
 
 /// 202/204 with `Location`, `Range` and `Docker-Upload-UUID`: where the upload stands.

@@ -198,7 +198,7 @@ impl S3Config {
         settings: SigningSettings,
         identity: &Identity,
         now: SystemTime,
-    ) -> Result<(Vec<(String, String)>, Vec<(&'static str, String)>), S3Error> {
+    ) -> Result<(SignedHeaders, SignedQuery), S3Error> {
         let params = v4::SigningParams::builder()
             .identity(identity)
             .region(&self.region)
@@ -226,6 +226,9 @@ impl S3Config {
         ))
     }
 }
+
+type SignedHeaders = Vec<(String, String)>;
+type SignedQuery = Vec<(&'static str, String)>;
 
 /// S3 signs the path exactly as sent: no double encoding, no normalization.
 fn s3_settings() -> SigningSettings {
