@@ -9,7 +9,7 @@ import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
 import { login, serviceToken, putRecord, deleteRecord } from '../lib/atproto.mjs';
 import { startIssuer } from '../lib/issuer.mjs';
-import { HoldClient, randomFile, fetchDigest } from '../lib/hold.mjs';
+import { HoldClient, randomFile, fetchDigest, putFile } from '../lib/hold.mjs';
 
 const CREW_TTL_SECONDS = 2;
 const READ_URL_SECONDS = 4;
@@ -166,7 +166,7 @@ test('storage refuses a checksummed PUT of other bytes, or without the signed ch
   assert.deepEqual(stagingLeftovers(), []);
 
   const start = await hold.call('io.atcr.hold.startUpload', { token: await pdsTokens(alice)('io.atcr.hold.startUpload'), body: { digest, size: 2 * MB } });
-  const unsigned = await fetch(start.body.singlePut.url, { method: 'PUT', body: fs.readFileSync(file) });
+  const unsigned = await putFile(start.body.singlePut.url, {}, file);
   assert.equal(unsigned.status, 403, 'the checksum header is part of the signature');
 });
 

@@ -2,6 +2,8 @@
 // bytes go to and from storage through presigned URLs only.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 
 export class HoldClient {
   constructor(url) {
@@ -34,24 +36,17 @@ export class HoldClient {
     if (start.status !== 200) return start;
     const { session } = start.body;
     const size = fs.statSync(file).size;
-    const fd = fs.openSync(file, 'r');
     const parts = [];
-    try {
-      for (let offset = 0, partNumber = 1; offset < size; offset += partSize, partNumber++) {
-        const length = Math.min(partSize, size - offset);
-        const chunk = Buffer.alloc(length);
-        fs.readSync(fd, chunk, 0, length, offset);
-        const partUrl = await this.call('io.atcr.hold.getUploadPartUrl', {
-          token: await tokenFor('io.atcr.hold.getUploadPartUrl'),
-          body: { session, partNumber },
-        });
-        if (partUrl.status !== 200) return partUrl;
-        const put = await fetch(partUrl.body.url, { method: 'PUT', body: chunk });
-        if (put.status !== 200) throw new Error(`part ${partNumber}: storage answered ${put.status} ${await put.text()}`);
-        parts.push({ partNumber, etag: put.headers.get('etag') });
-      }
-    } finally {
-      fs.closeSync(fd);
+    for (let offset = 0, partNumber = 1; offset < size; offset += partSize, partNumber++) {
+      const length = Math.min(partSize, size - offset);
+      const partUrl = await this.call('io.atcr.hold.getUploadPartUrl', {
+        token: await tokenFor('io.atcr.hold.getUploadPartUrl'),
+        body: { session, partNumber },
+      });
+      if (partUrl.status !== 200) return partUrl;
+      const put = await putFile(partUrl.body.url, {}, file, { start: offset, length });
+      if (put.status !== 200) throw new Error(`part ${partNumber}: storage answered ${put.status} ${put.text}`);
+      parts.push({ partNumber, etag: put.headers.etag });
     }
     const completeBody = digestAtEnd ? { session, parts, digest } : { session, parts };
     return this.call('io.atcr.hold.completeUpload', { token: await tokenFor('io.atcr.hold.completeUpload'), body: completeBody });
@@ -69,13 +64,37 @@ HoldClient.prototype.uploadSingle = async function (file, digest, tokenFor, { by
   if (start.status !== 200 || !start.body.singlePut) return { start };
   const { url, headers } = start.body.singlePut;
   let t = performance.now();
-  const res = await fetch(url, { method: 'PUT', headers, body: fs.createReadStream(bytesFrom ?? file), duplex: 'half' });
-  const put = { status: res.status, text: await res.text(), ms: performance.now() - t };
+  const put = { ...(await putFile(url, headers, bytesFrom ?? file)), ms: performance.now() - t };
   t = performance.now();
   const complete = await this.call('io.atcr.hold.completeUpload', { token: await tokenFor('io.atcr.hold.completeUpload'), body: { session: start.body.session } });
   complete.ms = performance.now() - t;
   return { start, put, complete };
 };
+
+/**
+ * PUTs a file (or `length` bytes of it from `start`) to a (presigned) URL
+ * with node's http client, streaming, as the AWS SDK does for direct
+ * uploads: {status, text, headers}.
+ */
+export function putFile(url, headers, file, { start = 0, length } = {}) {
+  const target = new URL(url);
+  const client = target.protocol === 'https:' ? https : http;
+  const size = length ?? fs.statSync(file).size - start;
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const req = client.request(target, { method: 'PUT', headers: { 'content-length': size, ...headers } }, (res) => {
+      answered = true;
+      let text = '';
+      res.setEncoding('utf8').on('data', (d) => { text += d; })
+        .on('end', () => resolve({ status: res.statusCode, text, headers: res.headers }));
+    });
+    // Storage may refuse before reading the body and close the connection:
+    // once it has answered, the broken write is expected.
+    req.on('error', (err) => { if (!answered) reject(err); });
+    if (size === 0) req.end();
+    else fs.createReadStream(file, { start, end: start + size - 1, highWaterMark: 1 << 20 }).pipe(req);
+  });
+}
 
 /** Writes `size` random bytes to `file`; resolves to its sha256 digest. */
 export async function randomFile(file, size) {
