@@ -123,7 +123,9 @@ async function manifestLoad(side) {
   return { rps: (latencies.length / elapsed) * 1000, p50: pct(50), p99: pct(99) };
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+function median(xs) {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
 
 async function blobTimes(side, digest) {
   const url = `http://${side.host}/v2/${side.name}/blobs/${digest}`;
