@@ -2,6 +2,7 @@
 // filesystem storage) on this machine, in one run:
 //   - push and pull of an image with a 200 MB layer, with skopeo;
 //   - manifest GET by tag: requests/s, p50 and p99 (after a warm-up);
+//   - GET /v2/ the same way: the floor, what the runtime costs before registry work;
 //   - blob GET: time to the first answer (our 307, their bytes; warm median) and to the last byte.
 //
 //   ./dev bench registry [layer MB, default 200] [manifest requests, default 2000]
@@ -33,7 +34,8 @@ try {
     const out = path.join(scratch, `pull-${side.label}`);
     side.pull = await timed(() => skopeo(['copy', '--src-tls-verify=false', `docker://${side.host}/${side.name}:v1`, `oci:${out}:v1`]));
     side.token = side.creds ? await pullToken(side) : null;
-    side.manifest = await manifestLoad(side);
+    side.manifest = await load(side, `/v2/${side.name}/manifests/v1`);
+    side.base = await load(side, '/v2/');
     side.blob = await blobTimes(side, image.blobs[2].digest);
   }
   const ms = (x) => `${x.toFixed(1)} ms`;
@@ -45,10 +47,13 @@ try {
   line('manifest GET by tag, requests/s', ours.manifest.rps, theirs.manifest.rps, (x) => x.toFixed(0), false);
   line('manifest GET by tag, p50', ours.manifest.p50, theirs.manifest.p50, ms);
   line('manifest GET by tag, p99', ours.manifest.p99, theirs.manifest.p99, ms);
+  line('GET /v2/ (the floor), requests/s', ours.base.rps, theirs.base.rps, (x) => x.toFixed(0), false);
+  line('GET /v2/ (the floor), p50', ours.base.p50, theirs.base.p50, ms);
   line('blob GET, first answer (warm)', ours.blob.first, theirs.blob.first, ms);
   line(`blob GET, all ${layerMb} MB`, ours.blob.last, theirs.blob.last, ms);
   console.log(`\natcr (wrangler dev, local PDS, s3s-fs) vs CNCF distribution ${distribution.version} (filesystem), same machine, one run`);
-  console.log(`manifest GETs: ${requests} after 100 warm-up, ${CONCURRENCY} at a time; ratio = time atcr / time distribution (for requests/s: distribution / atcr)\n`);
+  console.log(`manifest GETs: ${requests} after 100 warm-up, ${CONCURRENCY} at a time; ratio = time atcr / time distribution (for requests/s: distribution / atcr)`);
+  console.log('GET /v2/ is the cheapest authenticated request: what the runtime (here wrangler dev\'s proxy and workerd) costs before any registry work\n');
   const widths = [34, 14, 14, 8];
   const fmtRow = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' ');
   console.log(fmtRow(['', 'atcr', 'distribution', 'ratio']));
@@ -101,13 +106,14 @@ function headers(side) {
   };
 }
 
-async function manifestLoad(side) {
-  const url = `http://${side.host}/v2/${side.name}/manifests/v1`;
+/** `requests` GETs of `path`, CONCURRENCY at a time, after a warm-up. */
+async function load(side, path) {
+  const url = `http://${side.host}${path}`;
   const get = async () => {
     const t = performance.now();
     const res = await fetch(url, { headers: headers(side) });
     await res.arrayBuffer();
-    if (res.status !== 200) throw new Error(`${side.label}: manifest GET answered ${res.status}`);
+    if (res.status !== 200) throw new Error(`${side.label}: GET ${path} answered ${res.status}`);
     return performance.now() - t;
   };
   for (let i = 0; i < 100; i++) await get();
