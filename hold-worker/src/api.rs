@@ -3,9 +3,9 @@
 
 use crate::access::{require_owner, Policy};
 use crate::auth::{authenticate, Caller};
-use crate::config::HoldConfig;
+use crate::config::{HoldConfig, StorageConfig};
 use crate::failure::Failure;
-use crate::storage::{BlobStore, S3Store, StorageError};
+use crate::storage::{BlobStore, R2Store, S3Store, StorageError};
 use atcr_protocol::hold_api::*;
 use atcr_protocol::paths::{blob_key, upload_key};
 use atcr_protocol::s3::sha256_checksum;
@@ -23,19 +23,39 @@ const SESSION_LIFETIME_SECS: u64 = 6 * 3600;
 
 type Outcome = Result<Response, Failure>;
 
-pub async fn dispatch(mut req: Request, config: &HoldConfig, method: &str) -> Outcome {
+pub async fn dispatch(req: Request, config: &HoldConfig, method: &str) -> Outcome {
     let caller = authenticate(&req, config, method).await?;
-    let store = S3Store {
-        config: config.s3.clone(),
-    };
+    match &config.storage {
+        StorageConfig::S3(s3) => {
+            let store = S3Store { config: s3.clone() };
+            call(req, config, &caller, method, &store).await
+        }
+        StorageConfig::R2 { bucket, url_key } => {
+            let store = R2Store {
+                bucket,
+                base_url: &config.public_url,
+                url_key,
+            };
+            call(req, config, &caller, method, &store).await
+        }
+    }
+}
+
+async fn call(
+    mut req: Request,
+    config: &HoldConfig,
+    caller: &Caller,
+    method: &str,
+    store: &impl BlobStore,
+) -> Outcome {
     match method {
-        GET_BLOB => get_blob(&req, config, &caller, &store).await,
-        STAT_BLOB => stat_blob(&req, config, &caller, &store).await,
-        START_UPLOAD => start_upload(body(&mut req).await?, config, &caller, &store).await,
-        GET_UPLOAD_PART_URL => part_url(body(&mut req).await?, config, &caller, &store),
-        COMPLETE_UPLOAD => complete_upload(body(&mut req).await?, config, &caller, &store).await,
-        ABORT_UPLOAD => abort_upload(body(&mut req).await?, config, &caller, &store).await,
-        DELETE_BLOB => delete_blob(body(&mut req).await?, config, &caller, &store).await,
+        GET_BLOB => get_blob(&req, config, caller, store).await,
+        STAT_BLOB => stat_blob(&req, config, caller, store).await,
+        START_UPLOAD => start_upload(body(&mut req).await?, config, caller, store).await,
+        GET_UPLOAD_PART_URL => part_url(body(&mut req).await?, config, caller, store),
+        COMPLETE_UPLOAD => complete_upload(body(&mut req).await?, config, caller, store).await,
+        ABORT_UPLOAD => abort_upload(body(&mut req).await?, config, caller, store).await,
+        DELETE_BLOB => delete_blob(body(&mut req).await?, config, caller, store).await,
         _ => Err(Failure::new(
             HoldError::InvalidRequest,
             format!("this hold has no method {method}"),

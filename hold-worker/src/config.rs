@@ -1,9 +1,25 @@
-//! The hold's configuration: `[vars]` in `hold-worker/wrangler.toml` plus the
-//! S3 key pair, which is set with `wrangler secret put`.
+//! The hold's configuration: `[vars]` in `hold-worker/wrangler.toml`, the
+//! secrets set with `wrangler secret put`, and (for `HOLD_STORAGE=r2`) the
+//! R2 bucket binding.
 
+use atcr_protocol::hold_storage;
 use atcr_protocol::s3::S3Config;
 use atcr_protocol::Did;
-use worker::Env;
+use worker::{Bucket, Env};
+
+/// The R2 bucket binding `HOLD_STORAGE=r2` uses (`[[r2_buckets]]` in wrangler.toml).
+pub const BLOBS_BINDING: &str = "BLOBS";
+
+/// Where blobs live (`HOLD_STORAGE`).
+pub enum StorageConfig {
+    /// `s3` (the default): any S3-compatible endpoint. The hold presigns;
+    /// bytes go between clients and storage.
+    S3(S3Config),
+    /// `r2`: the R2 bucket bound as `BLOBS`, no S3 keys. A binding cannot
+    /// presign, so the hold serves the bytes through URLs it signs itself
+    /// with `url_key`.
+    R2 { bucket: Bucket, url_key: Vec<u8> },
+}
 
 pub struct HoldConfig {
     /// Public base URL, e.g. `https://hold.example.com`; the DID derives from it.
@@ -17,7 +33,7 @@ pub struct HoldConfig {
     pub allow_all_crew: bool,
     /// PLC directory used to resolve `did:plc` identities.
     pub plc_url: String,
-    pub s3: S3Config,
+    pub storage: StorageConfig,
     /// Appview DIDs whose tokens may act for their users (`sub`).
     pub trusted_appviews: Vec<Did>,
     /// How long crew and hold records are reused before re-reading the PDS.
@@ -49,15 +65,6 @@ impl HoldConfig {
         let owner = var("HOLD_OWNER")?
             .parse()
             .map_err(|e| format!("HOLD_OWNER: {e}"))?;
-        let s3 = S3Config::new(
-            &var("S3_ENDPOINT")?,
-            &var("S3_BUCKET")?,
-            &var("S3_REGION").unwrap_or_else(|_| "auto".into()),
-            &var("S3_ACCESS_KEY_ID")?,
-            &var("S3_SECRET_ACCESS_KEY")?,
-            flag("S3_PATH_STYLE"),
-        )
-        .map_err(|e| e.to_string())?;
         let trusted_appviews = var("TRUSTED_APPVIEWS")
             .unwrap_or_default()
             .split(',')
@@ -65,11 +72,42 @@ impl HoldConfig {
             .filter(|s| !s.is_empty())
             .map(|s| s.parse().map_err(|e| format!("TRUSTED_APPVIEWS: {e}")))
             .collect::<Result<Vec<Did>, String>>()?;
-        // Sealing upload sessions needs a secret: a dedicated one if given,
-        // else one derived from the S3 secret key, which only the hold knows.
-        let session_key = match var("HOLD_SESSION_SECRET") {
-            Ok(secret) => secret.into_bytes(),
-            Err(_) => format!("atcr-hold-upload-session:{}", s3.secret_access_key).into_bytes(),
+        let session_secret = var("HOLD_SESSION_SECRET").ok();
+        let (storage, session_key) = match var("HOLD_STORAGE").as_deref().unwrap_or("s3") {
+            "s3" => {
+                let s3 = S3Config::new(
+                    &var("S3_ENDPOINT")?,
+                    &var("S3_BUCKET")?,
+                    &var("S3_REGION").unwrap_or_else(|_| "auto".into()),
+                    &var("S3_ACCESS_KEY_ID")?,
+                    &var("S3_SECRET_ACCESS_KEY")?,
+                    flag("S3_PATH_STYLE"),
+                )
+                .map_err(|e| e.to_string())?;
+                // Sealing upload sessions needs a secret: a dedicated one if
+                // given, else one derived from the S3 secret key, which only
+                // the hold knows.
+                let session_key = match session_secret {
+                    Some(secret) => secret.into_bytes(),
+                    None => {
+                        format!("atcr-hold-upload-session:{}", s3.secret_access_key).into_bytes()
+                    }
+                };
+                (StorageConfig::S3(s3), session_key)
+            }
+            "r2" => {
+                let bucket = env.bucket(BLOBS_BINDING).map_err(|_| {
+                    format!("HOLD_STORAGE=r2 needs an R2 bucket bound as {BLOBS_BINDING}")
+                })?;
+                // No S3 secret to derive from: one secret seals sessions and signs storage URLs.
+                let secret = session_secret.ok_or(
+                    "HOLD_SESSION_SECRET is not set (HOLD_STORAGE=r2 needs it to seal \
+                     upload sessions and sign storage URLs)",
+                )?;
+                let url_key = hold_storage::url_key(secret.as_bytes());
+                (StorageConfig::R2 { bucket, url_key }, secret.into_bytes())
+            }
+            other => return Err(format!("HOLD_STORAGE must be s3 or r2, not '{other}'")),
         };
         Ok(HoldConfig {
             trusted_appviews,
@@ -96,7 +134,7 @@ impl HoldConfig {
                 .unwrap_or_else(|_| "https://plc.directory".into())
                 .trim_end_matches('/')
                 .to_string(),
-            s3,
+            storage,
         })
     }
 }

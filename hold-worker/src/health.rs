@@ -1,29 +1,47 @@
-//! `GET /health`: is the bucket reachable with our keys, and can we resolve
-//! the owner's identity (PLC) and reach their PDS, where crew records live?
+//! `GET /health`: is the bucket reachable (with our keys, for S3), and can
+//! we resolve the owner's identity (PLC) and reach their PDS, where crew
+//! records live?
 
-use crate::config::HoldConfig;
+use crate::config::{HoldConfig, StorageConfig, BLOBS_BINDING};
 use atcr_protocol::health::{Check, HealthReport};
 use atcr_protocol::s3::EMPTY_SHA256;
 use worker::{Method, Response, Result};
 use worker_support::{failed_check, health_response, now, probe, resolve_did, timed};
 
 pub async fn report(config: &HoldConfig) -> Result<Response> {
-    // HEAD on the bucket proves the endpoint answers and accepts our signature.
-    let bucket_url = config.s3.object_url("");
-    let s3 = match config
-        .s3
-        .sign_headers("HEAD", &bucket_url, &[], EMPTY_SHA256, now())
-    {
-        Ok(headers) => probe("s3", Method::Head, &bucket_url, &headers, &[200]).await,
-        Err(e) => failed_check("s3", e.to_string()),
-    };
-    let mut checks = vec![s3];
+    let mut checks = vec![bucket_check(config).await];
     checks.extend(owner_checks(config).await);
     health_response(&HealthReport::new(
         "atcr-hold",
         env!("CARGO_PKG_VERSION"),
         checks,
     ))
+}
+
+async fn bucket_check(config: &HoldConfig) -> Check {
+    match &config.storage {
+        // HEAD on the bucket proves the endpoint answers and accepts our signature.
+        StorageConfig::S3(s3) => {
+            let bucket_url = s3.object_url("");
+            match s3.sign_headers("HEAD", &bucket_url, &[], EMPTY_SHA256, now()) {
+                Ok(headers) => probe("s3", Method::Head, &bucket_url, &headers, &[200]).await,
+                Err(e) => failed_check("s3", e.to_string()),
+            }
+        }
+        // Listing one key proves the binding reaches its bucket.
+        StorageConfig::R2 { bucket, .. } => {
+            timed("r2", async {
+                bucket
+                    .list()
+                    .limit(1)
+                    .execute()
+                    .await
+                    .map(|_| format!("the {BLOBS_BINDING} binding answers"))
+                    .map_err(|e| format!("the {BLOBS_BINDING} binding failed: {e}"))
+            })
+            .await
+        }
+    }
 }
 
 /// Resolves the owner's DID document, then probes the PDS it names.

@@ -2,7 +2,9 @@
 //!
 //! It owns a bucket on any S3-compatible store and lets others use it by
 //! minting presigned URLs, so blob bytes go straight between clients and
-//! storage. This crate is the Workers adapter; the signing and identity logic
+//! storage. With an R2 binding instead (no S3 keys), which cannot presign,
+//! it signs URLs to its own `/storage/` endpoint and streams the bytes
+//! itself. This crate is the Workers adapter; the signing and identity logic
 //! lives in `atcr-protocol`.
 
 mod access;
@@ -13,8 +15,9 @@ mod failure;
 mod health;
 mod storage;
 
+use atcr_protocol::hold_storage;
 use atcr_protocol::DidDocument;
-use config::HoldConfig;
+use config::{HoldConfig, StorageConfig};
 use worker::*;
 
 #[event(start)]
@@ -36,6 +39,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             Err(failure) => failure.into_response(),
         };
     }
+    if path.starts_with(hold_storage::PREFIX) {
+        return match &config.storage {
+            StorageConfig::R2 { bucket, url_key } => {
+                let store = storage::R2Store {
+                    bucket,
+                    base_url: &config.public_url,
+                    url_key,
+                };
+                storage::serve_storage_url(req, &store).await
+            }
+            StorageConfig::S3(_) => plain_error(
+                404,
+                "this hold's storage presigns its URLs; the hold serves no bytes itself",
+            ),
+        };
+    }
     match (req.method(), path.as_str()) {
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         (Method::Get, "/health") => health::report(&config).await,
@@ -53,14 +72,30 @@ fn did_document(config: &HoldConfig) -> Result<Response> {
     Ok(resp)
 }
 
-/// `GET /`: who this hold is and who may use it.
+/// `GET /`: who this hold is, who may use it, what stores its blobs and how
+/// much memory its code holds.
 fn describe(config: &HoldConfig) -> Result<Response> {
     Response::from_json(&serde_json::json!({
         "did": config.did,
         "owner": config.owner,
         "public": config.public,
         "allowAllCrew": config.allow_all_crew,
+        "storage": match config.storage {
+            StorageConfig::S3(_) => "s3",
+            StorageConfig::R2 { .. } => "r2",
+        },
+        "wasmMemoryBytes": wasm_memory_bytes(),
     }))
+}
+
+/// The isolate's WebAssembly memory. It only ever grows, so this is the most
+/// the hold's own code has held at once: blob bodies stream past it as JS
+/// streams, and it stays small whatever the blobs' sizes.
+fn wasm_memory_bytes() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) * 65536;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
 }
 
 fn plain_error(status: u16, message: &str) -> Result<Response> {

@@ -10,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod health;
 pub mod hold_api;
+pub mod hold_storage;
 pub mod identity;
 pub mod manifest;
 pub mod pagination;

@@ -1,87 +1,19 @@
-//! The bucket behind the hold, as one trait, and its S3 implementation.
-//!
-//! Everything the hold does to storage goes through `BlobStore`: presigning
-//! (no bytes through the Worker), small signed requests (multipart control,
-//! copy, delete, stat) and the one streaming read that verifies a digest.
+//! `BlobStore` on any S3-compatible endpoint: URLs are SigV4-presigned, so
+//! the bytes go between clients and storage; the hold itself sends only
+//! small signed requests (multipart control, copy, delete, stat) and the one
+//! streaming read that verifies a digest.
 
+use super::{failed, hash_body, BlobStore, ObjectInfo, Result, StorageError};
 use atcr_protocol::digest::{Algorithm, Digest};
 use atcr_protocol::s3::{
     complete_multipart_xml, xml_element, S3Config, CHECKSUM_SHA256_HEADER, EMPTY_SHA256,
 };
-use std::collections::BTreeMap;
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::JsFuture;
-use worker::crypto::{DigestStream, DigestStreamAlgorithm};
-use worker::{Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody};
+use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
 use worker_support::now;
-
-#[derive(Debug)]
-pub enum StorageError {
-    /// The object or upload does not exist.
-    NotFound,
-    /// Storage refused or failed; the text says what it answered.
-    Failed(String),
-}
-
-impl std::fmt::Display for StorageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StorageError::NotFound => f.write_str("not found in storage"),
-            StorageError::Failed(why) => f.write_str(why),
-        }
-    }
-}
-
-type Result<T> = std::result::Result<T, StorageError>;
-
-#[allow(async_fn_in_trait)] // Workers run one request per thread: no Send needed.
-pub trait BlobStore {
-    /// A URL that allows `method` (GET or HEAD) on `key` for `expires_in`.
-    fn presign_read(&self, key: &str, method: &str, expires_in: Duration) -> Result<String>;
-    /// A URL that uploads part `part` of multipart upload `upload_id`.
-    fn presign_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part: u32,
-        expires_in: Duration,
-    ) -> Result<String>;
-    /// A URL for one PUT of exactly `size` bytes to `key`, which storage
-    /// accepts only if their SHA-256 is `checksum` (base64), and the headers
-    /// the sender must repeat.
-    fn presign_checked_put(
-        &self,
-        key: &str,
-        size: u64,
-        checksum: &str,
-        expires_in: Duration,
-    ) -> Result<(String, BTreeMap<String, String>)>;
-    /// Size and stored SHA-256 checksum of `key`, or `None` when absent.
-    async fn stat(&self, key: &str) -> Result<Option<ObjectInfo>>;
-    async fn start_multipart(&self, key: &str) -> Result<String>;
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[(u32, &str)],
-    ) -> Result<()>;
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
-    /// Reads `key` once, hashing as the bytes stream past: (digest, size).
-    /// Memory stays flat whatever the object's size.
-    async fn hash(&self, key: &str, algorithm: Algorithm) -> Result<(Digest, u64)>;
-    /// Server-side copy; the bytes stay in storage.
-    async fn copy(&self, from: &str, to: &str) -> Result<()>;
-    async fn delete(&self, key: &str) -> Result<()>;
-}
-
-pub struct ObjectInfo {
-    pub size: u64,
-    /// The SHA-256 storage computed when the object was written (base64),
-    /// if the object was written with a checksum and storage keeps them.
-    pub sha256: Option<String>,
-}
 
 /// Any S3-compatible endpoint, reached with SigV4-signed `fetch`.
 pub struct S3Store {
@@ -280,30 +212,7 @@ impl BlobStore for S3Store {
             .flatten()
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| StorageError::Failed("storage sent no Content-Length".into()))?;
-        // The runtime's own DigestStream hashes natively as the body streams
-        // past: the bytes never enter WebAssembly memory.
-        let hasher = DigestStream::new(match algorithm {
-            Algorithm::Sha256 => DigestStreamAlgorithm::Sha256,
-            Algorithm::Sha512 => DigestStreamAlgorithm::Sha512,
-        });
-        match resp.body() {
-            ResponseBody::Stream(body) => {
-                JsFuture::from(body.pipe_to(hasher.raw()))
-                    .await
-                    .map_err(|e| {
-                        StorageError::Failed(format!("reading from storage failed: {e:?}"))
-                    })?;
-            }
-            // An empty object: close the hasher with nothing written.
-            _ => {
-                JsFuture::from(hasher.raw().close())
-                    .await
-                    .map_err(|e| StorageError::Failed(format!("hashing failed: {e:?}")))?;
-            }
-        }
-        let hash = hasher.digest().await.map_err(failed)?.to_vec();
-        let digest =
-            Digest::from_hash(algorithm, &hash).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let digest = hash_body(resp.body(), algorithm).await?;
         Ok((digest, size))
     }
 
@@ -333,10 +242,6 @@ impl BlobStore for S3Store {
             Err(e) => Err(e),
         }
     }
-}
-
-fn failed(e: worker::Error) -> StorageError {
-    StorageError::Failed(e.to_string())
 }
 
 fn hex(bytes: &[u8]) -> String {
