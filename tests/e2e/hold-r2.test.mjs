@@ -4,7 +4,7 @@
 // same code as against S3 (tests/lib/hold.mjs, the appview, skopeo).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -40,19 +40,6 @@ after(async () => {
 const pdsTokens = (user) => (lxm) => serviceToken(stack.urls.pds, user.jwt, stack.holdDid, lxm);
 const onHold = (url) => url.startsWith(`${stack.urls.hold}/storage/`);
 
-/**
- * Resident memory (kB) of the hold's workerd processes, summed: wrangler dev
- * runs the Worker in one and its dev proxy in another, and here the bytes
- * pass through both.
- */
-function holdWorkerdRssKb() {
-  const group = stack.processGroup('hold');
-  const out = execFileSync('ps', ['-eo', 'pgid=,rss=,args='], { encoding: 'utf8' });
-  const rss = out.split('\n').map((l) => l.trim().split(/\s+/))
-    .filter(([pgid, , cmd]) => Number(pgid) === group && /workerd$/.test(cmd))
-    .map(([, kb]) => Number(kb));
-  return rss.length ? rss.reduce((a, b) => a + b, 0) : null;
-}
 
 /** Keys in the local R2 bucket (wrangler keeps it in SQLite under the hold's state). */
 function bucketKeys() {
@@ -78,7 +65,6 @@ const blobKey = (digest) => {
 };
 
 /** The high-water mark of the hold's WebAssembly memory, from GET /. */
-const wasmMemoryBytes = async () => (await (await fetch(`${stack.urls.hold}/`)).json()).wasmMemoryBytes;
 
 /**
  * Uploads `size` random bytes in 64 MB parts and downloads them through the
@@ -87,14 +73,14 @@ const wasmMemoryBytes = async () => (await (await fetch(`${stack.urls.hold}/`)).
 async function roundTrip(name, size) {
   const file = path.join(scratch, name);
   const digest = await randomFile(file, size);
-  const rssBefore = holdWorkerdRssKb();
+  const rssBefore = stack.workerdRssKb('hold');
   let t = performance.now();
   const done = await hold.uploadFile(file, digest, 64 * MB, pdsTokens(alice));
   const upMs = performance.now() - t;
   assert.equal(done.status, 200, JSON.stringify(done.body));
   assert.equal(done.body.digest, digest);
   assert.equal(done.body.size, size);
-  const rssAfterUp = holdWorkerdRssKb();
+  const rssAfterUp = stack.workerdRssKb('hold');
   const url = await hold.call('io.atcr.hold.getBlob', { params: { digest } });
   assert.equal(url.status, 200);
   assert.ok(onHold(url.body.url), `the URL points at the hold: ${url.body.url}`);
@@ -104,10 +90,10 @@ async function roundTrip(name, size) {
   assert.equal(pulled.status, 200);
   assert.equal(pulled.size, size);
   assert.equal(pulled.digest, digest, 'the bytes come back identical');
-  const rssAfter = holdWorkerdRssKb();
+  const rssAfter = stack.workerdRssKb('hold');
   assert.ok(rssBefore && rssAfter, 'could not find the hold workerd processes to measure their memory');
   fs.rmSync(file);
-  const wasm = await wasmMemoryBytes();
+  const wasm = await hold.wasmMemoryBytes();
   process.stderr.write(
     `R2 hold, ${name}: ${size / MB} MB up in ${(upMs / 1000).toFixed(1)} s (verify ${done.body.verifyMs} ms), ` +
     `down in ${(downMs / 1000).toFixed(1)} s; workerd RSS ${rssBefore} kB before, ${rssAfterUp} kB after upload, ` +
@@ -117,7 +103,7 @@ async function roundTrip(name, size) {
 }
 
 test('a 300 MB blob goes up in parts and comes down through the hold\'s own URLs, byte for byte; the hold\'s code holds none of it', { timeout: 900_000 }, async () => {
-  const wasmBefore = await wasmMemoryBytes();
+  const wasmBefore = await hold.wasmMemoryBytes();
   const { digest, done, wasm } = await roundTrip('big.bin', 300 * MB);
   assert.equal(done.body.verifiedBy, 'holdHash', 'multipart objects carry no checksum: the hold hashed them');
   // WebAssembly memory never shrinks: had any part (64 MB) or the blob passed

@@ -25,6 +25,11 @@ export class HoldClient {
     return { status: res.status, body: await res.json() };
   }
 
+  /** The high-water mark of the hold's WebAssembly memory (it never shrinks). */
+  async wasmMemoryBytes() {
+    return (await (await fetch(new URL('/', this.url))).json()).wasmMemoryBytes;
+  }
+
   /**
    * Uploads `file` in parts of `partSize` through presigned URLs.
    * `tokenFor(method)` returns a service token for each call. With
@@ -74,15 +79,17 @@ HoldClient.prototype.uploadSingle = async function (file, digest, tokenFor, { by
 /**
  * PUTs a file (or `length` bytes of it from `start`) to a (presigned) URL
  * with node's http client, streaming, as the AWS SDK does for direct
- * uploads: {status, text, headers}.
+ * uploads: {status, text, headers}. `expectContinue` waits for storage's
+ * go-ahead before sending the body (for requests it should refuse).
  */
-export function putFile(url, headers, file, { start = 0, length } = {}) {
+export function putFile(url, headers, file, { start = 0, length, expectContinue = false } = {}) {
   const target = new URL(url);
   const client = target.protocol === 'https:' ? https : http;
   const size = length ?? fs.statSync(file).size - start;
   return new Promise((resolve, reject) => {
     let answered = false;
-    const req = client.request(target, { method: 'PUT', headers: { 'content-length': size, ...headers } }, (res) => {
+    const extra = expectContinue ? { expect: '100-continue' } : {};
+    const req = client.request(target, { method: 'PUT', headers: { 'content-length': size, ...extra, ...headers } }, (res) => {
       answered = true;
       let text = '';
       res.setEncoding('utf8').on('data', (d) => { text += d; })
@@ -91,8 +98,13 @@ export function putFile(url, headers, file, { start = 0, length } = {}) {
     // Storage may refuse before reading the body and close the connection:
     // once it has answered, the broken write is expected.
     req.on('error', (err) => { if (!answered) reject(err); });
-    if (size === 0) req.end();
-    else fs.createReadStream(file, { start, end: start + size - 1, highWaterMark: 1 << 20 }).pipe(req);
+    const send = () => {
+      if (size === 0) req.end();
+      else fs.createReadStream(file, { start, end: start + size - 1, highWaterMark: 1 << 20 }).pipe(req);
+    };
+    // With 100-continue, storage that refuses the request answers before any byte is sent.
+    if (expectContinue) req.on('continue', send);
+    else send();
   });
 }
 

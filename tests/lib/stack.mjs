@@ -94,6 +94,18 @@ export async function startStack(opts = {}) {
       await waitFor(`${url}/health`, [200], label, 180_000);
       return url;
     },
+    /**
+     * Resident memory (kB) of a Worker's workerd processes, summed: wrangler
+     * dev runs the Worker in one and its dev proxy in another.
+     */
+    workerdRssKb(label) {
+      const group = stack.processGroup(label);
+      const out = spawnSync('ps', ['-eo', 'pgid=,rss=,args='], { encoding: 'utf8' }).stdout;
+      const rss = out.split('\n').map((l) => l.trim().split(/\s+/))
+        .filter(([pgid, , cmd]) => Number(pgid) === group && /workerd$/.test(cmd))
+        .map(([, kb]) => Number(kb));
+      return rss.length ? rss.reduce((a, b) => a + b, 0) : null;
+    },
     /** Process group of a service (by label: s3s-fs, hold, appview). */
     processGroup(label) {
       return children.find((c) => c.label === label)?.pid;
