@@ -105,7 +105,7 @@ try {
   const s = (xs) => `${(median(xs) / 1000).toFixed(2)} s`;
   console.log(`upload 1 = one checksummed PUT (digest known up front): PUT ${s(results.singlePut)}, completeUpload ${s(results.singleComplete)} (verification a HEAD: ${median(results.singleVerify)} ms; the rest is the server-side copy to the digest's key)`);
   console.log(`upload 1* = the same, against a direct PUT that also sends x-amz-checksum-sha256 (${s(results.directCheckedUp)}): storage verifying costs both sides alike`);
-  console.log(`upload N = 64 MB parts, digest named at the end; verification read-back: median ${median(results.verify)} ms (included)`);
+  console.log(`upload N = 64 MB parts, digest named at the end; verification read-back and copy: median ${median(results.verify)} ms (included)`);
 } finally {
   await stack.stop();
   fs.rmSync(scratch, { recursive: true, force: true });

@@ -212,28 +212,14 @@ async fn complete_upload(
     }
 
     let started = Date::now().as_millis();
-    let verified = verify(store, &staging, &expected).await;
+    let published = publish(store, &staging, &expected).await;
     let verify_ms = Date::now().as_millis().saturating_sub(started);
-    let (actual, size, verified_by) = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            store.delete(&staging).await.ok();
-            return Err(e);
-        }
-    };
-    if actual != expected {
-        store.delete(&staging).await?;
-        return Err(Failure::new(
-            HoldError::DigestMismatch,
-            format!(
-                "the uploaded bytes have digest {actual}, not {expected}; the upload was discarded"
-            ),
-        ));
-    }
-    store.copy(&staging, &blob_key(&actual)).await?;
-    store.delete(&staging).await?;
+    // Published or refused, the staged bytes have served their purpose.
+    let discarded = store.delete(&staging).await;
+    let (size, verified_by) = published?;
+    discarded?;
     json(&UploadCompleted {
-        digest: actual,
+        digest: expected,
         size,
         verify_ms,
         verified_by,
@@ -269,26 +255,43 @@ async fn assemble(
         })
 }
 
-/// The digest of the staged object: the checksum storage verified on the
-/// way in when there is one for this algorithm, else a hashing read-back.
-async fn verify(
+/// Publishes the staged object under `expected` once its digest is
+/// confirmed: by the checksum storage recorded as the bytes arrived; else by
+/// storage checking them while it copies; else by a hashing read, then a
+/// copy. Other bytes are refused.
+async fn publish(
     store: &impl BlobStore,
     staging: &str,
     expected: &Digest,
-) -> Result<(Digest, u64, Verification), Failure> {
+) -> Result<(u64, Verification), Failure> {
     let Some(info) = store.stat(staging).await? else {
         return Err(Failure::new(
             HoldError::UploadNotFound,
             "nothing was uploaded for this session",
         ));
     };
-    if let (Some(stored), Some(wanted)) = (&info.sha256, sha256_checksum(expected)) {
-        if *stored == wanted {
-            return Ok((expected.clone(), info.size, Verification::StorageChecksum));
-        }
+    let target = blob_key(expected);
+    let refused = |actual: String| {
+        Failure::new(
+            HoldError::DigestMismatch,
+            format!("the uploaded bytes have {actual}, not {expected}; the upload was discarded"),
+        )
+    };
+    if info.sha256.is_some() && info.sha256 == sha256_checksum(expected) {
+        store.copy(staging, &target).await?;
+        return Ok((info.size, Verification::StorageChecksum));
+    }
+    match store.copy_if_digest(staging, &target, expected).await? {
+        Some(true) => return Ok((info.size, Verification::StorageChecksum)),
+        Some(false) => return Err(refused("another digest".into())),
+        None => {}
     }
     let (actual, size) = store.hash(staging, expected.algorithm()).await?;
-    Ok((actual, size, Verification::HoldHash))
+    if actual != *expected {
+        return Err(refused(format!("digest {actual}")));
+    }
+    store.copy(staging, &target).await?;
+    Ok((size, Verification::HoldHash))
 }
 
 /// `abortUpload`: discards the parts and the staging object.

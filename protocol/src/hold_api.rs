@@ -117,7 +117,7 @@ pub struct CompleteInput {
 pub struct UploadCompleted {
     pub digest: Digest,
     pub size: u64,
-    /// Time the hold spent confirming the digest.
+    /// Time the hold spent confirming the digest and publishing the blob.
     pub verify_ms: u64,
     pub verified_by: Verification,
 }
@@ -126,7 +126,8 @@ pub struct UploadCompleted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Verification {
-    /// Storage checked the signed `x-amz-checksum-sha256` as the bytes arrived.
+    /// Storage checked the SHA-256: as the bytes arrived (a checksummed
+    /// PUT), or as it copied them to the digest's key.
     StorageChecksum,
     /// The hold read the assembled object back and hashed it.
     HoldHash,

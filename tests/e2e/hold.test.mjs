@@ -53,6 +53,7 @@ test('a 300 MB blob goes up in parts and comes down through presigned URLs, byte
   assert.equal(done.status, 200, JSON.stringify(done.body));
   assert.equal(done.body.digest, digest);
   assert.equal(done.body.size, size);
+  assert.equal(done.body.verifiedBy, 'holdHash', 'S3 keeps no whole-object SHA-256 for multipart uploads: the hold hashed it');
   process.stderr.write(`hold verified ${size / MB} MB in ${done.body.verifyMs} ms\n`);
 
   // The blob sits where CNCF distribution would put it.

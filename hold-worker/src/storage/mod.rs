@@ -81,6 +81,13 @@ pub trait BlobStore {
     async fn hash(&self, key: &str, algorithm: Algorithm) -> Result<(Digest, u64)>;
     /// Copies inside storage; the bytes never enter the Worker's memory.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
+    /// Copies `from` to `to` only if its bytes have digest `expected`, with
+    /// storage checking them on the way: one pass instead of a hashing read
+    /// and a copy. `Some(true)`: copied; `Some(false)`: other bytes, nothing
+    /// written; `None`: this store cannot check while copying.
+    async fn copy_if_digest(&self, _from: &str, _to: &str, _expected: &Digest) -> Result<Option<bool>> {
+        Ok(None)
+    }
     async fn delete(&self, key: &str) -> Result<()>;
 }
 

@@ -5,7 +5,7 @@
 
 use super::{failed, hash_body, BlobStore, ObjectInfo, Result, StorageError};
 use atcr_protocol::digest::{Algorithm, Digest};
-use atcr_protocol::hold_storage::{ByteRange, Grant, StorageUrl};
+use atcr_protocol::hold_storage::{sha256_bytes, ByteRange, Grant, StorageUrl};
 use atcr_protocol::s3::sha256_checksum;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -218,6 +218,24 @@ impl BlobStore for R2Store<'_> {
         }
         put.execute().await.map_err(r2_error)?;
         Ok(())
+    }
+
+    /// R2 checks a put against a SHA-256: streaming the staged object into
+    /// the digest's key with that check verifies and publishes in one read.
+    async fn copy_if_digest(&self, from: &str, to: &str, expected: &Digest) -> Result<Option<bool>> {
+        let Some(sha256) = sha256_checksum(expected).and_then(|b64| sha256_bytes(&b64)) else {
+            return Ok(None);
+        };
+        let object = self.read(from, None).await?.ok_or(StorageError::NotFound)?;
+        let body = match body_of(&object)? {
+            worker::ResponseBody::Stream(stream) => Data::ReadableStream(stream),
+            _ => Data::Empty,
+        };
+        match self.write_checked(to, body, sha256).await {
+            Ok(_) => Ok(Some(true)),
+            Err(WriteError::BadDigest) => Ok(Some(false)),
+            Err(WriteError::Storage(e)) => Err(e),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
