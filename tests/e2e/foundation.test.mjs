@@ -61,9 +61,10 @@ test('appview health: D1 with schema, PLC, handle resolver and default hold all 
   assert.equal(res.status, 200, JSON.stringify(report));
   assert.equal(report.ok, true);
   const byName = Object.fromEntries(report.checks.map((c) => [c.name, c]));
-  for (const name of ['d1', 'plc', 'pds_resolver', 'default_hold']) {
+  for (const name of ['d1', 'plc', 'handle_resolver', 'default_hold']) {
     assert.equal(byName[name]?.ok, true, `${name}: ${JSON.stringify(byName[name])}`);
   }
+  assert.equal(byName.dns_resolver, undefined, 'the local stack turns DNS resolution off (no DNS for .test handles)');
   assert.match(byName.d1.detail, /schema version/);
   assert.match(byName.default_hold.detail, new RegExp(stack.urls.hold.replace(/[.:/]/g, '\\$&')));
 });
