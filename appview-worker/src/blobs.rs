@@ -9,10 +9,10 @@
 
 use crate::config::AppConfig;
 use crate::holds::{hold_of, locate, Hold, HoldCallError};
-use crate::resolve::{resolve_repo_owner, Identity};
 use crate::manifests::MANIFEST_COLLECTION;
 use crate::oci::error;
 use crate::pds::all_records;
+use crate::resolve::{resolve_repo_owner, Identity};
 use atcr_protocol::manifest::record_uses_blob;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{Did, Digest, OciCode};
@@ -103,7 +103,10 @@ async fn ask(
     if *method == Method::Head {
         Ok(hold.stat(config, user, digest).await?.map(Found::Size))
     } else {
-        Ok(hold.blob_url(config, user, digest, "GET").await?.map(Found::Url))
+        Ok(hold
+            .blob_url(config, user, digest, "GET")
+            .await?
+            .map(Found::Url))
     }
 }
 

@@ -45,7 +45,11 @@ pub async fn list(req: &Request, env: &Env) -> Result<Response> {
         .all()
         .await?
         .results()?;
-    let page = Page::of(rows.into_iter().map(|r| r.full_name).collect(), None, Some(n));
+    let page = Page::of(
+        rows.into_iter().map(|r| r.full_name).collect(),
+        None,
+        Some(n),
+    );
     let mut resp = Response::from_json(&json!({ "repositories": page.items }))?;
     if let Some(link) = page.next_link("/v2/_catalog") {
         resp.headers_mut().set("Link", &link)?;

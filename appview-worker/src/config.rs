@@ -68,7 +68,8 @@ impl AppConfig {
                 .trim_end_matches('/')
                 .into(),
             dns_resolver_url: optional_url(
-                var("DNS_RESOLVER_URL").unwrap_or_else(|_| "https://cloudflare-dns.com/dns-query".into()),
+                var("DNS_RESOLVER_URL")
+                    .unwrap_or_else(|_| "https://cloudflare-dns.com/dns-query".into()),
             ),
             handle_resolver_url: optional_url(
                 var("HANDLE_RESOLVER_URL").unwrap_or_else(|_| "https://public.api.bsky.app".into()),

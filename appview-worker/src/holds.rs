@@ -4,8 +4,8 @@
 use crate::config::AppConfig;
 use crate::resolve::{resolve_repo_owner, Identity};
 use atcr_protocol::hold_api::{
-    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD, DELETE_BLOB,
-    COMPLETE_UPLOAD, GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
+    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD,
+    COMPLETE_UPLOAD, DELETE_BLOB, GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
 };
 use atcr_protocol::identity::HOLD_SERVICE_ID;
 use atcr_protocol::reference::RepoName;

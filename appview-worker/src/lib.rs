@@ -16,6 +16,7 @@ mod resolve;
 mod sessions;
 mod token;
 mod uploads;
+mod web;
 
 use atcr_protocol::identity::{DidDocument, Service};
 use atcr_protocol::service_auth::PublicKey;
@@ -40,6 +41,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
         return oci::handle(req, &env, &ctx, &config).await;
+    }
+    if let Some(page) = web::serve(&req, &env, &config).await {
+        return page;
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,

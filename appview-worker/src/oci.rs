@@ -77,7 +77,8 @@ pub async fn handle(
         }
         Route::Manifest { name, reference } => match req.method() {
             Method::Get | Method::Head => {
-                crate::manifests::get_manifest(env, ctx, config, req.method(), &name, reference).await
+                crate::manifests::get_manifest(env, ctx, config, req.method(), &name, reference)
+                    .await
             }
             Method::Put => match signed_in(&claims, "push") {
                 Ok(user) => {

@@ -8,11 +8,11 @@
 
 use crate::config::AppConfig;
 use crate::oci::Refusal;
+use atcr_protocol::identity::did_from_dns_answer;
 use atcr_protocol::reference::{Owner, RepoName};
 use atcr_protocol::OciCode;
 use atcr_protocol::{Did, DidDocument, Handle};
 use serde::Deserialize;
-use atcr_protocol::identity::did_from_dns_answer;
 use worker::{Fetch, Headers, Request, RequestInit};
 use worker_support::{resolve_did_cached, IsolateCache, SharedCache};
 

@@ -43,7 +43,10 @@ struct TokenResponse {
 enum Credential {
     Anonymous,
     /// Basic auth on GET, or the OAuth2 `password` grant on POST.
-    Password { user: String, password: String },
+    Password {
+        user: String,
+        password: String,
+    },
     /// The OAuth2 `refresh_token` grant.
     Refresh(String),
 }
@@ -162,7 +165,8 @@ async fn from_form(req: &mut Request) -> std::result::Result<TokenRequest, Strin
             password: param(&params, "password").ok_or("the password grant needs a password")?,
         },
         Some("refresh_token") => Credential::Refresh(
-            param(&params, "refresh_token").ok_or("the refresh_token grant needs a refresh_token")?,
+            param(&params, "refresh_token")
+                .ok_or("the refresh_token grant needs a refresh_token")?,
         ),
         other => {
             return Err(format!(

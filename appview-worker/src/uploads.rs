@@ -121,7 +121,11 @@ async fn start(
 }
 
 /// A state with no hold session yet.
-fn new_state(name: &RepoName, user: &Did, hold: &Hold) -> std::result::Result<UploadState, Refusal> {
+fn new_state(
+    name: &RepoName,
+    user: &Did,
+    hold: &Hold,
+) -> std::result::Result<UploadState, Refusal> {
     Ok(UploadState {
         id: random_id().map_err(internal)?,
         name: name.to_string(),
@@ -371,7 +375,14 @@ async fn append_body(
             while let Some(bytes) = current {
                 let number = next_part_number(state)?;
                 let (sent, next) = futures_util::join!(
-                    send_part(config, hold, &user, &session, number, PartBody::Bytes(bytes)),
+                    send_part(
+                        config,
+                        hold,
+                        &user,
+                        &session,
+                        number,
+                        PartBody::Bytes(bytes)
+                    ),
                     reader.next_part()
                 );
                 record_part(state, sent?);

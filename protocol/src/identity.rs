@@ -323,7 +323,10 @@ mod tests {
             did_from_dns_answer(&answer(&["\"did=did:plc:a\"", "\"did=did:plc:b\""])),
             None
         );
-        assert_eq!(did_from_dns_answer(&serde_json::json!({ "Status": 3 })), None);
+        assert_eq!(
+            did_from_dns_answer(&serde_json::json!({ "Status": 3 })),
+            None
+        );
     }
 
     #[test]

@@ -241,7 +241,10 @@ mod tests {
             exp: 2000,
         };
         let token = grant.seal(&secret);
-        assert_eq!(RefreshGrant::open(&token, &secret, at(1999)), Ok(grant.clone()));
+        assert_eq!(
+            RefreshGrant::open(&token, &secret, at(1999)),
+            Ok(grant.clone())
+        );
         assert_eq!(
             RefreshGrant::open(&token, &secret, at(2001)),
             Err(RefreshError::Expired)

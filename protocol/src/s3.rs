@@ -404,9 +404,10 @@ mod tests {
     fn presigned_headers_are_signed_and_must_be_sent() {
         let s3 =
             S3Config::new("http://127.0.0.1:9000", "blobs", "us-east-1", AK, SK, true).unwrap();
-        let digest: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-            .parse()
-            .unwrap();
+        let digest: Digest =
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse()
+                .unwrap();
         let checksum = sha256_checksum(&digest).unwrap();
         assert_eq!(checksum, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
         let url = s3

@@ -83,11 +83,14 @@ test('demo accounts exist in the PDS and their app passwords sign in', async () 
   }
 });
 
-test('the appview serves its home page from web/', async () => {
+test('the appview renders its home page and serves static assets from web/', async () => {
   const res = await fetch(`${stack.urls.appview}/`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /text\/html/);
   assert.match(await res.text(), /container registry on the AT Protocol/);
+  const css = await fetch(`${stack.urls.appview}/style.css`);
+  assert.equal(css.status, 200);
+  assert.match(css.headers.get('content-type'), /text\/css/);
 });
 
 // Runs last: it takes S3 away from the stack.

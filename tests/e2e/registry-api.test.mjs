@@ -10,7 +10,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack, queryD1 } from '../lib/stack.mjs';
-import { registryToken } from '../lib/registry.mjs';
+import { registryToken, pushBlob as pushRegistryBlob, pushImage as pushRegistryImage } from '../lib/registry.mjs';
 import { login, putRecord, xrpc } from '../lib/atproto.mjs';
 import { buildImage, OCI_MANIFEST } from '../lib/image.mjs';
 
@@ -31,29 +31,8 @@ const sha256 = (bytes) => `sha256:${crypto.createHash('sha256').update(bytes).di
 const bearer = (token) => ({ authorization: `Bearer ${token}` });
 const pushToken = (name, account = alice) => registryToken(stack, `repository:${name}:pull,push,delete`, account);
 
-async function pushBlob(name, bytes, token) {
-  const res = await fetch(registry(`/v2/${name}/blobs/uploads/?digest=${sha256(bytes)}`), {
-    method: 'POST', headers: { ...bearer(token), 'content-type': 'application/octet-stream' }, body: bytes,
-  });
-  assert.equal(res.status, 201, await res.text());
-  return sha256(bytes);
-}
-
-/** A one-layer image pushed over raw HTTP; resolves to its manifest's blobs. */
-async function pushImage(name, tag, token) {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
-  const layer = crypto.randomBytes(2048);
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: OCI_MANIFEST,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await pushBlob(name, config, token), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: await pushBlob(name, layer, token), size: layer.length }],
-  }));
-  const res = await fetch(registry(`/v2/${name}/manifests/${tag}`), {
-    method: 'PUT', headers: { ...bearer(token), 'content-type': OCI_MANIFEST }, body: manifest,
-  });
-  assert.equal(res.status, 201, await res.text());
-  return { config: sha256(config), layer: sha256(layer), manifest: sha256(manifest) };
-}
+const pushBlob = (name, bytes, token) => pushRegistryBlob(stack, name, bytes, token);
+const pushImage = (name, tag, token) => pushRegistryImage(stack, name, tag, token);
 
 function run(cmd, args) {
   return new Promise((resolve) => {

@@ -85,7 +85,12 @@ pub trait BlobStore {
     /// storage checking them on the way: one pass instead of a hashing read
     /// and a copy. `Some(true)`: copied; `Some(false)`: other bytes, nothing
     /// written; `None`: this store cannot check while copying.
-    async fn copy_if_digest(&self, _from: &str, _to: &str, _expected: &Digest) -> Result<Option<bool>> {
+    async fn copy_if_digest(
+        &self,
+        _from: &str,
+        _to: &str,
+        _expected: &Digest,
+    ) -> Result<Option<bool>> {
         Ok(None)
     }
     async fn delete(&self, key: &str) -> Result<()>;

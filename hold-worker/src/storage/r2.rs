@@ -222,7 +222,12 @@ impl BlobStore for R2Store<'_> {
 
     /// R2 checks a put against a SHA-256: streaming the staged object into
     /// the digest's key with that check verifies and publishes in one read.
-    async fn copy_if_digest(&self, from: &str, to: &str, expected: &Digest) -> Result<Option<bool>> {
+    async fn copy_if_digest(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &Digest,
+    ) -> Result<Option<bool>> {
         let Some(sha256) = sha256_checksum(expected).and_then(|b64| sha256_bytes(&b64)) else {
             return Ok(None);
         };

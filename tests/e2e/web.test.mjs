@@ -1,0 +1,119 @@
+// The web UI in a real browser (headless Chromium): the home page lists what
+// was pushed, repository pages show tags with kind, platforms, size and the
+// pull count, search and user pages find repositories, and nothing a user
+// types is ever run as markup.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { startStack, ROOT } from '../lib/stack.mjs';
+import { registryToken, pushImage } from '../lib/registry.mjs';
+import { buildIndex, OCI_MANIFEST } from '../lib/image.mjs';
+
+const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
+const { chromium } = require('playwright-core');
+
+let stack, scratch, browser, page, alice, service, image, multi;
+before(async () => {
+  stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-web-test-'));
+  alice = stack.accounts.alice;
+  service = `127.0.0.1:${stack.ports.appview}`;
+  const name = `${alice.handle}/webapp`;
+  const token = await registryToken(stack, `repository:${name}:pull,push`, alice);
+  image = await pushImage(stack, name, 'v1', token);
+  // A multi-platform index, pushed by skopeo, under another tag.
+  multi = buildIndex(scratch, { tag: 'multi', label: 'web' });
+  const push = await run('skopeo', ['copy', '--all', '--dest-tls-verify=false', '--dest-creds', `${alice.handle}:${alice.appPassword}`,
+    `oci:${multi.layout}:multi`, `docker://${service}/${name}:multi`]);
+  assert.equal(push.code, 0, push.stderr);
+  // Two pulls of v1 to count.
+  const pull = await registryToken(stack, `repository:${name}:pull`);
+  for (let i = 0; i < 2; i++) {
+    const res = await fetch(new URL(`/v2/${name}/manifests/v1`, stack.urls.appview), { headers: { authorization: `Bearer ${pull}`, accept: OCI_MANIFEST } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+  }
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  page = await browser.newPage();
+}, { timeout: 900_000 });
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+function run(cmd, args) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env: { ...process.env, HOME: scratch }, timeout: 300_000 },
+      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
+  });
+}
+
+const url = (p) => new URL(p, stack.urls.appview).toString();
+
+test('the home page lists the pushed repository and links to its page', async () => {
+  const res = await page.goto(url('/'));
+  assert.equal(res.status(), 200);
+  assert.match(await page.title(), /container registry on the AT Protocol/);
+  assert.match(await page.textContent('main'), new RegExp(`podman push web:1.0 ${service.replace(/[.]/g, '\\.')}/`));
+  const link = page.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`);
+  assert.equal(await link.count(), 1);
+  assert.match(await page.locator('ul.repos li', { has: link }).textContent(), /2 tags · 2 pulls/);
+  await link.click();
+  await page.waitForURL(url(`/r/${alice.handle}/webapp`));
+});
+
+test('a repository page shows each tag\'s kind, platforms, size and digest, the pull count and the pull command', async () => {
+  const res = await page.goto(url(`/r/${alice.handle}/webapp`));
+  assert.equal(res.status(), 200);
+  assert.match(await page.textContent('main'), /2 pulls/);
+  assert.match(await page.textContent('code.pull'), new RegExp(`^docker pull ${service.replace(/[.]/g, '\\.')}/${alice.handle}/webapp:(v1|multi)$`));
+  const row = (tag) => page.locator('table.tags tbody tr', { has: page.locator('td.tag', { hasText: new RegExp(`^${tag}$`) }) });
+  const cells = async (tag) => (await row(tag).locator('td').allTextContents()).map((t) => t.trim());
+
+  const [tagV1, kindV1, , sizeV1, digestV1] = await cells('v1');
+  assert.equal(tagV1, 'v1');
+  assert.equal(kindV1, 'image');
+  assert.equal(sizeV1, `${(image.size / 1000).toFixed(1)} kB`, 'config plus layer, from the manifest record');
+  assert.ok(image.manifest.startsWith(digestV1), `${digestV1} abbreviates ${image.manifest}`);
+  assert.equal(await row('v1').locator('code').getAttribute('title'), image.manifest);
+
+  const [, kindMulti, platforms] = await cells('multi');
+  assert.equal(kindMulti, 'multi-platform index');
+  assert.equal(platforms, 'linux/amd64, linux/arm64');
+});
+
+test('search finds repositories by handle or name; the user page lists theirs', async () => {
+  await page.goto(url('/'));
+  await page.fill('input[name=q]', 'webap');
+  await page.press('input[name=q]', 'Enter');
+  await page.waitForURL(/\/search\?q=webap/);
+  assert.equal(await page.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`).count(), 1);
+  await page.goto(url('/search?q=nothing-like-this'));
+  assert.match(await page.textContent('main'), /No repository matches/);
+
+  const user = await page.goto(url(`/u/${alice.handle}`));
+  assert.equal(user.status(), 200);
+  assert.match(await page.textContent('h1'), new RegExp(alice.handle));
+  assert.match(await page.textContent('main'), new RegExp(alice.did));
+  assert.equal(await page.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`).count(), 1);
+});
+
+test('unknown repositories and users are 404 pages; what users type is shown, never run', async () => {
+  const missing = await page.goto(url(`/r/${alice.handle}/nope`));
+  assert.equal(missing.status(), 404);
+  assert.match(await page.textContent('main'), /No repository alice\.test\/nope is known here/);
+  assert.equal((await page.goto(url('/u/nobody.test'))).status(), 404);
+
+  const hostile = '<script>document.title="owned"</script><img src=x onerror=alert(1)>';
+  const searched = await page.goto(url(`/search?q=${encodeURIComponent(hostile)}`));
+  assert.equal(searched.status(), 200, 'a long, odd search is just a search');
+  assert.ok((await page.textContent('h1')).includes(hostile), 'the text comes back as text');
+  assert.notEqual(await page.title(), 'owned');
+  assert.equal(await page.locator('main script, main img').count(), 0);
+  assert.equal(await page.inputValue('input[name=q]'), hostile);
+});
