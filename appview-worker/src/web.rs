@@ -6,18 +6,23 @@
 //! | `/` | what ATCR is, how to push, recently pushed repositories |
 //! | `/search?q=` | repositories whose `<handle>/<name>` contains the text |
 //! | `/u/<handle>` | a user's repositories |
-//! | `/r/<handle>/<repository>` | tags with kind, platforms, size, digest; pull count and command |
+//! | `/r/<handle>/<repository>` | description, tags with kind, platforms, size, digest; pull count and command |
 
 use crate::config::AppConfig;
 use crate::index::{self, RepositoryRow, TagRow};
+use crate::manifests::MANIFEST_COLLECTION;
 use crate::pds::get_record;
 use askama::Template;
 use atcr_protocol::manifest::{DOCKER_LIST, OCI_INDEX};
+use atcr_protocol::markdown::to_safe_html;
 use atcr_protocol::Did;
 use worker::{Env, Method, Request, Response, Result};
 use worker_support::{query_param, IsolateCache};
 
 const RECENT: u32 = 20;
+/// Owners describe a repository with an `io.atcr.repo.page` record whose key
+/// is the repository name (`/` written as `~`).
+const PAGE_COLLECTION: &str = "io.atcr.repo.page";
 const SEARCH_RESULTS: u32 = 50;
 
 /// Answers `req` if it is a page of the UI.
@@ -91,6 +96,8 @@ impl From<&RepositoryRow> for RepoItem {
 }
 
 struct TagItem {
+    /// The manifest's `org.opencontainers.image.description` annotation.
+    description: Option<String>,
     tag: String,
     digest: String,
     short_digest: String,
@@ -138,6 +145,10 @@ struct Repository {
     updated: String,
     latest: String,
     tags: Vec<TagItem>,
+    /// From the owner's `io.atcr.repo.page` record: safe HTML.
+    description_html: Option<String>,
+    /// Else the newest image's description annotation: plain text.
+    summary: Option<String>,
 }
 
 #[derive(Template)]
@@ -200,6 +211,12 @@ async fn repository(env: &Env, config: &AppConfig, handle: &str, name: &str) -> 
     for row in &rows {
         tags.push(tag_item(row, &repo).await);
     }
+    // The owner's page record, else the newest image's own description.
+    let description_html = page_description(&repo).await;
+    let summary = match description_html {
+        Some(_) => None,
+        None => tags.iter().find_map(|t| t.description.clone()),
+    };
     render(&Repository {
         query: String::new(),
         host: config.service.clone(),
@@ -214,6 +231,8 @@ async fn repository(env: &Env, config: &AppConfig, handle: &str, name: &str) -> 
             .map(|t| t.tag.clone())
             .unwrap_or_else(|| "latest".into()),
         tags,
+        description_html,
+        summary,
     })
 }
 
@@ -232,14 +251,16 @@ async fn tag_item(row: &TagRow, repo: &RepositoryRow) -> TagItem {
         .iter()
         .map(platform_name)
         .collect();
-    let size = match (&row.record_uri, is_index) {
-        (Some(uri), false) => image_size(repo, uri, &row.digest)
-            .await
-            .map(human_bytes)
-            .unwrap_or_default(),
+    let facts = match &row.record_uri {
+        Some(uri) => manifest_facts(repo, uri, &row.digest).await,
+        None => None,
+    };
+    let size = match (&facts, is_index) {
+        (Some(facts), false) => human_bytes(facts.size),
         _ => String::new(),
     };
     TagItem {
+        description: facts.and_then(|f| f.description),
         tag: row.tag.clone(),
         short_digest: row.digest.chars().take(7 + 12).collect(),
         digest: row.digest.clone(),
@@ -258,35 +279,72 @@ fn platform_name(p: &serde_json::Value) -> String {
     }
 }
 
-thread_local! {
-    /// Manifests are content-addressed: a size, once read, never changes.
-    static SIZES: IsolateCache<u64> = IsolateCache::new(4096);
+/// What the repository page shows of a manifest, from its record.
+#[derive(Clone)]
+struct ManifestFacts {
+    /// Config plus layers.
+    size: u64,
+    description: Option<String>,
 }
 
-/// Config plus layers, from the manifest's record in the owner's PDS.
-async fn image_size(repo: &RepositoryRow, record_uri: &str, digest: &str) -> Option<u64> {
-    if let Some(size) = SIZES.with(|c| c.get(digest)) {
-        return Some(size);
+thread_local! {
+    /// Manifests are content-addressed: their facts, once read, never change.
+    static FACTS: IsolateCache<ManifestFacts> = IsolateCache::new(4096);
+    /// `io.atcr.repo.page` descriptions, briefly.
+    static PAGES: IsolateCache<Option<String>> = IsolateCache::new(1024);
+}
+
+const PAGE_CACHE_MS: u64 = 60_000;
+
+/// The manifest's record in the owner's PDS, summarized.
+async fn manifest_facts(
+    repo: &RepositoryRow,
+    record_uri: &str,
+    digest: &str,
+) -> Option<ManifestFacts> {
+    if let Some(facts) = FACTS.with(|c| c.get(digest)) {
+        return Some(facts);
     }
     let did: Did = repo.owner_did.parse().ok()?;
     let rkey = record_uri.rsplit('/').next()?;
-    let record = get_record(
-        &repo.pds_endpoint,
-        &did,
-        crate::manifests::MANIFEST_COLLECTION,
-        rkey,
-    )
-    .await
-    .ok()??;
+    let record = get_record(&repo.pds_endpoint, &did, MANIFEST_COLLECTION, rkey)
+        .await
+        .ok()??;
     let value = &record["value"];
-    let layers: u64 = value["layers"]
-        .as_array()?
-        .iter()
-        .filter_map(|l| l["size"].as_u64())
-        .sum();
-    let size = layers + value["config"]["size"].as_u64().unwrap_or(0);
-    SIZES.with(|c| c.put(digest, size, u64::MAX / 2));
-    Some(size)
+    let sizes = |list: &serde_json::Value| -> u64 {
+        list.as_array()
+            .map(|l| l.iter().filter_map(|d| d["size"].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    let facts = ManifestFacts {
+        size: sizes(&value["layers"]) + value["config"]["size"].as_u64().unwrap_or(0),
+        description: value["annotations"]["org.opencontainers.image.description"]
+            .as_str()
+            .map(str::to_string),
+    };
+    FACTS.with(|c| c.put(digest, facts.clone(), u64::MAX / 2));
+    Some(facts)
+}
+
+/// The owner's `io.atcr.repo.page` description (Markdown) for the
+/// repository, rendered so that nothing in it can run.
+async fn page_description(repo: &RepositoryRow) -> Option<String> {
+    let key = format!("{}/{}", repo.owner_did, repo.name);
+    if let Some(cached) = PAGES.with(|c| c.get(&key)) {
+        return cached;
+    }
+    let did: Did = repo.owner_did.parse().ok()?;
+    let rkey = repo.name.replace('/', "~");
+    let record = get_record(&repo.pds_endpoint, &did, PAGE_COLLECTION, &rkey)
+        .await
+        .ok()?;
+    let html = record
+        .as_ref()
+        .and_then(|r| r["value"]["description"].as_str())
+        .filter(|text| !text.trim().is_empty())
+        .map(to_safe_html);
+    PAGES.with(|c| c.put(&key, html.clone(), PAGE_CACHE_MS));
+    html
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -13,6 +13,7 @@ pub mod hold_api;
 pub mod hold_storage;
 pub mod identity;
 pub mod manifest;
+pub mod markdown;
 pub mod pagination;
 pub mod paths;
 pub mod reference;

@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { startStack, ROOT } from '../lib/stack.mjs';
-import { registryToken, pushImage } from '../lib/registry.mjs';
+import { registryToken, pushImage, pushBlob } from '../lib/registry.mjs';
+import { login, putRecord } from '../lib/atproto.mjs';
 import { buildIndex, OCI_MANIFEST } from '../lib/image.mjs';
 
 const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
@@ -37,6 +38,28 @@ before(async () => {
     assert.equal(res.status, 200);
     await res.arrayBuffer();
   }
+  // A repository its owner describes with an io.atcr.repo.page record (Markdown)...
+  const documented = `${alice.handle}/documented`;
+  await pushImage(stack, documented, 'v1', await registryToken(stack, `repository:${documented}:pull,push`, alice));
+  const session = await login(stack.urls.pds, alice);
+  await putRecord(stack.urls.pds, session, alice.did, 'io.atcr.repo.page', 'documented', {
+    repository: 'documented', description: PAGE_MARKDOWN, createdAt: new Date().toISOString(),
+  });
+  // ...and one whose image describes itself (org.opencontainers.image.description).
+  const described = `${alice.handle}/described`;
+  const describedToken = await registryToken(stack, `repository:${described}:pull,push`, alice);
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: OCI_MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await pushBlob(stack, described, config, describedToken), size: config.length },
+    layers: [],
+    annotations: { 'org.opencontainers.image.description': 'A tiny <b>test</b> image' },
+  }));
+  const put = await fetch(new URL(`/v2/${described}/manifests/v1`, stack.urls.appview), {
+    method: 'PUT', headers: { authorization: `Bearer ${describedToken}`, 'content-type': OCI_MANIFEST }, body: manifest,
+  });
+  assert.equal(put.status, 201, await put.text());
+
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
   page = await browser.newPage();
 }, { timeout: 900_000 });
@@ -54,6 +77,16 @@ function run(cmd, args) {
 }
 
 const url = (p) => new URL(p, stack.urls.appview).toString();
+
+const PAGE_MARKDOWN = [
+  '# Documented',
+  '',
+  'Serves **pages**; see [the docs](https://example.com/docs).',
+  '',
+  '<script>document.title="owned"</script>',
+  '',
+  'A [click](javascript:document.title="owned") that must not run.',
+].join('\n');
 
 test('the home page lists the pushed repository and links to its page', async () => {
   const res = await page.goto(url('/'));
@@ -116,4 +149,21 @@ test('unknown repositories and users are 404 pages; what users type is shown, ne
   assert.notEqual(await page.title(), 'owned');
   assert.equal(await page.locator('main script, main img').count(), 0);
   assert.equal(await page.inputValue('input[name=q]'), hostile);
+});
+
+test('a repository page shows its owner\'s Markdown description, rendered safely, else the image\'s own description', async () => {
+  assert.equal((await page.goto(url(`/r/${alice.handle}/documented`))).status(), 200);
+  const description = page.locator('section.description');
+  assert.equal(await description.locator('h1').textContent(), 'Documented');
+  assert.equal(await description.locator('strong').textContent(), 'pages');
+  assert.equal(await description.locator('a', { hasText: 'the docs' }).getAttribute('href'), 'https://example.com/docs');
+  assert.match(await description.textContent(), /<script>document\.title="owned"<\/script>/, 'raw HTML is shown as text');
+  assert.equal(await page.locator('main script').count(), 0);
+  assert.notEqual(await description.locator('a', { hasText: 'click' }).getAttribute('href'), 'javascript:document.title="owned"');
+  await description.locator('a', { hasText: 'click' }).click().catch(() => {});
+  assert.notEqual(await page.title(), 'owned');
+
+  assert.equal((await page.goto(url(`/r/${alice.handle}/described`))).status(), 200);
+  assert.equal((await page.locator('section.description').textContent()).trim(), 'A tiny <b>test</b> image');
+  assert.equal(await page.locator('section.description b').count(), 0);
 });
