@@ -12,7 +12,7 @@ use crate::holds::{hold_of, locate, Hold, HoldCallError};
 use crate::manifests::MANIFEST_COLLECTION;
 use crate::oci::error;
 use crate::pds::all_records;
-use crate::resolve::{resolve_repo_owner, Identity};
+use crate::resolve::{require_owner, resolve_repo_owner, Identity};
 use atcr_protocol::manifest::record_uses_blob;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{Did, Digest, OciCode};
@@ -132,14 +132,13 @@ pub async fn delete_blob(
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response> {
-    let (owner, hold) = match locate(name, config).await {
+    let owned = locate(name, config).await.and_then(|(owner, hold)| {
+        require_owner(&owner, user, name, "delete from").map(|()| (owner, hold))
+    });
+    let (owner, hold) = match owned {
         Ok(found) => found,
         Err((code, message)) => return error(code, Some(message)),
     };
-    if &owner.did != user {
-        let message = format!("only {} may delete from {name}", owner.did);
-        return error(OciCode::Denied, Some(message));
-    }
     match hold.stat(config, Some(user), digest).await {
         Ok(Some(_)) => {}
         Ok(None) => {

@@ -12,7 +12,7 @@ use crate::holds::{locate, Hold};
 use crate::index::{self, StoredManifest};
 use crate::oci::{error, internal, Refusal};
 use crate::pds::{all_records, get_blob, get_record, Body, PdsWriter};
-use crate::resolve::{resolve_repo_owner, Identity};
+use crate::resolve::{require_owner, resolve_repo_owner, Identity};
 use atcr_protocol::digest::Algorithm;
 use atcr_protocol::manifest::{self, tag_record_key, ManifestError, MAX_MANIFEST_BYTES};
 use atcr_protocol::pagination::Page;
@@ -80,12 +80,7 @@ async fn store(
     reference: Reference,
 ) -> std::result::Result<Response, Refusal> {
     let (owner, hold) = locate(name, config).await?;
-    if &owner.did != user {
-        return Err((
-            OciCode::Denied,
-            format!("only {} may push to {name}", owner.did),
-        ));
-    }
+    require_owner(&owner, user, name, "push to")?;
     let declared = req
         .headers()
         .get("Content-Length")
@@ -582,9 +577,7 @@ pub async fn delete_manifest(
 ) -> Result<Response> {
     let outcome: std::result::Result<(), Refusal> = async {
         let owner = resolve_repo_owner(name, config).await?;
-        if &owner.did != user {
-            return Err((OciCode::Denied, format!("only {} may delete from {name}", owner.did)));
-        }
+        require_owner(&owner, user, name, "delete from")?;
         let mut writer = PdsWriter::for_user(env, config, user)
             .await
             .map_err(internal)?

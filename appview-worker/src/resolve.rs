@@ -65,6 +65,22 @@ pub async fn resolve_repo_owner(name: &RepoName, config: &AppConfig) -> Result<I
         })
 }
 
+/// Refuses `action` on `name` (push, delete) to anyone but its owner.
+pub fn require_owner(
+    owner: &Identity,
+    user: &Did,
+    name: &RepoName,
+    action: &str,
+) -> Result<(), Refusal> {
+    if &owner.did == user {
+        return Ok(());
+    }
+    Err((
+        OciCode::Denied,
+        format!("only {} may {action} {name}", owner.did),
+    ))
+}
+
 /// Resolves a user typed as a handle or a DID.
 pub async fn resolve_user(user: &str, config: &AppConfig) -> Result<Identity, ResolveError> {
     if let Ok(did) = user.parse::<Did>() {

@@ -14,6 +14,7 @@
 use crate::config::AppConfig;
 use crate::holds::{locate, Hold, HoldCallError};
 use crate::oci::{error, internal, Refusal};
+use crate::resolve::require_owner;
 use atcr_protocol::hold_api::{CompletedPart, SignedPut, MAX_PARTS};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::sealed;
@@ -89,12 +90,7 @@ async fn start(
     name: &RepoName,
 ) -> std::result::Result<Response, Refusal> {
     let (owner, hold) = locate(name, config).await?;
-    if &owner.did != user {
-        return Err((
-            OciCode::Denied,
-            format!("only {} may push to {name}", owner.did),
-        ));
-    }
+    require_owner(&owner, user, name, "push to")?;
     if let Some(mount) = query_param(req, "mount") {
         let digest: Digest = mount.parse().map_err(digest_invalid)?;
         // The owner's hold already has it: "mounting" is just saying so.

@@ -207,12 +207,12 @@ async fn repository(env: &Env, config: &AppConfig, handle: &str, name: &str) -> 
         return not_found(format!("No repository {handle}/{name} is known here."));
     };
     let rows = index::tags(env, &repo.owner_did, &repo.name).await?;
-    let mut tags = Vec::with_capacity(rows.len());
-    for row in &rows {
-        tags.push(tag_item(row, &repo).await);
-    }
+    // Each tag may need its manifest record from the PDS: ask for them all at once.
+    let (tags, description_html) = futures_util::join!(
+        futures_util::future::join_all(rows.iter().map(|row| tag_item(row, &repo))),
+        page_description(&repo)
+    );
     // The owner's page record, else the newest image's own description.
-    let description_html = page_description(&repo).await;
     let summary = match description_html {
         Some(_) => None,
         None => tags.iter().find_map(|t| t.description.clone()),

@@ -16,12 +16,12 @@
 //   artifactType does not (c/image 5.23's manifest type has no such field).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
+import { runIn } from '../lib/clients.mjs';
 import { registryToken } from '../lib/registry.mjs';
 import { buildArtifact, buildImage, layoutBlobs, subjectOf, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST } from '../lib/image.mjs';
 
@@ -41,12 +41,7 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function run(cmd, args) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 300_000, maxBuffer: 1 << 26 },
-      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
-  });
-}
+const run = (cmd, args) => runIn(scratch, cmd, args);
 async function ok(cmd, args) {
   const res = await run(cmd, args);
   assert.equal(res.code, 0, `${cmd} ${args.join(' ')}\n${res.stderr}`);

@@ -3,12 +3,12 @@
 // real clients (skopeo, podman) logging in.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack, queryD1 } from '../lib/stack.mjs';
+import { runIn } from '../lib/clients.mjs';
 
 let stack, service, scratch;
 before(async () => {
@@ -33,12 +33,7 @@ async function getToken({ user, password, scope }) {
 
 const claimsOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url'));
 
-function run(cmd, args) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 120_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
-  });
-}
+const run = (cmd, args) => runIn(scratch, cmd, args);
 
 test('the owner gets pull and push on their repository; the token opens /v2/', async () => {
   const { alice } = stack.accounts;

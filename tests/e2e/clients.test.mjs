@@ -3,12 +3,12 @@
 // referrers API, deletes, and a second appview that owns nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
+import { runIn } from '../lib/clients.mjs';
 import { registryToken } from '../lib/registry.mjs';
 import { buildImage, buildIndex, layoutBlobs } from '../lib/image.mjs';
 
@@ -24,13 +24,7 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function run(cmd, args, input) {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 300_000, maxBuffer: 1 << 26 },
-      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
-    if (input !== undefined) child.stdin.end(input);
-  });
-}
+const run = (cmd, args, input) => runIn(scratch, cmd, args, { input });
 const creds = () => `${alice.handle}:${alice.appPassword}`;
 
 const pullToken = (name) => registryToken(stack, `repository:${name}:pull`);

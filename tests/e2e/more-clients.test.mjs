@@ -4,12 +4,12 @@
 // io.atcr.manifest and io.atcr.tag records in the owner's PDS.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
+import { runIn } from '../lib/clients.mjs';
 import { xrpc } from '../lib/atproto.mjs';
 import { buildImage, buildIndex, OCI_INDEX } from '../lib/image.mjs';
 
@@ -25,13 +25,7 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function run(cmd, args, input) {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 540_000, maxBuffer: 1 << 26 },
-      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
-    if (input !== undefined) child.stdin.end(input);
-  });
-}
+const run = (cmd, args, input) => runIn(scratch, cmd, args, { input, timeout: 540_000 });
 const creds = () => `${alice.handle}:${alice.appPassword}`;
 const sha256 = (bytes) => `sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`;
 const fileDigest = (file) => sha256(fs.readFileSync(file));

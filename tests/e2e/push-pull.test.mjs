@@ -2,12 +2,12 @@
 // as records, layers in the owner's hold, and what comes back is byte-identical.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
+import { runIn } from '../lib/clients.mjs';
 import { xrpc } from '../lib/atproto.mjs';
 import { buildImage, layoutBlobs } from '../lib/image.mjs';
 
@@ -23,12 +23,7 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function run(cmd, args) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 300_000, maxBuffer: 1 << 26 },
-      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
-  });
-}
+const run = (cmd, args) => runIn(scratch, cmd, args);
 
 /** The files of an unpacked image under `root` hold exactly `files` ({path: content}). */
 function assertUnpacked(root, files) {

@@ -3,13 +3,13 @@
 // form of /auth/token that docker and containers/image use).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack, queryD1 } from '../lib/stack.mjs';
+import { runIn } from '../lib/clients.mjs';
 import { registryToken, pushBlob as pushRegistryBlob, pushImage as pushRegistryImage } from '../lib/registry.mjs';
 import { login, putRecord, xrpc } from '../lib/atproto.mjs';
 import { buildImage, OCI_MANIFEST } from '../lib/image.mjs';
@@ -34,12 +34,7 @@ const pushToken = (name, account = alice) => registryToken(stack, `repository:${
 const pushBlob = (name, bytes, token) => pushRegistryBlob(stack, name, bytes, token);
 const pushImage = (name, tag, token) => pushRegistryImage(stack, name, tag, token);
 
-function run(cmd, args) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, HOME: scratch, XDG_RUNTIME_DIR: scratch }, timeout: 300_000 },
-      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
-  });
-}
+const run = (cmd, args) => runIn(scratch, cmd, args);
 
 /** POST /auth/token with a form, as docker and containers/image send it. */
 async function oauthToken(form) {

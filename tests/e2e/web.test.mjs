@@ -4,12 +4,12 @@
 // types is ever run as markup.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { startStack, ROOT } from '../lib/stack.mjs';
+import { runIn } from '../lib/clients.mjs';
 import { registryToken, pushImage, pushBlob } from '../lib/registry.mjs';
 import { login, putRecord } from '../lib/atproto.mjs';
 import { buildIndex, OCI_MANIFEST } from '../lib/image.mjs';
@@ -69,12 +69,7 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function run(cmd, args) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, HOME: scratch }, timeout: 300_000 },
-      (err, stdout, stderr) => resolve({ code: err ? err.code ?? 1 : 0, stdout, stderr }));
-  });
-}
+const run = (cmd, args) => runIn(scratch, cmd, args);
 
 const url = (p) => new URL(p, stack.urls.appview).toString();
 
