@@ -1,17 +1,15 @@
 //! The appview as a client of holds: finding a user's hold and calling its
 //! XRPC API with short-lived service tokens signed by the appview.
 
+use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
-use crate::resolve::{resolve_repo_owner, Identity};
 use atcr_protocol::hold_api::{
     BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD,
     COMPLETE_UPLOAD, DELETE_BLOB, GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
 };
 use atcr_protocol::identity::HOLD_SERVICE_ID;
-use atcr_protocol::reference::RepoName;
 use atcr_protocol::service_auth::{sign_es256, ServiceClaims};
-use atcr_protocol::OciCode;
-use atcr_protocol::{Did, Digest};
+use atcr_protocol::{collections, Did, Digest};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -267,8 +265,10 @@ pub async fn hold_of(owner: &Identity, config: &AppConfig) -> Did {
 
 async fn profile_hold(owner: &Identity) -> Option<Did> {
     let url = format!(
-        "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection=io.atcr.sailor.profile&rkey=self",
-        owner.pds, owner.did
+        "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection={}&rkey=self",
+        owner.pds,
+        owner.did,
+        collections::PROFILE
     );
     let profile = async {
         let mut resp = Fetch::Url(url.parse().ok()?).send().await.ok()?;
@@ -278,16 +278,4 @@ async fn profile_hold(owner: &Identity) -> Option<Did> {
         resp.json::<ProfileRecord>().await.ok()?.value.default_hold
     };
     profile.await
-}
-
-/// The identity behind a repository name and the hold its blobs live in.
-pub async fn locate(
-    name: &RepoName,
-    config: &AppConfig,
-) -> Result<(Identity, Hold), (OciCode, String)> {
-    let owner = resolve_repo_owner(name, config).await?;
-    let hold = Hold::resolve(&hold_of(&owner, config).await, config)
-        .await
-        .map_err(|e| (OciCode::Internal, e.to_string()))?;
-    Ok((owner, hold))
 }

@@ -1,21 +1,25 @@
 //! The ATCR appview: an OCI registry whose names live on ATProto.
 //!
 //! This crate adapts the Workers runtime (requests, D1, outbound fetch) to the
-//! protocol logic in `atcr-protocol`. One module per endpoint family.
+//! protocol logic in `atcr-protocol`. One folder per flow, imports running
+//! downward only (ARCHITECTURE.md draws the map):
+//!
+//! - `registry/`: the OCI API under `/v2/`
+//! - `web/`: the pages
+//! - `auth/`: the token service and the sessions the appview writes with
+//! - `holds`: the client of holds
+//! - `index/`: the D1 index
+//! - `atproto/`: names → DIDs → PDS, and the PDS's API
+//! - `config`, `oci_error`: leaves every folder may use
 
-mod blobs;
-mod catalog;
+mod atproto;
+mod auth;
 mod config;
 mod health;
 mod holds;
 mod index;
-mod manifests;
-mod oci;
-mod pds;
-mod resolve;
-mod sessions;
-mod token;
-mod uploads;
+mod oci_error;
+mod registry;
 mod web;
 
 use atcr_protocol::identity::{DidDocument, Service};
@@ -40,14 +44,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     };
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
-        return oci::handle(req, &env, &ctx, &config).await;
+        return registry::handle(req, &env, &ctx, &config).await;
     }
     if let Some(page) = web::serve(&req, &env, &config).await {
         return page;
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(&env, &config).await,
-        (Method::Get | Method::Post, "/auth/token") => token::issue(req, &env, &config).await,
+        (Method::Get | Method::Post, "/auth/token") => auth::token::issue(req, &env, &config).await,
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         _ => worker_support::json(404, &serde_json::json!({ "error": "not found" })),
     }

@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::config::HoldConfig;
 use crate::failure::Failure;
 use atcr_protocol::hold_api::HoldError;
-use atcr_protocol::Did;
+use atcr_protocol::{collections, Did};
 use serde::Deserialize;
 use std::cell::RefCell;
 use worker::{Date, Fetch};
@@ -142,7 +142,7 @@ async fn fetch_policy(config: &HoldConfig) -> Result<Policy, Failure> {
         .ok_or_else(|| unavailable(format!("{} names no PDS", config.owner)))?
         .to_string();
     let mut public = config.public;
-    for value in list_records(&pds, &config.owner, "io.atcr.hold")
+    for value in list_records(&pds, &config.owner, collections::HOLD)
         .await
         .map_err(unavailable)?
     {
@@ -154,7 +154,7 @@ async fn fetch_policy(config: &HoldConfig) -> Result<Policy, Failure> {
             public = value["public"].as_bool().unwrap_or(public);
         }
     }
-    let crew = list_records(&pds, &config.owner, "io.atcr.hold.crew")
+    let crew = list_records(&pds, &config.owner, collections::HOLD_CREW)
         .await
         .map_err(unavailable)?
         .into_iter()

@@ -7,6 +7,9 @@
 
 use serde::Serialize;
 
+/// Why a request is refused: the OCI code and words for a person.
+pub type Refusal = (OciCode, String);
+
 /// Every error code a registry response may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OciCode {

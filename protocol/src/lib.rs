@@ -6,6 +6,7 @@
 //! (`SystemTime::now()` panics on wasm32).
 
 pub mod challenge;
+pub mod collections;
 pub mod digest;
 pub mod error;
 pub mod health;
@@ -27,5 +28,5 @@ pub mod tid;
 pub mod upload_session;
 
 pub use digest::Digest;
-pub use error::{ErrorEnvelope, OciCode};
+pub use error::{ErrorEnvelope, OciCode, Refusal};
 pub use identity::{Did, DidDocument, Handle};

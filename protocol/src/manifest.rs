@@ -165,7 +165,7 @@ pub fn record(
         d
     };
     let mut rec = json!({
-        "$type": "io.atcr.manifest",
+        "$type": crate::collections::MANIFEST,
         "repository": repository,
         "digest": digest,
         "mediaType": parsed.media_type,

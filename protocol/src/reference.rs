@@ -150,6 +150,16 @@ pub fn parse_tag(s: &str) -> Result<String, NameError> {
     }
 }
 
+/// As typed after the name: the tag, or the digest.
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Tag(tag) => f.write_str(tag),
+            Reference::Digest(digest) => write!(f, "{digest}"),
+        }
+    }
+}
+
 impl FromStr for Reference {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

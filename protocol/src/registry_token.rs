@@ -11,6 +11,9 @@ use jwt_compact::{AlgorithmExt, UntrustedToken};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
+/// The scope that lists the catalog (as CNCF distribution names it).
+pub const CATALOG_SCOPE: &str = "registry:catalog:*";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     #[serde(rename = "type")]

@@ -4,25 +4,18 @@
 //! sealed with the appview's secret key before they touch D1. The login's
 //! password is kept only as an HMAC, to recognise the same login again.
 
+use crate::atproto::pds::PdsTokens;
 use crate::config::{AppConfig, DB_BINDING};
 use atcr_protocol::secret_box;
 use atcr_protocol::Did;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use worker::{Date, Env};
 
 /// App-password sessions are refreshed long before their refresh token ends.
 const SESSION_LIFETIME_MS: u64 = 60 * 24 * 3600 * 1000;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PdsTokens {
-    pub access_jwt: String,
-    pub refresh_jwt: String,
-}
 
 /// HMAC of a user's credential under the appview's key.
 pub fn credential_mac(config: &AppConfig, did: &Did, password: &str) -> String {

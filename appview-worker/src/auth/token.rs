@@ -10,13 +10,13 @@
 //! logins: the `password` grant (with `access_type=offline`, it also returns
 //! a refresh token) and the `refresh_token` grant.
 
+use crate::atproto::pds::{create_session, LoginError};
+use crate::atproto::resolve::{resolve_owner, resolve_user, ResolveError};
+use crate::auth::sessions;
 use crate::config::AppConfig;
-use crate::oci;
-use crate::pds::{create_session, LoginError};
-use crate::resolve::{resolve_owner, resolve_user, ResolveError};
-use crate::sessions;
+use crate::oci_error::error;
 use atcr_protocol::reference::RepoName;
-use atcr_protocol::registry_token::{sign, Access, RefreshGrant, RegistryClaims};
+use atcr_protocol::registry_token::{sign, Access, RefreshGrant, RegistryClaims, CATALOG_SCOPE};
 use atcr_protocol::{Did, OciCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -68,7 +68,7 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
     };
     let request = match parsed {
         Ok(request) => request,
-        Err(msg) => return oci::error(OciCode::Unauthorized, Some(msg)),
+        Err(msg) => return error(OciCode::Unauthorized, Some(msg)),
     };
     if let Some(service) = &request.service {
         if service != &config.service {
@@ -76,7 +76,7 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
                 "this token service issues tokens for '{}', not '{service}'",
                 config.service
             );
-            return oci::error(OciCode::Denied, Some(msg));
+            return error(OciCode::Denied, Some(msg));
         }
     }
     let signed_in = match request.credential {
@@ -84,12 +84,12 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
         Credential::Password { user, password } => {
             match login(env, config, &user, &password).await {
                 Ok(session) => Some(session),
-                Err((code, msg)) => return oci::error(code, Some(msg)),
+                Err((code, msg)) => return error(code, Some(msg)),
             }
         }
         Credential::Refresh(token) => match refresh(env, config, &token).await {
             Ok(session) => Some(session),
-            Err((code, msg)) => return oci::error(code, Some(msg)),
+            Err((code, msg)) => return error(code, Some(msg)),
         },
     };
     let user = signed_in.as_ref().map(|(did, _)| did);
@@ -229,7 +229,7 @@ fn unix_now() -> u64 {
 /// (repositories are public), push and delete only for the repository's owner.
 async fn grant(scope: &str, user: Option<&Did>, config: &AppConfig) -> Option<Access> {
     let requested = Access::parse_scope(scope)?;
-    if scope == oci::CATALOG_SCOPE {
+    if scope == CATALOG_SCOPE {
         // Every repository is public, so anyone may list them.
         return Some(requested);
     }

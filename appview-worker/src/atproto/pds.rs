@@ -1,17 +1,25 @@
-//! Calls the appview makes to a user's PDS.
+//! Calls the appview makes to a user's PDS: public reads of records and
+//! blobs, and the XRPC calls of a session (sign-in, refresh, authorized
+//! procedures). Which session to use is `auth`'s business.
 
-use crate::config::AppConfig;
-use crate::sessions::{self, PdsTokens};
 use atcr_protocol::Did;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Fetch, Headers, Method, Request, RequestInit};
 
 #[derive(Debug)]
 pub enum LoginError {
     /// The PDS refused the credentials.
     Refused(String),
     Unavailable(String),
+}
+
+/// The tokens of a PDS session (`createSession`, `refreshSession`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdsTokens {
+    pub access_jwt: String,
+    pub refresh_jwt: String,
 }
 
 #[derive(Deserialize)]
@@ -67,115 +75,77 @@ pub async fn create_session(pds: &str, did: &Did, password: &str) -> Result<PdsT
     }
 }
 
-/// Writes to a user's PDS with the session the appview holds for them,
-/// refreshing it once when the PDS says it expired.
-pub struct PdsWriter<'a> {
-    env: &'a Env,
-    config: &'a AppConfig,
-    did: Did,
-    pub pds: String,
-    tokens: PdsTokens,
-}
-
+/// The body of an XRPC procedure call.
 pub enum Body<'a> {
     Json(serde_json::Value),
     Bytes(&'a [u8], &'a str),
 }
 
-impl<'a> PdsWriter<'a> {
-    /// `None` when the appview holds no session for `did` (they must log in).
-    pub async fn for_user(
-        env: &'a Env,
-        config: &'a AppConfig,
-        did: &Did,
-    ) -> worker::Result<Option<PdsWriter<'a>>> {
-        Ok(sessions::load(env, config, did)
-            .await?
-            .map(|(pds, tokens)| PdsWriter {
-                env,
-                config,
-                did: did.clone(),
-                pds,
-                tokens,
-            }))
-    }
-
-    /// POSTs to an XRPC procedure; returns the JSON answer or the PDS's words.
-    pub async fn post(&mut self, nsid: &str, body: Body<'_>) -> Result<serde_json::Value, String> {
-        let (status, answer) = self.send(nsid, &body).await?;
-        let expired = status == 401 || (status == 400 && answer["error"] == "ExpiredToken");
-        if !expired {
-            return finish(nsid, status, answer);
+/// POSTs to an XRPC procedure with a session's access token; returns the
+/// status and the JSON answer (`Null` when there is none).
+pub async fn call(
+    pds: &str,
+    access_jwt: &str,
+    nsid: &str,
+    body: &Body<'_>,
+) -> Result<(u16, serde_json::Value), String> {
+    let headers = Headers::new();
+    let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
+    set("Authorization", &format!("Bearer {access_jwt}"))?;
+    let mut init = RequestInit::new();
+    match body {
+        Body::Json(v) => {
+            set("Content-Type", "application/json")?;
+            init.with_body(Some(JsValue::from_str(&v.to_string())));
         }
-        self.refresh().await?;
-        let (status, answer) = self.send(nsid, &body).await?;
-        finish(nsid, status, answer)
-    }
-
-    async fn send(&self, nsid: &str, body: &Body<'_>) -> Result<(u16, serde_json::Value), String> {
-        let headers = Headers::new();
-        let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
-        set(
-            "Authorization",
-            &format!("Bearer {}", self.tokens.access_jwt),
-        )?;
-        let mut init = RequestInit::new();
-        match body {
-            Body::Json(v) => {
-                set("Content-Type", "application/json")?;
-                init.with_body(Some(JsValue::from_str(&v.to_string())));
-            }
-            Body::Bytes(bytes, mime) => {
-                set("Content-Type", mime)?;
-                init.with_body(Some(js_sys::Uint8Array::from(*bytes).into()));
-            }
+        Body::Bytes(bytes, mime) => {
+            set("Content-Type", mime)?;
+            init.with_body(Some(js_sys::Uint8Array::from(*bytes).into()));
         }
-        init.with_method(Method::Post).with_headers(headers);
-        let url = format!("{}/xrpc/{nsid}", self.pds);
-        let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-        let mut resp = Fetch::Request(req)
-            .send()
-            .await
-            .map_err(|e| format!("{} unreachable: {e}", self.pds))?;
-        let status = resp.status_code();
-        let answer = resp.json().await.unwrap_or(serde_json::Value::Null);
-        Ok((status, answer))
     }
-
-    async fn refresh(&mut self) -> Result<(), String> {
-        let headers = Headers::new();
-        headers
-            .set(
-                "Authorization",
-                &format!("Bearer {}", self.tokens.refresh_jwt),
-            )
-            .map_err(|e| e.to_string())?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers);
-        let url = format!("{}/xrpc/com.atproto.server.refreshSession", self.pds);
-        let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-        let mut resp = Fetch::Request(req)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if resp.status_code() != 200 {
-            return Err(format!(
-                "the PDS session of {} has ended: log in again",
-                self.did
-            ));
-        }
-        let s: CreatedSession = resp.json().await.map_err(|e| e.to_string())?;
-        self.tokens = PdsTokens {
-            access_jwt: s.access_jwt,
-            refresh_jwt: s.refresh_jwt,
-        };
-        sessions::replace_tokens(self.env, self.config, &self.did, &self.tokens)
-            .await
-            .map_err(|e| e.to_string())
-    }
+    init.with_method(Method::Post).with_headers(headers);
+    let url = format!("{pds}/xrpc/{nsid}");
+    let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
+    let mut resp = Fetch::Request(req)
+        .send()
+        .await
+        .map_err(|e| format!("{pds} unreachable: {e}"))?;
+    let status = resp.status_code();
+    let answer = resp.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, answer))
 }
 
-fn finish(nsid: &str, status: u16, answer: serde_json::Value) -> Result<serde_json::Value, String> {
+/// `com.atproto.server.refreshSession`: new tokens for a session, or `None`
+/// when the PDS says the session has ended.
+pub async fn refresh_session(pds: &str, refresh_jwt: &str) -> Result<Option<PdsTokens>, String> {
+    let headers = Headers::new();
+    headers
+        .set("Authorization", &format!("Bearer {refresh_jwt}"))
+        .map_err(|e| e.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers);
+    let url = format!("{pds}/xrpc/com.atproto.server.refreshSession");
+    let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
+    let mut resp = Fetch::Request(req)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status_code() != 200 {
+        return Ok(None);
+    }
+    let s: CreatedSession = resp.json().await.map_err(|e| e.to_string())?;
+    Ok(Some(PdsTokens {
+        access_jwt: s.access_jwt,
+        refresh_jwt: s.refresh_jwt,
+    }))
+}
+
+/// The answer of a procedure call, or the PDS's words as an error.
+pub fn finish(
+    nsid: &str,
+    status: u16,
+    answer: serde_json::Value,
+) -> Result<serde_json::Value, String> {
     if status == 200 {
         Ok(answer)
     } else {

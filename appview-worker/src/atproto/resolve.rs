@@ -7,10 +7,8 @@
 //! (`alsoKnownAs`), so nobody can borrow a handle they do not hold.
 
 use crate::config::AppConfig;
-use crate::oci::Refusal;
 use atcr_protocol::identity::did_from_dns_answer;
-use atcr_protocol::reference::{Owner, RepoName};
-use atcr_protocol::OciCode;
+use atcr_protocol::reference::Owner;
 use atcr_protocol::{Did, DidDocument, Handle};
 use serde::Deserialize;
 use worker::{Fetch, Headers, Request, RequestInit};
@@ -53,32 +51,6 @@ pub async fn resolve_owner(owner: &Owner, config: &AppConfig) -> Result<Identity
             Ok(identity)
         }
     }
-}
-
-/// The owner of a repository name; an unknown owner is `NAME_UNKNOWN`.
-pub async fn resolve_repo_owner(name: &RepoName, config: &AppConfig) -> Result<Identity, Refusal> {
-    resolve_owner(name.owner(), config)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Unknown(m) => (OciCode::NameUnknown, m),
-            ResolveError::Unavailable(m) => (OciCode::Internal, m),
-        })
-}
-
-/// Refuses `action` on `name` (push, delete) to anyone but its owner.
-pub fn require_owner(
-    owner: &Identity,
-    user: &Did,
-    name: &RepoName,
-    action: &str,
-) -> Result<(), Refusal> {
-    if &owner.did == user {
-        return Ok(());
-    }
-    Err((
-        OciCode::Denied,
-        format!("only {} may {action} {name}", owner.did),
-    ))
 }
 
 /// Resolves a user typed as a handle or a DID.

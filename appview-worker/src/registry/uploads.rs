@@ -11,14 +11,14 @@
 //! parts, never by the blob. The hold verifies the digest before the blob
 //! becomes visible.
 
+use super::owner::{locate, require_owner};
 use crate::config::AppConfig;
-use crate::holds::{locate, Hold, HoldCallError};
-use crate::oci::{error, internal, Refusal};
-use crate::resolve::require_owner;
+use crate::holds::{Hold, HoldCallError};
+use crate::oci_error::{error, internal};
 use atcr_protocol::hold_api::{CompletedPart, SignedPut, MAX_PARTS};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::sealed;
-use atcr_protocol::{Did, Digest, OciCode};
+use atcr_protocol::{Did, Digest, OciCode, Refusal};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;

@@ -7,7 +7,7 @@
 //! through this appview or indexed from the network.
 
 use crate::config::DB_BINDING;
-use crate::oci::error;
+use crate::oci_error::error;
 use atcr_protocol::pagination::{Page, MAX_PAGE};
 use atcr_protocol::OciCode;
 use serde::Deserialize;

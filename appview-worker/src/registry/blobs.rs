@@ -7,15 +7,15 @@
 //! the blob from the hold, only while none of the owner's manifests uses it
 //! and only if the hold agrees (holds let their owner delete).
 
+use super::owner::{locate, require_owner, resolve_repo_owner};
+use crate::atproto::pds::all_records;
+use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
-use crate::holds::{hold_of, locate, Hold, HoldCallError};
-use crate::manifests::MANIFEST_COLLECTION;
-use crate::oci::error;
-use crate::pds::all_records;
-use crate::resolve::{require_owner, resolve_repo_owner, Identity};
+use crate::holds::{hold_of, Hold, HoldCallError};
+use crate::oci_error::error;
 use atcr_protocol::manifest::record_uses_blob;
 use atcr_protocol::reference::RepoName;
-use atcr_protocol::{Did, Digest, OciCode};
+use atcr_protocol::{collections, Did, Digest, OciCode};
 use worker::{Method, Response, Result};
 
 pub async fn get_blob(
@@ -115,7 +115,7 @@ async fn holds_named_by_manifests(
     owner: &Identity,
     repository: &str,
 ) -> std::result::Result<Vec<Did>, String> {
-    let records = all_records(&owner.pds, &owner.did, MANIFEST_COLLECTION).await?;
+    let records = all_records(&owner.pds, &owner.did, collections::MANIFEST).await?;
     let mut holds: Vec<Did> = records
         .iter()
         .filter(|r| r["value"]["repository"].as_str() == Some(repository))
@@ -150,7 +150,7 @@ pub async fn delete_blob(
         Err(e) => return hold_failure(e),
     }
     // A manifest record naming a deleted blob could never be pulled again.
-    let records = match all_records(&owner.pds, &owner.did, MANIFEST_COLLECTION).await {
+    let records = match all_records(&owner.pds, &owner.did, collections::MANIFEST).await {
         Ok(records) => records,
         Err(e) => return error(OciCode::Internal, Some(e)),
     };

@@ -1,0 +1,102 @@
+//! Reading the index for the web UI: repositories as lists show them, and
+//! a repository's tags.
+
+use crate::config::DB_BINDING;
+use worker::{Env, Result};
+
+/// A repository as lists show it.
+#[derive(Debug, serde::Deserialize)]
+pub struct RepositoryRow {
+    pub handle: String,
+    pub name: String,
+    pub owner_did: String,
+    pub pds_endpoint: String,
+    pub updated_at: f64,
+    pub pulls: f64,
+    pub tags: f64,
+}
+
+/// A tag and the manifest it names, as the repository page shows it.
+#[derive(Debug, serde::Deserialize)]
+pub struct TagRow {
+    pub tag: String,
+    pub digest: String,
+    pub updated_at: f64,
+    pub media_type: Option<String>,
+    pub artifact_type: Option<String>,
+    pub platforms: Option<String>,
+    pub record_uri: Option<String>,
+}
+
+const REPOSITORY_COLUMNS: &str = "SELECT u.handle AS handle, r.name AS name, r.owner_did AS owner_did,
+        u.pds_endpoint AS pds_endpoint, r.updated_at AS updated_at,
+        COALESCE(p.count, 0) AS pulls,
+        (SELECT count(*) FROM tags t WHERE t.owner_did = r.owner_did AND t.repository = r.name) AS tags
+     FROM repositories r JOIN users u ON u.did = r.owner_did
+     LEFT JOIN pulls p ON p.owner_did = r.owner_did AND p.repository = r.name
+     WHERE u.handle IS NOT NULL";
+
+pub async fn recent_repositories(env: &Env, limit: u32) -> Result<Vec<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} ORDER BY r.updated_at DESC LIMIT ?1"
+        ))
+        .bind(&[limit.into()])?
+        .all()
+        .await?
+        .results()
+}
+
+/// Repositories whose `<handle>/<name>` contains `text`, most pulled first.
+/// (`instr`, not `LIKE`: D1 caps LIKE patterns at 50 bytes, and names are
+/// lowercase by grammar.)
+pub async fn search_repositories(env: &Env, text: &str, limit: u32) -> Result<Vec<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} AND instr(u.handle || '/' || r.name, ?1) > 0
+             ORDER BY pulls DESC, r.updated_at DESC LIMIT ?2"
+        ))
+        .bind(&[text.to_lowercase().into(), limit.into()])?
+        .all()
+        .await?
+        .results()
+}
+
+pub async fn user_repositories(env: &Env, handle: &str) -> Result<Vec<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} AND u.handle = ?1 ORDER BY r.name"
+        ))
+        .bind(&[handle.into()])?
+        .all()
+        .await?
+        .results()
+}
+
+pub async fn repository(env: &Env, handle: &str, name: &str) -> Result<Option<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} AND u.handle = ?1 AND r.name = ?2"
+        ))
+        .bind(&[handle.into(), name.into()])?
+        .first(None)
+        .await
+}
+
+/// The repository's tags, newest first, with the manifests they name.
+pub async fn tags(env: &Env, owner: &str, repository: &str) -> Result<Vec<TagRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(
+            "SELECT t.tag AS tag, t.digest AS digest, t.updated_at AS updated_at,
+                    m.media_type AS media_type, m.artifact_type AS artifact_type,
+                    m.platforms AS platforms, m.record_uri AS record_uri
+             FROM tags t LEFT JOIN manifests m
+               ON m.owner_did = t.owner_did AND m.repository = t.repository AND m.digest = t.digest
+             WHERE t.owner_did = ?1 AND t.repository = ?2
+             ORDER BY t.updated_at DESC LIMIT 100",
+        )
+        .bind(&[owner.into(), repository.into()])?
+        .all()
+        .await?
+        .results()
+}

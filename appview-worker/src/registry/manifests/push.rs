@@ -1,0 +1,336 @@
+//! Storing a pushed manifest. Four steps, each its own function: read and
+//! validate the bytes; check that every blob and child manifest it names is
+//! already here; write the PDS blob and records (blob → manifest record →
+//! tag record, so a failure part-way leaves nothing that points at
+//! something missing); then update the D1 index and the caches.
+
+use super::cache::{self, Served};
+use super::read::{find_manifest, pds_unavailable, record_key};
+use crate::atproto::pds::{get_record, Body};
+use crate::atproto::resolve::Identity;
+use crate::auth::writer::PdsWriter;
+use crate::config::AppConfig;
+use crate::holds::Hold;
+use crate::index::{self, StoredManifest};
+use crate::oci_error::internal;
+use crate::registry::owner::{locate, require_owner};
+use atcr_protocol::collections;
+use atcr_protocol::digest::Algorithm;
+use atcr_protocol::manifest::MAX_MANIFEST_BYTES;
+use atcr_protocol::manifest::{self, tag_record_key, ManifestError, ParsedManifest};
+use atcr_protocol::reference::{Reference, RepoName};
+use atcr_protocol::tid::tid;
+use atcr_protocol::{Did, Digest, OciCode, Refusal};
+use serde_json::{json, Value};
+use worker::{Date, Env, Request, Response};
+use worker_support::now_rfc3339;
+
+/// A manifest that passed validation, about to be stored.
+struct Pushed {
+    bytes: Vec<u8>,
+    digest: Digest,
+    parsed: ParsedManifest,
+}
+
+/// Who pushes into which repository, and the hold its blobs live in.
+struct Target<'a> {
+    env: &'a Env,
+    config: &'a AppConfig,
+    user: &'a Did,
+    name: &'a RepoName,
+    owner: Identity,
+    hold: Hold,
+}
+
+pub async fn store(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+    reference: Reference,
+) -> Result<Response, Refusal> {
+    let (owner, hold) = locate(name, config).await?;
+    require_owner(&owner, user, name, "push to")?;
+    let target = Target {
+        env,
+        config,
+        user,
+        name,
+        owner,
+        hold,
+    };
+    let pushed = validate(req, &reference).await?;
+    check_references(&target, &pushed.parsed).await?;
+    let manifest_uri = write_records(&target, &reference, &pushed).await?;
+    update_index(&target, &reference, &pushed, &manifest_uri).await;
+    created(name, &pushed).map_err(internal)
+}
+
+/// The request body, within the size limit, matching the digest it was
+/// pushed under, and a manifest or index we understand.
+async fn validate(req: &mut Request, reference: &Reference) -> Result<Pushed, Refusal> {
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_MANIFEST_BYTES) {
+        return Err((
+            OciCode::SizeInvalid,
+            format!("manifests may be at most {MAX_MANIFEST_BYTES} bytes"),
+        ));
+    }
+    let bytes = req.bytes().await.map_err(internal)?;
+    let algorithm = match reference {
+        Reference::Digest(d) => d.algorithm(),
+        Reference::Tag(_) => Algorithm::Sha256,
+    };
+    let digest = Digest::of(algorithm, &bytes);
+    if let Reference::Digest(expected) = reference {
+        if expected != &digest {
+            return Err((
+                OciCode::DigestInvalid,
+                format!("the manifest's digest is {digest}, not {expected}"),
+            ));
+        }
+    }
+    let content_type = req.headers().get("Content-Type").ok().flatten();
+    let parsed = manifest::parse(&bytes, content_type.as_deref()).map_err(|e| match e {
+        ManifestError::TooLarge => (OciCode::SizeInvalid, e.to_string()),
+        other => (OciCode::ManifestInvalid, other.to_string()),
+    })?;
+    Ok(Pushed {
+        bytes,
+        digest,
+        parsed,
+    })
+}
+
+/// Every blob the manifest names is in the owner's hold, and every child
+/// manifest of an index is in the repository.
+async fn check_references(target: &Target<'_>, parsed: &ParsedManifest) -> Result<(), Refusal> {
+    let Target {
+        env,
+        config,
+        user,
+        name,
+        owner,
+        hold,
+    } = target;
+    for blob in parsed.blobs() {
+        let stat = hold
+            .stat(config, Some(user), &blob.digest)
+            .await
+            .map_err(|e| (OciCode::Internal, e.to_string()))?;
+        if stat.is_none() {
+            return Err((
+                OciCode::ManifestBlobUnknown,
+                format!(
+                    "blob {} is not in {name}'s hold; push it first",
+                    blob.digest
+                ),
+            ));
+        }
+    }
+    for child in &parsed.manifests {
+        if find_manifest(env, owner, name.repository(), &child.digest)
+            .await?
+            .is_none()
+        {
+            return Err((
+                OciCode::ManifestBlobUnknown,
+                format!("manifest {} is not in {name}; push it first", child.digest),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the manifest into the owner's PDS: the profile on a first push,
+/// the exact bytes as a blob, the manifest record, then the tag record.
+/// Returns the manifest record's URI.
+async fn write_records(
+    target: &Target<'_>,
+    reference: &Reference,
+    pushed: &Pushed,
+) -> Result<String, Refusal> {
+    let Target {
+        env,
+        config,
+        user,
+        name,
+        owner,
+        hold,
+    } = target;
+    let mut writer = PdsWriter::for_user(env, config, user)
+        .await
+        .map_err(internal)?
+        .ok_or((
+            OciCode::Denied,
+            format!("the registry holds no PDS session for {user}: log in again"),
+        ))?;
+    ensure_profile(&mut writer, owner, hold).await?;
+    let pds_error = |e: String| (OciCode::Internal, e);
+    let blob = writer
+        .post(
+            "com.atproto.repo.uploadBlob",
+            Body::Bytes(&pushed.bytes, &pushed.parsed.media_type),
+        )
+        .await
+        .map_err(pds_error)?["blob"]
+        .clone();
+    let now = now_rfc3339();
+    let record = manifest::record(
+        &pushed.parsed,
+        name.repository(),
+        &pushed.digest,
+        hold.did.as_str(),
+        blob,
+        &now,
+    );
+    // Re-pushing the same manifest updates its record instead of adding one.
+    let rkey = match index::manifest_record(env, &owner.did, name.repository(), &pushed.digest)
+        .await
+        .map_err(internal)?
+    {
+        Some(uri) => record_key(&uri).to_string(),
+        None => new_record_key(),
+    };
+    let written = writer
+        .post(
+            "com.atproto.repo.putRecord",
+            Body::Json(json!({
+                "repo": user, "collection": collections::MANIFEST, "rkey": rkey, "record": record,
+            })),
+        )
+        .await
+        .map_err(pds_error)?;
+    let manifest_uri = written["uri"].as_str().unwrap_or_default().to_string();
+    if let Reference::Tag(tag) = reference {
+        writer
+            .post("com.atproto.repo.putRecord", Body::Json(json!({
+                "repo": user, "collection": collections::TAG, "rkey": tag_record_key(name.repository(), tag),
+                "record": { "$type": collections::TAG, "repository": name.repository(), "tag": tag,
+                            "manifest": manifest_uri, "createdAt": now, "updatedAt": now },
+            })))
+            .await
+            .map_err(pds_error)?;
+    }
+    Ok(manifest_uri)
+}
+
+/// The owner's profile names their hold; created on their first push.
+async fn ensure_profile(
+    writer: &mut PdsWriter<'_>,
+    owner: &Identity,
+    hold: &Hold,
+) -> Result<(), Refusal> {
+    if get_record(&owner.pds, &owner.did, collections::PROFILE, "self")
+        .await
+        .map_err(pds_unavailable)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let now = now_rfc3339();
+    writer
+        .post("com.atproto.repo.putRecord", Body::Json(json!({
+            "repo": owner.did, "collection": collections::PROFILE, "rkey": "self",
+            "record": { "$type": collections::PROFILE, "defaultHold": hold.did, "createdAt": now, "updatedAt": now },
+        })))
+        .await
+        .map(|_| ())
+        .map_err(|e| (OciCode::Internal, e))
+}
+
+/// The PDS has it all now; the index is a cache, so a failure here is
+/// logged, not returned. The caches learn the new manifest and tag.
+async fn update_index(
+    target: &Target<'_>,
+    reference: &Reference,
+    pushed: &Pushed,
+    manifest_uri: &str,
+) {
+    let Target {
+        env,
+        name,
+        owner,
+        hold,
+        ..
+    } = target;
+    let (parsed, digest) = (&pushed.parsed, &pushed.digest);
+    let platforms = (!parsed.manifests.is_empty()).then(|| {
+        Value::Array(
+            parsed
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.clone())
+                .collect(),
+        )
+        .to_string()
+    });
+    let stored = StoredManifest {
+        repository: name.repository(),
+        digest,
+        media_type: &parsed.media_type,
+        artifact_type: parsed.artifact_type.as_deref(),
+        subject: parsed.subject.as_ref().map(|s| &s.digest),
+        size: pushed.bytes.len() as u64,
+        hold: hold.did.as_str(),
+        record_uri: manifest_uri,
+        platforms,
+    };
+    let handle = owner.doc.handle().map(|h| h.to_string());
+    if let Err(e) =
+        index::manifest_stored(env, &owner.did, &owner.pds, handle.as_deref(), &stored).await
+    {
+        worker::console_error!("index write failed for {name}@{digest}: {e}");
+    }
+    let served = Served {
+        media_type: parsed.media_type.clone(),
+        digest: digest.clone(),
+        bytes: pushed.bytes.clone(),
+    };
+    cache::remember_manifest(&owner.did, name.repository(), &served);
+    if let Reference::Tag(tag) = reference {
+        let tagged = index::tag_stored(
+            env,
+            &owner.did,
+            name.repository(),
+            tag,
+            digest,
+            manifest_uri,
+        );
+        if let Err(e) = tagged.await {
+            worker::console_error!("index write failed for {name}:{tag}: {e}");
+        }
+        cache::remember_tag(&owner.did, name.repository(), tag, digest);
+    }
+}
+
+/// `201 Created` with the manifest's location, digest and subject.
+fn created(name: &RepoName, pushed: &Pushed) -> worker::Result<Response> {
+    let mut resp = Response::empty()?.with_status(201);
+    let h = resp.headers_mut();
+    h.set(
+        "Location",
+        &format!("/v2/{name}/manifests/{}", pushed.digest),
+    )?;
+    h.set("Docker-Content-Digest", pushed.digest.as_str())?;
+    if let Some(subject) = &pushed.parsed.subject {
+        h.set("OCI-Subject", subject.digest.as_str())?;
+    }
+    Ok(resp)
+}
+
+/// A new TID record key: the time, and a random clock id.
+fn new_record_key() -> String {
+    let mut clock = [0u8; 2];
+    getrandom::getrandom(&mut clock).unwrap_or_default();
+    tid(
+        Date::now().as_millis() * 1000,
+        u16::from_le_bytes(clock) & 0x3ff,
+    )
+}

@@ -1,0 +1,31 @@
+//! How pages write sizes, times and platforms.
+
+pub fn platform_name(p: &serde_json::Value) -> String {
+    let part = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+    match part("variant") {
+        v if v.is_empty() => format!("{}/{}", part("os"), part("architecture")),
+        v => format!("{}/{}/{v}", part("os"), part("architecture")),
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Unix milliseconds as a UTC date and time.
+pub fn when(ms: f64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,115 @@
+//! The web UI: server-rendered pages over the D1 index (templates in
+//! `templates/`, compiled in by askama, which escapes everything it prints).
+//!
+//! | path | page |
+//! |---|---|
+//! | `/` | what ATCR is, how to push, recently pushed repositories |
+//! | `/search?q=` | repositories whose `<handle>/<name>` contains the text |
+//! | `/u/<handle>` | a user's repositories |
+//! | `/r/<handle>/<repository>` | description, tags with kind, platforms, size, digest; pull count and command (`repository`) |
+//!
+//! Pages read the D1 index and, for what it lacks, the owners' PDSs; they
+//! import `index` and `atproto`, never `registry`.
+
+mod format;
+mod repository;
+mod views;
+
+use crate::config::AppConfig;
+use crate::index;
+use askama::Template;
+use repository::repository;
+use views::{Failed, Home, NotFound, RepoItem, Search, User};
+use worker::{Env, Method, Request, Response, Result};
+use worker_support::query_param;
+
+const RECENT: u32 = 20;
+const SEARCH_RESULTS: u32 = 50;
+
+/// Answers `req` if it is a page of the UI.
+pub async fn serve(req: &Request, env: &Env, config: &AppConfig) -> Option<Result<Response>> {
+    if req.method() != Method::Get {
+        return None;
+    }
+    let path = req.path();
+    let page = match path.as_str() {
+        "/" => home(env, config).await,
+        "/search" => search(req, env).await,
+        p => match (p.strip_prefix("/u/"), p.strip_prefix("/r/")) {
+            (Some(handle), _) => user(env, handle).await,
+            (_, Some(rest)) => match rest.split_once('/') {
+                Some((handle, name)) => repository(env, config, handle, name).await,
+                None => not_found(format!("{rest} names no repository")),
+            },
+            _ => return None,
+        },
+    };
+    let (status, html) = match page {
+        Ok(page) => page,
+        Err(e) => {
+            worker::console_error!("page {path} failed: {e}");
+            match render(&Failed {
+                query: String::new(),
+            }) {
+                Ok((_, html)) => (500, html),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    };
+    Some(Response::from_html(html).map(|r| r.with_status(status)))
+}
+
+pub(crate) type Page = Result<(u16, String)>;
+
+pub(crate) fn render(template: &impl Template) -> Page {
+    let html = template
+        .render()
+        .map_err(|e| worker::Error::RustError(format!("rendering failed: {e}")))?;
+    Ok((200, html))
+}
+
+pub(crate) fn not_found(message: String) -> Page {
+    let (_, html) = render(&NotFound {
+        query: String::new(),
+        message,
+    })?;
+    Ok((404, html))
+}
+
+async fn home(env: &Env, config: &AppConfig) -> Page {
+    let rows = index::recent_repositories(env, RECENT).await?;
+    render(&Home {
+        query: String::new(),
+        host: config.service.clone(),
+        repos: rows.iter().map(RepoItem::from).collect(),
+        empty: "Nothing has been pushed here yet.",
+    })
+}
+
+async fn search(req: &Request, env: &Env) -> Page {
+    let query = query_param(req, "q").unwrap_or_default().trim().to_string();
+    let rows = if query.is_empty() {
+        Vec::new()
+    } else {
+        index::search_repositories(env, &query, SEARCH_RESULTS).await?
+    };
+    render(&Search {
+        query,
+        repos: rows.iter().map(RepoItem::from).collect(),
+        empty: "No repository matches.",
+    })
+}
+
+async fn user(env: &Env, handle: &str) -> Page {
+    let rows = index::user_repositories(env, handle).await?;
+    let Some(first) = rows.first() else {
+        return not_found(format!("No repositories of {handle} are known here."));
+    };
+    render(&User {
+        query: String::new(),
+        handle: handle.to_string(),
+        did: first.owner_did.clone(),
+        repos: rows.iter().map(RepoItem::from).collect(),
+        empty: "",
+    })
+}

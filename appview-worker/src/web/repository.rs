@@ -1,0 +1,154 @@
+//! The repository page: its tags with kind, platforms, size and digest (each
+//! tag's manifest record read from the owner's PDS, all at once), the pull
+//! count and command, and the description.
+
+use super::format::{human_bytes, platform_name, when};
+use super::views::{Repository, TagItem};
+use super::{not_found, render, Page};
+use crate::atproto::pds::get_record;
+use crate::config::AppConfig;
+use crate::index::{self, RepositoryRow, TagRow};
+use atcr_protocol::collections;
+use atcr_protocol::manifest::{DOCKER_LIST, OCI_INDEX};
+use atcr_protocol::markdown::to_safe_html;
+use atcr_protocol::Did;
+use worker::Env;
+use worker_support::IsolateCache;
+
+pub async fn repository(env: &Env, config: &AppConfig, handle: &str, name: &str) -> Page {
+    let Some(repo) = index::repository(env, handle, name).await? else {
+        return not_found(format!("No repository {handle}/{name} is known here."));
+    };
+    let rows = index::tags(env, &repo.owner_did, &repo.name).await?;
+    // Each tag may need its manifest record from the PDS: ask for them all at once.
+    let (tags, description_html) = futures_util::join!(
+        futures_util::future::join_all(rows.iter().map(|row| tag_item(row, &repo))),
+        page_description(&repo)
+    );
+    // The owner's page record, else the newest image's own description.
+    let summary = match description_html {
+        Some(_) => None,
+        None => tags.iter().find_map(|t| t.description.clone()),
+    };
+    render(&Repository {
+        query: String::new(),
+        host: config.service.clone(),
+        handle: repo.handle.clone(),
+        name: repo.name.clone(),
+        pulls: repo.pulls as u64,
+        updated: when(repo.updated_at),
+        latest: tags
+            .iter()
+            .find(|t| t.tag == "latest")
+            .or(tags.first())
+            .map(|t| t.tag.clone())
+            .unwrap_or_else(|| "latest".into()),
+        tags,
+        description_html,
+        summary,
+    })
+}
+
+async fn tag_item(row: &TagRow, repo: &RepositoryRow) -> TagItem {
+    let is_index = matches!(row.media_type.as_deref(), Some(OCI_INDEX | DOCKER_LIST));
+    let kind = match (&row.artifact_type, is_index) {
+        (Some(artifact), _) => format!("artifact ({artifact})"),
+        (None, true) => "multi-platform index".into(),
+        (None, false) => "image".into(),
+    };
+    let platforms = row
+        .platforms
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<Vec<serde_json::Value>>(json).ok())
+        .unwrap_or_default()
+        .iter()
+        .map(platform_name)
+        .collect();
+    let facts = match &row.record_uri {
+        Some(uri) => manifest_facts(repo, uri, &row.digest).await,
+        None => None,
+    };
+    let size = match (&facts, is_index) {
+        (Some(facts), false) => human_bytes(facts.size),
+        _ => String::new(),
+    };
+    TagItem {
+        description: facts.and_then(|f| f.description),
+        tag: row.tag.clone(),
+        short_digest: row.digest.chars().take(7 + 12).collect(),
+        digest: row.digest.clone(),
+        kind,
+        platforms,
+        size,
+        updated: when(row.updated_at),
+    }
+}
+
+/// What the repository page shows of a manifest, from its record.
+#[derive(Clone)]
+struct ManifestFacts {
+    /// Config plus layers.
+    size: u64,
+    description: Option<String>,
+}
+
+thread_local! {
+    /// Manifests are content-addressed: their facts, once read, never change.
+    static FACTS: IsolateCache<ManifestFacts> = IsolateCache::new(4096);
+    /// `io.atcr.repo.page` descriptions, briefly.
+    static PAGES: IsolateCache<Option<String>> = IsolateCache::new(1024);
+}
+
+const PAGE_CACHE_MS: u64 = 60_000;
+
+/// The manifest's record in the owner's PDS, summarized.
+async fn manifest_facts(
+    repo: &RepositoryRow,
+    record_uri: &str,
+    digest: &str,
+) -> Option<ManifestFacts> {
+    if let Some(facts) = FACTS.with(|c| c.get(digest)) {
+        return Some(facts);
+    }
+    let did: Did = repo.owner_did.parse().ok()?;
+    let rkey = record_uri.rsplit('/').next()?;
+    let record = get_record(&repo.pds_endpoint, &did, collections::MANIFEST, rkey)
+        .await
+        .ok()??;
+    let value = &record["value"];
+    let sizes = |list: &serde_json::Value| -> u64 {
+        list.as_array()
+            .map(|l| l.iter().filter_map(|d| d["size"].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    let facts = ManifestFacts {
+        size: sizes(&value["layers"]) + value["config"]["size"].as_u64().unwrap_or(0),
+        description: value["annotations"]["org.opencontainers.image.description"]
+            .as_str()
+            .map(str::to_string),
+    };
+    FACTS.with(|c| c.put(digest, facts.clone(), u64::MAX / 2));
+    Some(facts)
+}
+
+/// The owner's `io.atcr.repo.page` description (Markdown) for the
+/// repository, rendered so that nothing in it can run.
+async fn page_description(repo: &RepositoryRow) -> Option<String> {
+    let key = format!("{}/{}", repo.owner_did, repo.name);
+    if let Some(cached) = PAGES.with(|c| c.get(&key)) {
+        return cached;
+    }
+    let did: Did = repo.owner_did.parse().ok()?;
+    // The page record's key is the repository name, `/` written as `~`.
+    let rkey = repo.name.replace('/', "~");
+    let record = get_record(&repo.pds_endpoint, &did, collections::REPO_PAGE, &rkey)
+        .await
+        .ok()?;
+    let html = record
+        .as_ref()
+        .and_then(|r| r["value"]["description"].as_str())
+        .filter(|text| !text.trim().is_empty())
+        .map(to_safe_html);
+    PAGES.with(|c| c.put(&key, html.clone(), PAGE_CACHE_MS));
+    html
+}
