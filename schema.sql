@@ -1,4 +1,11 @@
--- D1 schema of the ATCR appview. Idempotent: applying it again changes nothing.
+-- D1 schema of the ATCR appview: the whole current schema, for readers.
+--
+-- Databases get it from migrations/ (`wrangler d1 migrations apply`), never
+-- from this file. To change the schema, add migrations/NNNN_<what>.sql (it
+-- also sets meta.schema_version to its number: 0002 sets '2') and edit this
+-- file to match. tests/e2e/d1-migrations.test.mjs checks that every migration
+-- applied to an empty database gives exactly this schema, and that the newest
+-- migration upgrades a database holding rows without losing one.
 --
 -- The PDS of each user is the source of truth for manifests and tags; the
 -- tables marked "index" are a cache of those records, filled write-through by

@@ -83,12 +83,15 @@ fn run(args: &[String]) -> Result<String, String> {
                 path.display()
             ))
         }
-        Some("version") => Ok(format!(
-            "docker-credential-atcr {}",
-            env!("CARGO_PKG_VERSION")
-        )),
+        Some("version") => Ok(version()),
         _ => Err(USAGE.into()),
     }
+}
+
+/// `docker-credential-atcr <version> (commit <commit>)`: the commit is
+/// `ATCR_COMMIT` at build time, else `unknown`.
+fn version() -> String {
+    format!("docker-credential-atcr {}", atcr_protocol::build_info!())
 }
 
 fn read_stdin() -> Result<String, String> {

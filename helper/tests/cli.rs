@@ -91,6 +91,23 @@ fn configure_docker_keeps_existing_settings() {
     assert!(config["auths"]["ghcr.io"].is_object());
 }
 
+#[test]
+fn version_names_the_build() {
+    let out = helper(&tempdir(), &["version"], "");
+    assert!(out.status.success());
+    // Built by the same cargo invocation as this test, with the same ATCR_COMMIT.
+    let commit = option_env!("ATCR_COMMIT")
+        .filter(|c| !c.is_empty())
+        .unwrap_or("unknown");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "docker-credential-atcr {} (commit {commit})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "atcr-helper-test-{}-{}",

@@ -11,9 +11,9 @@ use worker_support::{failed_check, health_response, now, probe, resolve_did, tim
 pub async fn report(config: &HoldConfig) -> Result<Response> {
     let mut checks = vec![bucket_check(config).await];
     checks.extend(owner_checks(config).await);
-    health_response(&HealthReport::new(
+    health_response(&HealthReport::for_build(
         "atcr-hold",
-        env!("CARGO_PKG_VERSION"),
+        atcr_protocol::build_info!(),
         checks,
     ))
 }

@@ -2,7 +2,10 @@
 // Workers under wrangler dev with local D1.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack } from '../lib/stack.mjs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ROOT, startStack } from '../lib/stack.mjs';
 
 let stack;
 before(async () => {
@@ -91,6 +94,24 @@ test('the appview renders its home page and serves static assets from web/', asy
   const css = await fetch(`${stack.urls.appview}/style.css`);
   assert.equal(css.status, 200);
   assert.match(css.headers.get('content-type'), /text\/css/);
+});
+
+/**
+ * A health report names its build: the workspace version and the commit
+ * scripts/build-worker built from (any commit of this repository:
+ * ATCR_E2E_NO_BUILD=1 reuses an older build).
+ */
+function assertNamesBuild(report) {
+  const version = readFileSync(path.join(ROOT, 'Cargo.toml'), 'utf8').match(/^version = "(.+)"$/m)[1];
+  assert.equal(report.version, version);
+  const commit = report.commit.match(/^([0-9a-f]{12})(-dirty)?$/);
+  assert.ok(commit, `commit ${report.commit} is a short hash`);
+  const known = spawnSync('git', ['cat-file', '-e', `${commit[1]}^{commit}`], { cwd: ROOT });
+  assert.equal(known.status, 0, `${commit[1]} is a commit of this repository`);
+}
+
+test('hold health names the build: version and commit', async () => {
+  assertNamesBuild(await (await fetch(`${stack.urls.hold}/health`)).json());
 });
 
 // Runs last: it takes S3 away from the stack.

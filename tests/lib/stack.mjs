@@ -204,7 +204,7 @@ export async function startStack(opts = {}) {
       }),
     );
 
-    log('applying schema.sql to local D1 ...');
+    log('applying the D1 migrations (migrations/) to local D1 ...');
     const appviewState = path.join(dir, 'appview-state');
     applySchema(appviewState);
 
@@ -244,11 +244,15 @@ export function queryD1(persistTo, sql) {
   return JSON.parse(out)[0].results;
 }
 
-/** Applies the D1 schema to the appview's local database in `persistTo`. */
+/**
+ * Brings the appview's local database in `persistTo` to the current schema:
+ * `wrangler d1 migrations apply` runs the migrations (migrations/) it has not
+ * had yet, as a deployment does with `--remote`.
+ */
 export function applySchema(persistTo) {
   run(NODE22, [
-    WRANGLER, 'd1', 'execute', 'DB', '--local', '--persist-to', persistTo,
-    '--config', path.join(ROOT, 'wrangler.toml'), '--file', path.join(ROOT, 'schema.sql'),
+    WRANGLER, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistTo,
+    '--config', path.join(ROOT, 'wrangler.toml'),
   ]);
 }
 
@@ -284,7 +288,7 @@ function frozenConfig(config, dir, name, extra = '') {
   const absolute = (_, key, p) => `${key} = ${JSON.stringify(path.resolve(base, p))}`;
   const text = readFileSync(config, 'utf8')
     .replace(/^\[build\][\s\S]*?(?=^\[)/m, '')
-    .replace(/^(main|directory) = "(.*)"$/gm, absolute);
+    .replace(/^(main|directory|migrations_dir) = "(.*)"$/gm, absolute);
   const out = path.join(dir, `${name}.wrangler.toml`);
   writeFileSync(out, text + extra);
   return out;

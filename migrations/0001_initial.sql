@@ -1,0 +1,112 @@
+-- Migration 0001: the appview's first D1 schema (version 0.1.0).
+--
+-- Every statement is idempotent (CREATE ... IF NOT EXISTS, INSERT OR IGNORE):
+-- a database set up by executing schema.sql, before migrations existed, takes
+-- this migration as a no-op and from then on upgrades like any other.
+--
+-- Never edit a migration once it is released; add the next one instead.
+
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+
+-- index: identities seen by the appview.
+CREATE TABLE IF NOT EXISTS users (
+  did          TEXT PRIMARY KEY,
+  handle       TEXT,
+  pds_endpoint TEXT NOT NULL,
+  avatar_url   TEXT,
+  updated_at   INTEGER NOT NULL            -- unix ms
+);
+CREATE INDEX IF NOT EXISTS users_handle ON users (handle);
+
+-- index: one row per (owner, repository name).
+CREATE TABLE IF NOT EXISTS repositories (
+  owner_did   TEXT NOT NULL REFERENCES users (did),
+  name        TEXT NOT NULL,
+  description TEXT,
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (owner_did, name)
+);
+CREATE INDEX IF NOT EXISTS repositories_updated ON repositories (updated_at DESC);
+
+-- index: io.atcr.manifest records.
+CREATE TABLE IF NOT EXISTS manifests (
+  owner_did     TEXT NOT NULL,
+  repository    TEXT NOT NULL,
+  digest        TEXT NOT NULL,
+  media_type    TEXT NOT NULL,
+  artifact_type TEXT,
+  subject       TEXT,                      -- digest of the manifest this one refers to
+  size          INTEGER NOT NULL,
+  hold_did      TEXT,
+  record_uri    TEXT NOT NULL,             -- at://did/io.atcr.manifest/rkey
+  platforms     TEXT,                      -- JSON array, for image indexes
+  created_at    INTEGER NOT NULL,
+  PRIMARY KEY (owner_did, repository, digest),
+  FOREIGN KEY (owner_did, repository) REFERENCES repositories (owner_did, name)
+);
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests (owner_did, repository, subject);
+
+-- index: io.atcr.tag records.
+CREATE TABLE IF NOT EXISTS tags (
+  owner_did  TEXT NOT NULL,
+  repository TEXT NOT NULL,
+  tag        TEXT NOT NULL,
+  digest     TEXT NOT NULL,
+  record_uri TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (owner_did, repository, tag),
+  FOREIGN KEY (owner_did, repository) REFERENCES repositories (owner_did, name)
+);
+
+-- One increment per manifest GET by a client.
+CREATE TABLE IF NOT EXISTS pulls (
+  owner_did  TEXT NOT NULL,
+  repository TEXT NOT NULL,
+  count      INTEGER NOT NULL DEFAULT 0,
+  last_pull  INTEGER,
+  PRIMARY KEY (owner_did, repository)
+);
+
+-- io.atcr.sailor.star records (the star lives in the starrer's PDS).
+CREATE TABLE IF NOT EXISTS stars (
+  starrer_did TEXT NOT NULL,
+  owner_did   TEXT NOT NULL,
+  repository  TEXT NOT NULL,
+  record_uri  TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (starrer_did, owner_did, repository)
+);
+CREATE INDEX IF NOT EXISTS stars_repository ON stars (owner_did, repository);
+
+-- PDS sessions the appview holds to write a user's records (app password or
+-- OAuth). Tokens are encrypted with the appview's secret key before storage.
+-- credential_mac is an HMAC of the app password under the appview's key, so a
+-- repeated `docker login` is recognised without a new PDS sign-in.
+CREATE TABLE IF NOT EXISTS pds_sessions (
+  did               TEXT PRIMARY KEY,
+  kind              TEXT NOT NULL CHECK (kind IN ('app_password', 'oauth')),
+  pds_endpoint      TEXT NOT NULL,
+  tokens_ciphertext TEXT NOT NULL,          -- base64 of secret_box::seal(JSON tokens)
+  credential_mac    TEXT,
+  expires_at        INTEGER NOT NULL,
+  updated_at        INTEGER NOT NULL
+);
+
+-- Credential-helper devices: a revocable secret per device, stored hashed.
+CREATE TABLE IF NOT EXISTS devices (
+  id           TEXT PRIMARY KEY,
+  did          TEXT NOT NULL,
+  name         TEXT NOT NULL,
+  secret_hash  TEXT NOT NULL UNIQUE,
+  created_at   INTEGER NOT NULL,
+  last_used_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS devices_did ON devices (did);
+
+-- Identity resolution (handle -> DID, DID -> document) is cached per isolate
+-- and in the Workers Cache API, not here.
