@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -75,6 +75,18 @@ CREATE TABLE IF NOT EXISTS pulls (
   count      INTEGER NOT NULL DEFAULT 0,
   last_pull  INTEGER,
   PRIMARY KEY (owner_did, repository)
+);
+
+-- Blobs deleted from one repository's view (DELETE /v2/<name>/blobs/<digest>):
+-- GET and HEAD there answer BLOB_UNKNOWN until the blob is uploaded or mounted
+-- there again; the shared, content-addressed bytes stay while a manifest of
+-- the owner names them.
+CREATE TABLE IF NOT EXISTS blob_unlinks (
+  owner_did   TEXT NOT NULL,
+  repository  TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  unlinked_at INTEGER NOT NULL,
+  PRIMARY KEY (owner_did, repository, digest)
 );
 
 -- io.atcr.sailor.star records (the star lives in the starrer's PDS).

@@ -7,6 +7,10 @@ use worker::Env;
 
 /// Name of the D1 binding in `wrangler.toml`.
 pub const DB_BINDING: &str = "DB";
+/// The rate limiter of sign-ins (`[[ratelimits]]` in wrangler.toml).
+pub const SIGN_IN_LIMITER_BINDING: &str = "SIGN_IN_LIMITER";
+/// Its period, in seconds: what a refused client is told to wait.
+pub const SIGN_IN_LIMIT_PERIOD_SECS: u32 = 60;
 
 pub struct AppConfig {
     /// Public base URL of the registry, e.g. `https://atcr.example`.

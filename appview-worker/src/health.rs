@@ -28,9 +28,9 @@ pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
         checks.push(probe("handle_resolver", Method::Get, &url, &[], &[200]).await);
     }
     checks.push(default_hold(config).await);
-    health_response(&HealthReport::new(
+    health_response(&HealthReport::for_build(
         "atcr-appview",
-        env!("CARGO_PKG_VERSION"),
+        atcr_protocol::build_info!(),
         checks,
     ))
 }

@@ -6,6 +6,7 @@
 //! (`SystemTime::now()` panics on wasm32).
 
 pub mod challenge;
+pub mod chunk_range;
 pub mod collections;
 pub mod digest;
 pub mod error;

@@ -11,6 +11,11 @@ use serde_json::{json, Value};
 /// "Registries SHOULD accept manifests of at least 4 MiB."
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// The largest `io.atcr.manifest` record written, in bytes of JSON: the
+/// reference PDS refuses XRPC JSON bodies over 150 KiB, and the
+/// `putRecord` envelope needs a little room.
+pub const MAX_RECORD_BYTES: usize = 140 * 1024;
+
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -45,9 +50,30 @@ impl ParsedManifest {
         self.media_type == OCI_INDEX || self.media_type == DOCKER_LIST
     }
 
-    /// Blobs that must exist before the manifest may be stored.
+    /// Blobs that must be in the registry before the manifest may be
+    /// stored: the config and every layer that is not foreign.
     pub fn blobs(&self) -> impl Iterator<Item = &Reference> {
-        self.config.iter().chain(self.layers.iter())
+        self.config
+            .iter()
+            .chain(self.layers.iter().filter(|l| !l.is_foreign()))
+    }
+}
+
+/// Layer media types whose content a registry is not expected to hold
+/// (image spec, "Non-distributable layers"; Docker's foreign layers).
+const NON_DISTRIBUTABLE: [&str; 2] = [
+    "application/vnd.oci.image.layer.nondistributable.",
+    "application/vnd.docker.image.rootfs.foreign.",
+];
+
+impl Reference {
+    /// A layer fetched from elsewhere: a non-distributable media type, or
+    /// `urls` saying where its content lives. Never uploaded here.
+    pub fn is_foreign(&self) -> bool {
+        NON_DISTRIBUTABLE
+            .iter()
+            .any(|prefix| self.media_type.starts_with(prefix))
+            || self.raw["urls"].as_array().is_some_and(|u| !u.is_empty())
     }
 }
 
@@ -59,6 +85,8 @@ pub enum ManifestError {
     Invalid(String),
     #[error("unsupported manifest media type '{0}'")]
     Unsupported(String),
+    #[error("the manifest names too many descriptors to fit a PDS record ({0} bytes without annotations; at most {1})")]
+    RecordTooLarge(usize, usize),
 }
 
 /// Parses and checks a manifest. `content_type` is the request's header;
@@ -205,6 +233,40 @@ pub fn record(
     rec
 }
 
+/// The record shrunk to at most `max_bytes` of JSON, for PDSs that refuse
+/// larger records. Annotations go first (the manifest's, then its
+/// descriptors'): they are what makes big manifests big, and the exact
+/// bytes in `manifestBlob` keep them. Descriptors themselves never go, since
+/// they say which blobs the manifest needs.
+pub fn fit_record(mut record: Value, max_bytes: usize) -> Result<Value, ManifestError> {
+    let size = |r: &Value| r.to_string().len();
+    if size(&record) <= max_bytes {
+        return Ok(record);
+    }
+    if let Some(map) = record.as_object_mut() {
+        map.remove("annotations");
+    }
+    if size(&record) <= max_bytes {
+        return Ok(record);
+    }
+    for key in ["config", "subject"] {
+        if let Some(d) = record.get_mut(key).and_then(Value::as_object_mut) {
+            d.remove("annotations");
+        }
+    }
+    for key in ["layers", "manifests"] {
+        if let Some(list) = record.get_mut(key).and_then(Value::as_array_mut) {
+            for d in list.iter_mut().filter_map(Value::as_object_mut) {
+                d.remove("annotations");
+            }
+        }
+    }
+    match size(&record) {
+        fits if fits <= max_bytes => Ok(record),
+        too_big => Err(ManifestError::RecordTooLarge(too_big, max_bytes)),
+    }
+}
+
 /// Whether an `io.atcr.manifest` record names `digest` as its config or one
 /// of its layers: the blobs that must outlive the record.
 pub fn record_uses_blob(record: &Value, digest: &Digest) -> bool {
@@ -304,6 +366,75 @@ mod tests {
         let other: Digest = format!("sha256:{}", "e".repeat(64)).parse().unwrap();
         assert!(!record_uses_blob(&rec, &other));
         assert!(!record_uses_blob(&json!({}), &other));
+    }
+
+    #[test]
+    fn foreign_layers_need_not_be_here() {
+        let foreign = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D1}","size":2}},
+            "layers":[
+              {{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"sha256:{a}","size":10}},
+              {{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:{b}","size":10}},
+              {{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:{c}","size":10,"urls":["https://example.com/layer"]}},
+              {{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D1}","size":10}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+            c = "c".repeat(64),
+        );
+        let m = parse(foreign.as_bytes(), Some(OCI_MANIFEST)).unwrap();
+        let needed: Vec<_> = m.blobs().map(|b| b.digest.to_string()).collect();
+        assert_eq!(needed, vec![D1.to_string(), D1.to_string()]);
+        assert_eq!(m.layers.iter().filter(|l| l.is_foreign()).count(), 3);
+        // The record still names every layer, urls included.
+        let rec = record(
+            &m,
+            "app",
+            &Digest::of(crate::digest::Algorithm::Sha256, b"x"),
+            "did:web:h",
+            json!({}),
+            "t",
+        );
+        assert_eq!(rec["layers"].as_array().unwrap().len(), 4);
+        assert_eq!(rec["layers"][2]["urls"][0], "https://example.com/layer");
+    }
+
+    #[test]
+    fn big_records_shed_annotations_but_never_descriptors() {
+        let big = "x".repeat(10_000);
+        let annotations: serde_json::Map<String, Value> =
+            (0..40).map(|i| (format!("a{i}"), json!(big))).collect();
+        let text = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D1}","size":2}},
+            "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D1}","size":10,"annotations":{{"l":"{big}"}}}}],
+            "annotations":{}}}"#,
+            Value::Object(annotations)
+        );
+        let m = parse(text.as_bytes(), Some(OCI_MANIFEST)).unwrap();
+        let full = record(
+            &m,
+            "app",
+            &Digest::of(crate::digest::Algorithm::Sha256, text.as_bytes()),
+            "did:web:h",
+            json!({}),
+            "t",
+        );
+        assert!(full.to_string().len() > 400_000);
+        // Fits as is: unchanged.
+        assert_eq!(fit_record(full.clone(), 1_000_000).unwrap(), full);
+        // The manifest's annotations go first.
+        let shed = fit_record(full.clone(), 50_000).unwrap();
+        assert!(shed.get("annotations").is_none());
+        assert_eq!(shed["layers"][0]["annotations"]["l"], json!(big));
+        // Then the descriptors' annotations; the descriptors stay.
+        let shed = fit_record(full.clone(), 2_000).unwrap();
+        assert!(shed["layers"][0].get("annotations").is_none());
+        assert_eq!(shed["layers"][0]["digest"], D1);
+        assert!(record_uses_blob(&shed, &D1.parse().unwrap()));
+        // Descriptors alone too big: a clear refusal.
+        assert!(matches!(
+            fit_record(full, 100),
+            Err(ManifestError::RecordTooLarge(_, 100))
+        ));
     }
 
     #[test]

@@ -159,3 +159,27 @@ test('skopeo and podman log in with an app password, and a wrong one fails', asy
     assert.match(bad.stderr, /401|unauthorized|authentication required|invalid username\/password/i);
   }
 });
+
+test('repeated wrong app passwords for one account are refused with 429 and Retry-After; other accounts are not', async () => {
+  // Last in this file: bob's sign-ins stay refused for the limiter's minute.
+  const { alice, bob } = stack.accounts;
+  const scope = `repository:${bob.handle}/app:pull`;
+  const statuses = [];
+  for (let i = 0; i < 12; i++) {
+    const res = await fetch(new URL(`/auth/token?service=${service}&scope=${scope}`, stack.urls.appview), {
+      headers: { authorization: basic(bob.handle, `wrong-pass-${i}`) },
+    });
+    statuses.push(res.status);
+    if (res.status === 429) {
+      assert.equal(res.headers.get('retry-after'), '60');
+      const body = await res.json();
+      assert.equal(body.errors[0].code, 'TOOMANYREQUESTS');
+      assert.match(body.errors[0].message, /too many sign-ins for bob\.test/);
+    }
+  }
+  assert.deepEqual(statuses.slice(0, 10), Array(10).fill(401), statuses.join(' '));
+  assert.deepEqual(statuses.slice(10), [429, 429], statuses.join(' '));
+  // Another account signing in from the same address is not held back.
+  const ok = await getToken({ user: alice.handle, password: alice.appPassword, scope: `repository:${alice.handle}/app:pull` });
+  assert.equal(ok.status, 200);
+});

@@ -15,6 +15,7 @@ import { login, serviceToken } from '../lib/atproto.mjs';
 import { startIssuer } from '../lib/issuer.mjs';
 import { HoldClient, randomFile, fetchDigest } from '../lib/hold.mjs';
 import { buildImage, layoutBlobs } from '../lib/image.mjs';
+import { registryToken, checkSha512Uploads } from '../lib/registry.mjs';
 
 const READ_URL_SECONDS = 4;
 const MB = 1024 * 1024;
@@ -305,6 +306,13 @@ test('only the owner deletes a blob, and then it is gone', async () => {
   const stale = await fetch(body.url);
   assert.equal(stale.status, 404, 'a URL signed before the delete finds nothing');
   assert.match(await stale.text(), /NoSuchKey/);
+});
+
+test('sha512 blobs go up by every upload method through the appview and come back whole', { timeout: 300_000 }, async () => {
+  const name = `${alice.handle}/sha512`;
+  const other = `${alice.handle}/sha512-mounted`;
+  const token = await registryToken(stack, `repository:${name}:pull,push repository:${other}:pull,push`, alice);
+  await checkSha512Uploads(stack, { authorization: `Bearer ${token}` }, name, other);
 });
 
 test('health names the binding', async () => {

@@ -13,7 +13,7 @@
 use crate::atproto::pds::{create_session, LoginError};
 use crate::atproto::resolve::{resolve_owner, resolve_user, ResolveError};
 use crate::auth::sessions;
-use crate::config::AppConfig;
+use crate::config::{AppConfig, SIGN_IN_LIMITER_BINDING, SIGN_IN_LIMIT_PERIOD_SECS};
 use crate::oci_error::error;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::registry_token::{sign, Access, RefreshGrant, RegistryClaims, CATALOG_SCOPE};
@@ -82,8 +82,10 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
     let signed_in = match request.credential {
         Credential::Anonymous => None,
         Credential::Password { user, password } => {
-            match login(env, config, &user, &password).await {
+            let source = source_address(&req);
+            match login(env, config, &user, &password, &source).await {
                 Ok(session) => Some(session),
+                Err((OciCode::TooManyRequests, msg)) => return too_many(msg),
                 Err((code, msg)) => return error(code, Some(msg)),
             }
         }
@@ -275,6 +277,7 @@ async fn login(
     config: &AppConfig,
     user: &str,
     password: &str,
+    source: &str,
 ) -> std::result::Result<(Did, String), (OciCode, String)> {
     let identity = resolve_user(user, config).await.map_err(|e| match e {
         ResolveError::Unknown(m) => (OciCode::Unauthorized, format!("cannot sign in: {m}")),
@@ -290,6 +293,14 @@ async fn login(
     {
         return Ok((identity.did, mac));
     }
+    // Only a credential not seen before reaches the PDS, and only so often
+    // per source and account: guessing app passwords is slow.
+    if !sign_in_allowed(env, source, &identity.did).await {
+        return Err((
+            OciCode::TooManyRequests,
+            format!("too many sign-ins for {user} from {source}: wait a minute"),
+        ));
+    }
     let tokens = create_session(&identity.pds, &identity.did, password)
         .await
         .map_err(|e| match e {
@@ -304,6 +315,38 @@ async fn login(
         .await
         .map_err(internal)?;
     Ok((identity.did, mac))
+}
+
+/// Whether the sign-in limiter lets one more sign-in of `did` from `source`
+/// through. Without the binding (not configured) every sign-in goes through.
+async fn sign_in_allowed(env: &Env, source: &str, did: &Did) -> bool {
+    let Ok(limiter) = env.rate_limiter(SIGN_IN_LIMITER_BINDING) else {
+        return true;
+    };
+    match limiter.limit(format!("{source} {did}")).await {
+        Ok(outcome) => outcome.success,
+        Err(e) => {
+            worker::console_error!("sign-in limiter failed: {e}");
+            true
+        }
+    }
+}
+
+/// The client's address as Cloudflare's edge reports it.
+fn source_address(req: &Request) -> String {
+    req.headers()
+        .get("CF-Connecting-IP")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// 429 `TOOMANYREQUESTS` with `Retry-After`.
+fn too_many(message: String) -> Result<Response> {
+    let mut resp = error(OciCode::TooManyRequests, Some(message))?;
+    resp.headers_mut()
+        .set("Retry-After", &SIGN_IN_LIMIT_PERIOD_SECS.to_string())?;
+    Ok(resp)
 }
 
 /// `Authorization: Basic base64(user:password)`, if present.

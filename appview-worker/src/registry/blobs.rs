@@ -3,32 +3,65 @@
 //! "If the blob is not stored locally, the registry may redirect the client
 //! to another location" (distribution spec, pulling blobs): GET answers 307
 //! with a URL the owner's hold presigned, so the bytes go straight from
-//! storage to the client. HEAD answers from the hold's stat. DELETE removes
-//! the blob from the hold, only while none of the owner's manifests uses it
-//! and only if the hold agrees (holds let their owner delete).
+//! storage to the client. A `Range` the blob cannot satisfy (or that is
+//! malformed) is answered here with 416, since storage would answer it in
+//! its own words. HEAD answers from the hold's stat.
+//!
+//! DELETE unlinks the blob from the repository (`index::unlinks`): GET and
+//! HEAD there answer `BLOB_UNKNOWN` from then on. The bytes themselves are
+//! removed from the hold only when none of the owner's manifests uses them
+//! and the hold agrees (holds let their owner delete); otherwise they stay
+//! for the manifests that need them, and garbage collection.
 
 use super::owner::{locate, require_owner, resolve_repo_owner};
 use crate::atproto::pds::all_records;
 use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
 use crate::holds::{hold_of, Hold, HoldCallError};
-use crate::oci_error::error;
+use crate::index;
+use crate::oci_error::{error, refuse};
+use atcr_protocol::hold_storage::{resolve_range, RangeRequest};
 use atcr_protocol::manifest::record_uses_blob;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{collections, Did, Digest, OciCode};
-use worker::{Method, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 
 pub async fn get_blob(
+    req: &Request,
+    env: &Env,
     config: &AppConfig,
     user: Option<&Did>,
-    method: Method,
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response> {
     let owner = match resolve_repo_owner(name, config).await {
         Ok(owner) => owner,
-        Err((code, message)) => return error(code, Some(message)),
+        Err(refusal) => return refuse(refusal),
     };
+    let unknown = || {
+        error(
+            OciCode::BlobUnknown,
+            Some(format!("{name} has no blob {digest}")),
+        )
+    };
+    let unlinked = index::unlinked_among(env, &owner.did, name.repository(), &[digest]).await?;
+    if !unlinked.is_empty() {
+        return unknown();
+    }
+    let method = req.method();
+    let range = req.headers().get("Range")?;
+    if let (Method::Get, Some(range)) = (&method, range) {
+        // Only a range storage will serve reaches storage.
+        match find_blob(config, user, &owner, name, digest, &Method::Head).await {
+            Ok(Some(Found::Size(size))) => {
+                if !matches!(resolve_range(Some(&range), size), RangeRequest::Partial(_)) {
+                    return unsatisfiable(&range, size);
+                }
+            }
+            Ok(_) => return unknown(),
+            Err(e) => return hold_failure(e),
+        }
+    }
     let found = match find_blob(config, user, &owner, name, digest, &method).await {
         Ok(found) => found,
         Err(e) => return hold_failure(e),
@@ -49,11 +82,18 @@ pub async fn get_blob(
                 .set("Docker-Content-Digest", digest.as_str())?;
             Ok(resp)
         }
-        None => error(
-            OciCode::BlobUnknown,
-            Some(format!("{name} has no blob {digest}")),
-        ),
+        None => unknown(),
     }
+}
+
+/// 416 for a `Range` that `size` bytes cannot satisfy, or that is not one
+/// range of bytes.
+fn unsatisfiable(range: &str, size: u64) -> Result<Response> {
+    let message = format!("{range} is not one satisfiable byte range of this {size}-byte blob");
+    let mut resp = error(OciCode::Unsupported, Some(message))?.with_status(416);
+    resp.headers_mut()
+        .set("Content-Range", &format!("bytes */{size}"))?;
+    Ok(resp)
 }
 
 /// What a hold said about a blob: its size (HEAD) or a presigned URL (GET).
@@ -127,6 +167,7 @@ async fn holds_named_by_manifests(
 }
 
 pub async fn delete_blob(
+    env: &Env,
     config: &AppConfig,
     user: &Did,
     name: &RepoName,
@@ -137,39 +178,41 @@ pub async fn delete_blob(
     });
     let (owner, hold) = match owned {
         Ok(found) => found,
-        Err((code, message)) => return error(code, Some(message)),
+        Err(refusal) => return refuse(refusal),
     };
-    match hold.stat(config, Some(user), digest).await {
+    let unknown = || {
+        error(
+            OciCode::BlobUnknown,
+            Some(format!("{name} has no blob {digest}")),
+        )
+    };
+    if !index::unlinked_among(env, &owner.did, name.repository(), &[digest])
+        .await?
+        .is_empty()
+    {
+        return unknown();
+    }
+    match find_blob(config, Some(user), &owner, name, digest, &Method::Head).await {
         Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                OciCode::BlobUnknown,
-                Some(format!("{name} has no blob {digest}")),
-            )
-        }
+        Ok(None) => return unknown(),
         Err(e) => return hold_failure(e),
     }
-    // A manifest record naming a deleted blob could never be pulled again.
+    index::blob_unlinked(env, &owner.did, name.repository(), digest).await?;
+    // The bytes go too when no manifest of the owner needs them.
     let records = match all_records(&owner.pds, &owner.did, collections::MANIFEST).await {
         Ok(records) => records,
         Err(e) => return error(OciCode::Internal, Some(e)),
     };
-    if let Some(user_of) = records
+    if !records
         .iter()
-        .find(|r| record_uses_blob(&r["value"], digest))
+        .any(|r| record_uses_blob(&r["value"], digest))
     {
-        let message = format!(
-            "{digest} is still used by {}/{}@{}; delete that manifest first",
-            name.owner(),
-            user_of["value"]["repository"].as_str().unwrap_or_default(),
-            user_of["value"]["digest"].as_str().unwrap_or_default(),
-        );
-        return error(OciCode::Denied, Some(message));
+        if let Err(e) = hold.delete_blob(config, user, digest).await {
+            // Unlinked all the same; the bytes wait for garbage collection.
+            worker::console_error!("the hold kept {digest}: {e}");
+        }
     }
-    match hold.delete_blob(config, user, digest).await {
-        Ok(()) => Ok(Response::empty()?.with_status(202)),
-        Err(e) => hold_failure(e),
-    }
+    Ok(Response::empty()?.with_status(202))
 }
 
 fn hold_failure(e: HoldCallError) -> Result<Response> {

@@ -56,11 +56,11 @@ pub async fn handle(
         }
         Route::Blob { name, digest } if matches!(method, Method::Get | Method::Head) => {
             let user = claims.sub.parse::<Did>().ok();
-            blobs::get_blob(config, user.as_ref(), method, &name, &digest).await
+            blobs::get_blob(&req, env, config, user.as_ref(), &name, &digest).await
         }
         Route::Blob { name, digest } if method == Method::Delete => {
             match signed_in(&claims, "delete") {
-                Ok(user) => blobs::delete_blob(config, &user, &name, &digest).await,
+                Ok(user) => blobs::delete_blob(env, config, &user, &name, &digest).await,
                 Err(refused) => refused,
             }
         }
@@ -90,11 +90,11 @@ pub async fn handle(
         Route::Catalog if method == Method::Get => catalog::list(&req, env).await,
         // Push was granted, so the token names its user.
         Route::UploadStart { name } => match signed_in(&claims, "push") {
-            Ok(user) => uploads::handle(&mut req, config, &user, &name, None).await,
+            Ok(user) => uploads::handle(&mut req, env, config, &user, &name, None).await,
             Err(refused) => refused,
         },
         Route::Upload { name, id } => match signed_in(&claims, "push") {
-            Ok(user) => uploads::handle(&mut req, config, &user, &name, Some(&id)).await,
+            Ok(user) => uploads::handle(&mut req, env, config, &user, &name, Some(&id)).await,
             Err(refused) => refused,
         },
         _ => error(

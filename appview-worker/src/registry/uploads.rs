@@ -14,7 +14,9 @@
 use super::owner::{locate, require_owner};
 use crate::config::AppConfig;
 use crate::holds::{Hold, HoldCallError};
-use crate::oci_error::{error, internal};
+use crate::index;
+use crate::oci_error::{error, internal, refuse};
+use atcr_protocol::chunk_range::ChunkRange;
 use atcr_protocol::hold_api::{CompletedPart, SignedPut, MAX_PARTS};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::sealed;
@@ -22,7 +24,7 @@ use atcr_protocol::{Did, Digest, OciCode, Refusal};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{Date, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{Date, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
 use worker_support::{query_param, random_id};
 
 /// S3-compatible stores refuse multipart parts below 5 MiB except the last,
@@ -53,6 +55,7 @@ struct UploadState {
 
 pub async fn handle(
     req: &mut Request,
+    env: &Env,
     config: &AppConfig,
     user: &Did,
     name: &RepoName,
@@ -64,7 +67,7 @@ pub async fn handle(
             Ok(state) => match method {
                 Method::Patch => patch(req, config, state).await,
                 Method::Put => finish(req, config, state).await,
-                Method::Get => status_response(&state, config, 204),
+                Method::Get => status_response(&state, config, 204).map(Created::Not),
                 Method::Delete => cancel(config, state).await,
                 _ => Err((
                     OciCode::Unsupported,
@@ -76,19 +79,28 @@ pub async fn handle(
         (method, None) => Err((OciCode::Unsupported, format!("{method} needs an upload id"))),
     };
     match outcome {
-        Ok(resp) => Ok(resp),
-        Err((code, message)) => error(code, Some(message)),
+        Ok(Created::Blob(digest)) => {
+            // A blob deleted from this repository's view is back in it.
+            index::blob_linked(env, user, name.repository(), &digest).await?;
+            created(name, &digest).or_else(refuse)
+        }
+        Ok(Created::Not(resp)) => Ok(resp),
+        Err(refusal) => refuse(refusal),
     }
+}
+
+type Outcome = std::result::Result<Created, Refusal>;
+
+/// How an upload request ended: with the blob in the repository, or with
+/// an answer to send as it is (upload status, 416).
+enum Created {
+    Blob(Digest),
+    Not(Response),
 }
 
 /// `POST /v2/<name>/blobs/uploads/`: mount (`?mount=&from=`), monolithic
 /// (`?digest=` with the body), or a new session (202 + `Location`).
-async fn start(
-    req: &mut Request,
-    config: &AppConfig,
-    user: &Did,
-    name: &RepoName,
-) -> std::result::Result<Response, Refusal> {
+async fn start(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoName) -> Outcome {
     let (owner, hold) = locate(name, config).await?;
     require_owner(&owner, user, name, "push to")?;
     if let Some(mount) = query_param(req, "mount") {
@@ -100,7 +112,7 @@ async fn start(
             .map_err(hold_refusal)?
             .is_some()
         {
-            return created(name, &digest);
+            return Ok(Created::Blob(digest));
         }
     }
     let mut state = new_state(name, user, &hold)?;
@@ -113,7 +125,7 @@ async fn start(
         .await
         .map_err(hold_refusal)?
         .session;
-    status_response(&state, config, 202)
+    status_response(&state, config, 202).map(Created::Not)
 }
 
 /// A state with no hold session yet.
@@ -144,7 +156,7 @@ async fn upload_whole(
     hold: &Hold,
     state: &mut UploadState,
     digest: &Digest,
-) -> std::result::Result<Response, Refusal> {
+) -> Outcome {
     let length = header(req, "Content-Length").and_then(|v| v.parse::<u64>().ok());
     let started = hold
         .start_upload(config, &state.user, length.map(|len| (digest, len)))
@@ -208,44 +220,22 @@ async fn send_single_put(
 }
 
 /// `PATCH`: appends the body as the next part(s).
-async fn patch(
-    req: &mut Request,
-    config: &AppConfig,
-    mut state: UploadState,
-) -> std::result::Result<Response, Refusal> {
-    if let Some(range) = header(req, "Content-Range") {
-        let start = range
-            .split('-')
-            .next()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        if start != Some(state.offset) {
-            // "If the chunk is uploaded out of order, the registry MUST respond with 416."
-            let message = format!(
-                "Content-Range {range} does not continue at byte {}",
-                state.offset
-            );
-            let resp = error(OciCode::BlobUploadInvalid, Some(message))
-                .map_err(internal)?
-                .with_status(416);
-            return Ok(resp);
-        }
+async fn patch(req: &mut Request, config: &AppConfig, mut state: UploadState) -> Outcome {
+    if let Some(refusal) = out_of_order(req, &state, config)? {
+        return Ok(Created::Not(refusal));
     }
-    if let Some(refusal) = too_short_to_continue(&state) {
-        return Ok(refusal);
+    if let Some(refusal) = too_short_to_continue(&state, config)? {
+        return Ok(Created::Not(refusal));
     }
     let hold = Hold::resolve(&state.hold, config)
         .await
         .map_err(hold_refusal)?;
     append_body(req, config, &hold, &mut state).await?;
-    status_response(&state, config, 202)
+    status_response(&state, config, 202).map(Created::Not)
 }
 
 /// `PUT ?digest=`: the last bytes (if any), then verification at the hold.
-async fn finish(
-    req: &mut Request,
-    config: &AppConfig,
-    mut state: UploadState,
-) -> std::result::Result<Response, Refusal> {
+async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -> Outcome {
     let digest: Digest = query_param(req, "digest")
         .ok_or((
             OciCode::DigestInvalid,
@@ -256,8 +246,11 @@ async fn finish(
     let has_body =
         header(req, "Content-Length").map_or(req.inner().body().is_some(), |len| len != "0");
     if has_body {
-        if let Some(refusal) = too_short_to_continue(&state) {
-            return Ok(refusal);
+        if let Some(refusal) = out_of_order(req, &state, config)? {
+            return Ok(Created::Not(refusal));
+        }
+        if let Some(refusal) = too_short_to_continue(&state, config)? {
+            return Ok(Created::Not(refusal));
         }
     }
     let hold = Hold::resolve(&state.hold, config)
@@ -274,17 +267,59 @@ async fn finish(
     complete(config, &hold, &mut state, &digest).await
 }
 
-/// More bytes turn the last part into a middle one, which storage accepts
-/// only from `MIN_CHUNK` bytes up: a 416 saying so, if it is shorter.
-fn too_short_to_continue(state: &UploadState) -> Option<Response> {
-    let last = state.last_part_len.filter(|len| *len < MIN_CHUNK)?;
-    let message = format!("the previous chunk was {last} bytes: every chunk but the last must be at least {MIN_CHUNK} bytes (OCI-Chunk-Min-Length)");
-    error(OciCode::BlobUploadInvalid, Some(message))
-        .ok()
-        .map(|r| r.with_status(416))
+/// "If the chunk is uploaded out of order, the registry MUST respond with
+/// 416": a `Content-Range` that does not start where the upload stands.
+fn out_of_order(
+    req: &Request,
+    state: &UploadState,
+    config: &AppConfig,
+) -> std::result::Result<Option<Response>, Refusal> {
+    let Some(range) = header(req, "Content-Range") else {
+        return Ok(None);
+    };
+    if ChunkRange::parse(&range).is_some_and(|r| r.start == state.offset) {
+        return Ok(None);
+    }
+    let message = format!(
+        "Content-Range {range} does not continue at byte {}; GET the upload URL to see where it stands",
+        state.offset
+    );
+    unsatisfiable(state, config, message).map(Some)
 }
 
-async fn cancel(config: &AppConfig, state: UploadState) -> std::result::Result<Response, Refusal> {
+/// More bytes turn the last part into a middle one, which storage accepts
+/// only from `MIN_CHUNK` bytes up: a 416 saying so, if it is shorter.
+fn too_short_to_continue(
+    state: &UploadState,
+    config: &AppConfig,
+) -> std::result::Result<Option<Response>, Refusal> {
+    let Some(last) = state.last_part_len.filter(|len| *len < MIN_CHUNK) else {
+        return Ok(None);
+    };
+    let message = format!("the previous chunk was {last} bytes: every chunk but the last must be at least {MIN_CHUNK} bytes (OCI-Chunk-Min-Length)");
+    unsatisfiable(state, config, message).map(Some)
+}
+
+/// 416 `BLOB_UPLOAD_INVALID`, with the upload's `Location` and `Range` so
+/// the client can resume where it stands.
+fn unsatisfiable(
+    state: &UploadState,
+    config: &AppConfig,
+    message: String,
+) -> std::result::Result<Response, Refusal> {
+    let mut resp = error(OciCode::BlobUploadInvalid, Some(message))
+        .map_err(internal)?
+        .with_status(416);
+    let status = status_response(state, config, 416)?;
+    for name in ["Location", "Range", "Docker-Upload-UUID"] {
+        if let Some(value) = status.headers().get(name).map_err(internal)? {
+            resp.headers_mut().set(name, &value).map_err(internal)?;
+        }
+    }
+    Ok(resp)
+}
+
+async fn cancel(config: &AppConfig, state: UploadState) -> Outcome {
     let hold = Hold::resolve(&state.hold, config)
         .await
         .map_err(hold_refusal)?;
@@ -292,7 +327,7 @@ async fn cancel(config: &AppConfig, state: UploadState) -> std::result::Result<R
         .await
         .map_err(hold_refusal)?;
     Response::empty()
-        .map(|r| r.with_status(204))
+        .map(|r| Created::Not(r.with_status(204)))
         .map_err(internal)
 }
 
@@ -301,7 +336,7 @@ async fn complete(
     hold: &Hold,
     state: &mut UploadState,
     digest: &Digest,
-) -> std::result::Result<Response, Refusal> {
+) -> Outcome {
     if state.parts.is_empty() {
         // An empty blob is still one (empty) part.
         put_part(config, hold, state, PartBody::Bytes(Vec::new())).await?;
@@ -310,23 +345,12 @@ async fn complete(
 }
 
 /// Asks the hold to verify the upload and publish it under `digest`.
-async fn publish(
-    config: &AppConfig,
-    hold: &Hold,
-    state: &UploadState,
-    digest: &Digest,
-) -> std::result::Result<Response, Refusal> {
+async fn publish(config: &AppConfig, hold: &Hold, state: &UploadState, digest: &Digest) -> Outcome {
     match hold
         .complete_upload(config, &state.user, &state.session, &state.parts, digest)
         .await
     {
-        Ok(done) => created(
-            &state
-                .name
-                .parse()
-                .map_err(|_| (OciCode::NameInvalid, state.name.clone()))?,
-            &done.digest,
-        ),
+        Ok(done) => Ok(Created::Blob(done.digest)),
         Err(HoldCallError::Refused { error, .. }) if error.error == "DigestMismatch" => {
             Err((OciCode::DigestInvalid, error.message))
         }

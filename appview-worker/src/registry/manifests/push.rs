@@ -16,14 +16,17 @@ use crate::oci_error::internal;
 use crate::registry::owner::{locate, require_owner};
 use atcr_protocol::collections;
 use atcr_protocol::digest::Algorithm;
-use atcr_protocol::manifest::MAX_MANIFEST_BYTES;
 use atcr_protocol::manifest::{self, tag_record_key, ManifestError, ParsedManifest};
+use atcr_protocol::manifest::{MAX_MANIFEST_BYTES, MAX_RECORD_BYTES};
 use atcr_protocol::reference::{Reference, RepoName};
 use atcr_protocol::tid::tid;
 use atcr_protocol::{Did, Digest, OciCode, Refusal};
 use serde_json::{json, Value};
 use worker::{Date, Env, Request, Response};
 use worker_support::now_rfc3339;
+
+/// Room kept in a record for its `manifestBlob` reference.
+const BLOB_REF_ROOM: usize = 512;
 
 /// A manifest that passed validation, about to be stored.
 struct Pushed {
@@ -108,8 +111,9 @@ async fn validate(req: &mut Request, reference: &Reference) -> Result<Pushed, Re
     })
 }
 
-/// Every blob the manifest names is in the owner's hold, and every child
-/// manifest of an index is in the repository.
+/// Every blob the manifest needs is in the owner's hold (and was not
+/// deleted from this repository), and every child manifest of an index is
+/// in the repository. Foreign layers are not looked for.
 async fn check_references(target: &Target<'_>, parsed: &ParsedManifest) -> Result<(), Refusal> {
     let Target {
         env,
@@ -119,6 +123,16 @@ async fn check_references(target: &Target<'_>, parsed: &ParsedManifest) -> Resul
         owner,
         hold,
     } = target;
+    let needed: Vec<&Digest> = parsed.blobs().map(|b| &b.digest).collect();
+    let unlinked = index::unlinked_among(env, &owner.did, name.repository(), &needed)
+        .await
+        .map_err(internal)?;
+    if let Some(digest) = unlinked.first() {
+        return Err((
+            OciCode::ManifestBlobUnknown,
+            format!("blob {digest} was deleted from {name}; push it again first"),
+        ));
+    }
     for blob in parsed.blobs() {
         let stat = hold
             .stat(config, Some(user), &blob.digest)
@@ -171,9 +185,22 @@ async fn write_records(
             OciCode::Denied,
             format!("the registry holds no PDS session for {user}: log in again"),
         ))?;
+    let now = now_rfc3339();
+    // Shaped (and shrunk to what a PDS takes) before anything is written;
+    // the blob reference is filled in once the bytes are uploaded.
+    let record = manifest::record(
+        &pushed.parsed,
+        name.repository(),
+        &pushed.digest,
+        hold.did.as_str(),
+        Value::Null,
+        &now,
+    );
+    let mut record = manifest::fit_record(record, MAX_RECORD_BYTES - BLOB_REF_ROOM)
+        .map_err(|e| (OciCode::ManifestInvalid, e.to_string()))?;
     ensure_profile(&mut writer, owner, hold).await?;
     let pds_error = |e: String| (OciCode::Internal, e);
-    let blob = writer
+    record["manifestBlob"] = writer
         .post(
             "com.atproto.repo.uploadBlob",
             Body::Bytes(&pushed.bytes, &pushed.parsed.media_type),
@@ -181,15 +208,6 @@ async fn write_records(
         .await
         .map_err(pds_error)?["blob"]
         .clone();
-    let now = now_rfc3339();
-    let record = manifest::record(
-        &pushed.parsed,
-        name.repository(),
-        &pushed.digest,
-        hold.did.as_str(),
-        blob,
-        &now,
-    );
     // Re-pushing the same manifest updates its record instead of adding one.
     let rkey = match index::manifest_record(env, &owner.did, name.repository(), &pushed.digest)
         .await
