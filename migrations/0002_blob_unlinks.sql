@@ -1,4 +1,4 @@
--- Migration 0002: blobs deleted from one repository's view (version 0.2.0).
+-- Migration 0002: blobs deleted from one repository's view.
 --
 -- DELETE /v2/<name>/blobs/<digest> unlinks the blob from <name>: GET and
 -- HEAD there answer BLOB_UNKNOWN until it is uploaded or mounted there again.
