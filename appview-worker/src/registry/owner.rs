@@ -1,11 +1,14 @@
-//! Whose repository a name is, and where its blobs live, as the registry
-//! sees them: an unknown owner is `NAME_UNKNOWN`, a stranger's write `DENIED`.
+//! Whose repository a name is, where its blobs live, and who writes its
+//! records, as the registry sees them: an unknown owner is `NAME_UNKNOWN`,
+//! a stranger's write `DENIED`.
 
 use crate::atproto::resolve::{resolve_owner, Identity, ResolveError};
+use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
 use crate::holds::{hold_of, Hold};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{Did, OciCode, Refusal};
+use worker::Env;
 
 /// The owner of a repository name.
 pub async fn resolve_repo_owner(name: &RepoName, config: &AppConfig) -> Result<Identity, Refusal> {
@@ -40,4 +43,20 @@ pub async fn locate(name: &RepoName, config: &AppConfig) -> Result<(Identity, Ho
         .await
         .map_err(|e| (OciCode::Internal, e.to_string()))?;
     Ok((owner, hold))
+}
+
+/// The writer of `user`'s records; refused when the appview holds no
+/// session for them (they must sign in again).
+pub async fn writer_for<'a>(
+    env: &'a Env,
+    config: &'a AppConfig,
+    user: &Did,
+) -> Result<PdsWriter<'a>, Refusal> {
+    PdsWriter::for_user(env, config, user)
+        .await
+        .map_err(|e| (OciCode::Internal, e.to_string()))?
+        .ok_or((
+            OciCode::Denied,
+            format!("the registry holds no PDS session for {user}: log in again"),
+        ))
 }

@@ -221,10 +221,7 @@ async fn send_single_put(
 
 /// `PATCH`: appends the body as the next part(s).
 async fn patch(req: &mut Request, config: &AppConfig, mut state: UploadState) -> Outcome {
-    if let Some(refusal) = out_of_order(req, &state, config)? {
-        return Ok(Created::Not(refusal));
-    }
-    if let Some(refusal) = too_short_to_continue(&state, config)? {
+    if let Some(refusal) = cannot_continue(req, &state, config)? {
         return Ok(Created::Not(refusal));
     }
     let hold = Hold::resolve(&state.hold, config)
@@ -246,10 +243,7 @@ async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -
     let has_body =
         header(req, "Content-Length").map_or(req.inner().body().is_some(), |len| len != "0");
     if has_body {
-        if let Some(refusal) = out_of_order(req, &state, config)? {
-            return Ok(Created::Not(refusal));
-        }
-        if let Some(refusal) = too_short_to_continue(&state, config)? {
+        if let Some(refusal) = cannot_continue(req, &state, config)? {
             return Ok(Created::Not(refusal));
         }
     }
@@ -265,6 +259,19 @@ async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -
     }
     append_body(req, config, &hold, &mut state).await?;
     complete(config, &hold, &mut state, &digest).await
+}
+
+/// A 416 for a chunk the upload cannot take: out of order, or after a
+/// chunk too short to be a middle part.
+fn cannot_continue(
+    req: &Request,
+    state: &UploadState,
+    config: &AppConfig,
+) -> std::result::Result<Option<Response>, Refusal> {
+    match out_of_order(req, state, config)? {
+        Some(refusal) => Ok(Some(refusal)),
+        None => too_short_to_continue(state, config),
+    }
 }
 
 /// "If the chunk is uploaded out of order, the registry MUST respond with

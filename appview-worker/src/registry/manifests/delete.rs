@@ -7,7 +7,7 @@ use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
 use crate::index;
 use crate::oci_error::internal;
-use crate::registry::owner::{require_owner, resolve_repo_owner};
+use crate::registry::owner::{require_owner, resolve_repo_owner, writer_for};
 use atcr_protocol::collections;
 use atcr_protocol::manifest::tag_record_key;
 use atcr_protocol::reference::{Reference, RepoName};
@@ -27,13 +27,7 @@ pub async fn delete(
 ) -> Result<(), Refusal> {
     let owner = resolve_repo_owner(name, config).await?;
     require_owner(&owner, user, name, "delete from")?;
-    let mut writer = PdsWriter::for_user(env, config, user)
-        .await
-        .map_err(internal)?
-        .ok_or((
-            OciCode::Denied,
-            format!("the registry holds no PDS session for {user}: log in again"),
-        ))?;
+    let mut writer = writer_for(env, config, user).await?;
     let repository = name.repository();
     match reference {
         Reference::Tag(tag) => {

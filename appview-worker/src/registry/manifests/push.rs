@@ -13,7 +13,7 @@ use crate::config::AppConfig;
 use crate::holds::Hold;
 use crate::index::{self, StoredManifest};
 use crate::oci_error::internal;
-use crate::registry::owner::{locate, require_owner};
+use crate::registry::owner::{locate, require_owner, writer_for};
 use atcr_protocol::collections;
 use atcr_protocol::digest::Algorithm;
 use atcr_protocol::manifest::{self, tag_record_key, ManifestError, ParsedManifest};
@@ -178,13 +178,7 @@ async fn write_records(
         owner,
         hold,
     } = target;
-    let mut writer = PdsWriter::for_user(env, config, user)
-        .await
-        .map_err(internal)?
-        .ok_or((
-            OciCode::Denied,
-            format!("the registry holds no PDS session for {user}: log in again"),
-        ))?;
+    let mut writer = writer_for(env, config, user).await?;
     let now = now_rfc3339();
     // Shaped (and shrunk to what a PDS takes) before anything is written;
     // the blob reference is filled in once the bytes are uploaded.
