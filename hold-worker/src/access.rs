@@ -64,6 +64,12 @@ impl Policy {
             .any(|m| &m.member == did && m.allows(permission))
     }
 
+    /// Whether the per-user quota applies to `did`: everyone but the owner
+    /// and crew with `blob:write`, who write by `HOLD_ALLOW_ALL_CREW` alone.
+    pub fn limits(&self, config: &HoldConfig, did: &Did) -> bool {
+        did != &config.owner && !self.crew(did, "blob:write")
+    }
+
     pub fn require_read(&self, config: &HoldConfig, caller: &Caller) -> Result<(), Failure> {
         if self.public {
             return Ok(());
@@ -81,25 +87,36 @@ impl Policy {
         }
     }
 
-    pub fn require_write(&self, config: &HoldConfig, caller: &Caller) -> Result<Did, Failure> {
+    pub fn require_write(&self, config: &HoldConfig, caller: &Caller) -> Result<Writer, Failure> {
         match caller {
             Caller::Anonymous => Err(Failure::new(
                 HoldError::AuthRequired,
                 "writing to a hold needs a service token",
             )),
-            Caller::User(did)
-                if did == &config.owner
-                    || config.allow_all_crew
-                    || self.crew(did, "blob:write") =>
-            {
-                Ok(did.clone())
+            Caller::User(did) if did == &config.owner || self.crew(did, "blob:write") => {
+                Ok(Writer {
+                    did: did.clone(),
+                    limited: false,
+                })
             }
+            Caller::User(did) if config.allow_all_crew => Ok(Writer {
+                did: did.clone(),
+                limited: true,
+            }),
             Caller::User(did) => Err(Failure::new(
                 HoldError::Forbidden,
                 format!("{did} is not crew of this hold"),
             )),
         }
     }
+}
+
+/// Someone allowed to write, and whether the hold's per-user quota limits
+/// them (only those who may write because the hold allows all crew).
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub did: Did,
+    pub limited: bool,
 }
 
 pub fn require_owner(config: &HoldConfig, caller: &Caller) -> Result<(), Failure> {

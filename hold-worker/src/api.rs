@@ -5,12 +5,13 @@ use crate::access::{require_owner, Policy};
 use crate::auth::{authenticate, Caller};
 use crate::config::{HoldConfig, StorageConfig};
 use crate::failure::Failure;
-use crate::storage::{BlobStore, R2Store, S3Store, StorageError};
+use crate::storage::{BlobStore, ObjectInfo, R2Store, S3Store, StorageError};
+use crate::usage::{self, Charge, Ledger};
 use atcr_protocol::hold_api::*;
 use atcr_protocol::paths::{blob_key, upload_key};
 use atcr_protocol::s3::sha256_checksum;
 use atcr_protocol::upload_session::{SessionError, UploadSession};
-use atcr_protocol::Digest;
+use atcr_protocol::{Did, Digest};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use worker::{Date, Request, Response};
@@ -56,6 +57,7 @@ async fn call(
         COMPLETE_UPLOAD => complete_upload(body(&mut req).await?, config, caller, store).await,
         ABORT_UPLOAD => abort_upload(body(&mut req).await?, config, caller, store).await,
         DELETE_BLOB => delete_blob(body(&mut req).await?, config, caller, store).await,
+        GET_QUOTA => get_quota(config, caller).await,
         _ => Err(Failure::new(
             HoldError::InvalidRequest,
             format!("this hold has no method {method}"),
@@ -117,7 +119,15 @@ async fn start_upload(
     caller: &Caller,
     store: &impl BlobStore,
 ) -> Outcome {
-    let owner = Policy::load(config).await?.require_write(config, caller)?;
+    let writer = Policy::load(config).await?.require_write(config, caller)?;
+    // Over the quota already: refuse before any bytes are sent.
+    if let (true, Some(ledger), Some(digest)) = (writer.limited, Ledger::of(config), &input.digest)
+    {
+        if let Err(exceeded) = ledger.precheck(&writer.did, digest, input.size).await? {
+            return Err(usage::refusal(config, &writer.did, exceeded).await);
+        }
+    }
+    let owner = writer.did;
     let id = random_id()?;
     let staging = upload_key(&id);
     let expires_at = now_secs() + SESSION_LIFETIME_SECS;
@@ -184,7 +194,8 @@ fn part_url(
 /// `completeUpload`: confirms the staged bytes have the expected digest and
 /// publishes them under it; otherwise discards them. A single PUT was
 /// checksummed by storage as it arrived; assembled parts are read back and
-/// hashed here.
+/// hashed here. A user under a quota is charged first: over it, the bytes
+/// are discarded and nothing is published.
 async fn complete_upload(
     input: CompleteInput,
     config: &HoldConfig,
@@ -207,12 +218,21 @@ async fn complete_upload(
         }
     };
     let staging = upload_key(&session.id);
+    let ledger = ledger_for(config, &session.owner).await?;
     if let Some(upload_id) = &session.upload_id {
         assemble(store, &staging, upload_id, &input.parts).await?;
     }
 
     let started = Date::now().as_millis();
-    let published = publish(store, &staging, &expected).await;
+    let published = charge_and_publish(
+        config,
+        store,
+        &staging,
+        &expected,
+        &session.owner,
+        ledger.as_ref(),
+    )
+    .await;
     let verify_ms = Date::now().as_millis().saturating_sub(started);
     // Published or refused, the staged bytes have served their purpose.
     let discarded = store.delete(&staging).await;
@@ -255,6 +275,51 @@ async fn assemble(
         })
 }
 
+/// The ledger that charges `did`'s uploads: `None` when the hold has no
+/// quota, or `did` is its owner or crew (decided as the blob is published).
+async fn ledger_for<'a>(config: &'a HoldConfig, did: &Did) -> Result<Option<Ledger<'a>>, Failure> {
+    let Some(ledger) = Ledger::of(config) else {
+        return Ok(None);
+    };
+    if did == &config.owner || !Policy::load(config).await?.limits(config, did) {
+        return Ok(None);
+    }
+    Ok(Some(ledger))
+}
+
+/// Charges `did` for the staged blob when a ledger limits them (refused over
+/// the quota, before anything is visible), then publishes it; a publish that
+/// fails gives the charge back.
+async fn charge_and_publish(
+    config: &HoldConfig,
+    store: &impl BlobStore,
+    staging: &str,
+    expected: &Digest,
+    did: &Did,
+    ledger: Option<&Ledger<'_>>,
+) -> Result<(u64, Verification), Failure> {
+    let Some(info) = store.stat(staging).await? else {
+        return Err(Failure::new(
+            HoldError::UploadNotFound,
+            "nothing was uploaded for this session",
+        ));
+    };
+    let charged = match ledger {
+        None => false,
+        Some(ledger) => match ledger.charge(did, expected, info.size).await? {
+            Ok(charge) => charge == Charge::New,
+            Err(exceeded) => return Err(usage::refusal(config, did, exceeded).await),
+        },
+    };
+    let published = publish(store, staging, expected, &info).await;
+    if let (Err(_), true, Some(ledger)) = (&published, charged, ledger) {
+        if let Err(e) = ledger.refund(did, expected).await {
+            worker::console_error!("refund of {expected} for {did}: {}", e.message);
+        }
+    }
+    published
+}
+
 /// Publishes the staged object under `expected` once its digest is
 /// confirmed: by the checksum storage recorded as the bytes arrived; else by
 /// storage checking them while it copies; else by a hashing read, then a
@@ -263,13 +328,8 @@ async fn publish(
     store: &impl BlobStore,
     staging: &str,
     expected: &Digest,
+    info: &ObjectInfo,
 ) -> Result<(u64, Verification), Failure> {
-    let Some(info) = store.stat(staging).await? else {
-        return Err(Failure::new(
-            HoldError::UploadNotFound,
-            "nothing was uploaded for this session",
-        ));
-    };
     let target = blob_key(expected);
     let refused = |actual: String| {
         Failure::new(
@@ -322,7 +382,29 @@ async fn delete_blob(
 ) -> Outcome {
     require_owner(config, caller)?;
     store.delete(&blob_key(&input.digest)).await?;
+    usage::forget_blob(config, &input.digest).await?;
     json(&serde_json::json!({}))
+}
+
+/// `getQuota`: the caller's limits on this hold and what they store.
+async fn get_quota(config: &HoldConfig, caller: &Caller) -> Outcome {
+    let Caller::User(did) = caller else {
+        return Err(Failure::new(
+            HoldError::AuthRequired,
+            "getQuota needs a service token",
+        ));
+    };
+    let Some(ledger) = ledger_for(config, did).await? else {
+        return json(&QuotaStatus::default());
+    };
+    let (usage, _) = ledger.usage(did, None).await?;
+    json(&QuotaStatus {
+        limited: true,
+        max_bytes: ledger.quota.max_bytes,
+        max_blobs: ledger.quota.max_blobs,
+        used_bytes: usage.bytes,
+        used_blobs: usage.blobs,
+    })
 }
 
 fn open_session(

@@ -1,14 +1,18 @@
 //! The hold's configuration: `[vars]` in `hold-worker/wrangler.toml`, the
-//! secrets set with `wrangler secret put`, and (for `HOLD_STORAGE=r2`) the
-//! R2 bucket binding.
+//! secrets set with `wrangler secret put`, (for `HOLD_STORAGE=r2`) the R2
+//! bucket binding, and (for per-user quotas) the D1 binding.
 
 use atcr_protocol::hold_storage;
+use atcr_protocol::quota::Quota;
 use atcr_protocol::s3::S3Config;
 use atcr_protocol::Did;
-use worker::{Bucket, Env};
+use worker::{Bucket, D1Database, Env};
 
 /// The R2 bucket binding `HOLD_STORAGE=r2` uses (`[[r2_buckets]]` in wrangler.toml).
 pub const BLOBS_BINDING: &str = "BLOBS";
+/// The D1 database per-user quotas keep usage in (`[[d1_databases]]` in
+/// wrangler.toml; schema in `hold-worker/migrations/`).
+pub const USAGE_BINDING: &str = "USAGE";
 
 /// Where blobs live (`HOLD_STORAGE`).
 pub enum StorageConfig {
@@ -46,6 +50,11 @@ pub struct HoldConfig {
     /// storage checksums; larger ones in parts, verified by a read-back.
     /// 0 turns single PUTs off (for stores that ignore checksum headers).
     pub single_put_max_bytes: u64,
+    /// What each user who may write only because of `allow_all_crew` may
+    /// store (`HOLD_QUOTA_BYTES`, `HOLD_QUOTA_BLOBS`; 0 = unlimited).
+    pub quota: Quota,
+    /// Where usage is kept: required when `quota` sets a limit.
+    pub usage_db: Option<D1Database>,
 }
 
 /// S3's limit for one PUT (R2's too).
@@ -109,7 +118,20 @@ impl HoldConfig {
             }
             other => return Err(format!("HOLD_STORAGE must be s3 or r2, not '{other}'")),
         };
+        let quota = Quota::from_settings(
+            var("HOLD_QUOTA_BYTES").ok().as_deref(),
+            var("HOLD_QUOTA_BLOBS").ok().as_deref(),
+        )?;
+        let usage_db = env.d1(USAGE_BINDING).ok();
+        if !quota.is_unlimited() && usage_db.is_none() {
+            return Err(format!(
+                "HOLD_QUOTA_BYTES and HOLD_QUOTA_BLOBS need a D1 database bound as \
+                 {USAGE_BINDING} (hold-worker/wrangler.toml) to keep usage in"
+            ));
+        }
         Ok(HoldConfig {
+            quota,
+            usage_db,
             trusted_appviews,
             crew_cache_seconds: var("HOLD_CREW_CACHE_SECONDS")
                 .ok()

@@ -2,7 +2,7 @@
 //! we resolve the owner's identity (PLC) and reach their PDS, where crew
 //! records live?
 
-use crate::config::{HoldConfig, StorageConfig, BLOBS_BINDING};
+use crate::config::{HoldConfig, StorageConfig, BLOBS_BINDING, USAGE_BINDING};
 use atcr_protocol::health::{Check, HealthReport};
 use atcr_protocol::s3::EMPTY_SHA256;
 use worker::{Method, Response, Result};
@@ -11,6 +11,7 @@ use worker_support::{failed_check, health_response, now, probe, resolve_did, tim
 pub async fn report(config: &HoldConfig) -> Result<Response> {
     let mut checks = vec![bucket_check(config).await];
     checks.extend(owner_checks(config).await);
+    checks.extend(usage_check(config).await);
     health_response(&HealthReport::for_build(
         "atcr-hold",
         atcr_protocol::build_info!(),
@@ -67,4 +68,28 @@ async fn owner_checks(config: &HoldConfig) -> Vec<Check> {
         None => failed_check("owner_pds", format!("no PDS known for {}", config.owner)),
     };
     vec![identity, pds]
+}
+
+/// With a quota: the usage database answers and its migrations were applied.
+async fn usage_check(config: &HoldConfig) -> Option<Check> {
+    if config.quota.is_unlimited() {
+        return None;
+    }
+    let db = config.usage_db.as_ref()?;
+    Some(
+        timed("usage_db", async {
+            let row: Option<serde_json::Value> = db
+                .prepare("SELECT value FROM meta WHERE key = 'schema_version'")
+                .first(None)
+                .await
+                .map_err(|e| format!("{USAGE_BINDING} query failed: {e}"))?;
+            match row {
+                Some(row) => Ok(format!("{USAGE_BINDING} schema version {}", row["value"])),
+                None => Err(format!(
+                    "{USAGE_BINDING} has no schema: apply hold-worker/migrations"
+                )),
+            }
+        })
+        .await,
+    )
 }

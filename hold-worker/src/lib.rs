@@ -14,6 +14,7 @@ mod config;
 mod failure;
 mod health;
 mod storage;
+mod usage;
 
 use atcr_protocol::hold_storage;
 use atcr_protocol::DidDocument;
@@ -80,6 +81,8 @@ fn describe(config: &HoldConfig) -> Result<Response> {
         "owner": config.owner,
         "public": config.public,
         "allowAllCrew": config.allow_all_crew,
+        // Per user allowed in by allowAllCrew; 0 = unlimited.
+        "quota": { "bytes": config.quota.max_bytes, "blobs": config.quota.max_blobs },
         "storage": match config.storage {
             StorageConfig::S3(_) => "s3",
             StorageConfig::R2 { .. } => "r2",

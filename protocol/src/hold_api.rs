@@ -13,6 +13,12 @@
 //! | `io.atcr.hold.completeUpload` | POST `{session, parts, digest?}` | assembles, verifies the digest, publishes |
 //! | `io.atcr.hold.abortUpload` | POST `{session}` | discards an upload |
 //! | `io.atcr.hold.deleteBlob` | POST `{digest}` | removes a blob (owner only) |
+//! | `io.atcr.hold.getQuota` | GET | the caller's per-user quota and usage |
+//!
+//! A shared hold may limit what each user stores (`crate::quota`):
+//! `startUpload` (when the digest and size are known) and `completeUpload`
+//! then answer `403 QuotaExceeded`, naming the limit and the user's usage,
+//! and nothing is published.
 
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
@@ -24,6 +30,7 @@ pub const GET_UPLOAD_PART_URL: &str = "io.atcr.hold.getUploadPartUrl";
 pub const COMPLETE_UPLOAD: &str = "io.atcr.hold.completeUpload";
 pub const ABORT_UPLOAD: &str = "io.atcr.hold.abortUpload";
 pub const DELETE_BLOB: &str = "io.atcr.hold.deleteBlob";
+pub const GET_QUOTA: &str = "io.atcr.hold.getQuota";
 
 /// S3 allows at most 10,000 parts per upload.
 pub const MAX_PARTS: u32 = 10_000;
@@ -133,6 +140,19 @@ pub enum Verification {
     HoldHash,
 }
 
+/// `getQuota`: what the caller may store on the hold and stores now. Not
+/// `limited` (the owner, crew, or a hold without quotas): no limits, no
+/// usage kept. A limit of 0 is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaStatus {
+    pub limited: bool,
+    pub max_bytes: u64,
+    pub max_blobs: u64,
+    pub used_bytes: u64,
+    pub used_blobs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInput {
@@ -146,6 +166,8 @@ pub enum HoldError {
     AuthRequired,
     InvalidToken,
     Forbidden,
+    /// A per-user quota of a shared hold (`crate::quota`) would be crossed.
+    QuotaExceeded,
     BlobNotFound,
     UploadNotFound,
     DigestMismatch,
@@ -159,6 +181,7 @@ impl HoldError {
             HoldError::AuthRequired => ("AuthRequired", 401),
             HoldError::InvalidToken => ("InvalidToken", 401),
             HoldError::Forbidden => ("Forbidden", 403),
+            HoldError::QuotaExceeded => ("QuotaExceeded", 403),
             HoldError::BlobNotFound => ("BlobNotFound", 404),
             HoldError::UploadNotFound => ("UploadNotFound", 404),
             HoldError::DigestMismatch => ("DigestMismatch", 400),

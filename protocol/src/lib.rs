@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod markdown;
 pub mod pagination;
 pub mod paths;
+pub mod quota;
 pub mod reference;
 pub mod registry_token;
 pub mod route;
