@@ -24,6 +24,7 @@ mod web;
 
 use atcr_protocol::identity::{DidDocument, Service};
 use atcr_protocol::service_auth::PublicKey;
+use atcr_protocol::OciCode;
 use config::AppConfig;
 use worker::*;
 
@@ -42,6 +43,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             return worker_support::json(500, &body);
         }
     };
+    if let Some(refusal) = oversized(&req) {
+        return refusal;
+    }
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
         return registry::handle(req, &env, &ctx, &config).await;
@@ -55,6 +59,36 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         _ => worker_support::json(404, &serde_json::json!({ "error": "not found" })),
     }
+}
+
+/// No registry URL or header set comes near these; larger ones are abuse.
+const MAX_URL_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 414 for a URL, 431 for headers, over the limits above.
+fn oversized(req: &Request) -> Option<Result<Response>> {
+    let url = req.url().map(|u| u.as_str().len()).unwrap_or(0);
+    let headers: usize = req
+        .headers()
+        .entries()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    let (status, message) = if url > MAX_URL_BYTES {
+        (
+            414,
+            format!("the URL is {url} bytes; at most {MAX_URL_BYTES} are accepted"),
+        )
+    } else if headers > MAX_HEADER_BYTES {
+        (
+            431,
+            format!(
+                "the request headers are {headers} bytes; at most {MAX_HEADER_BYTES} are accepted"
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(oci_error::error(OciCode::Unsupported, Some(message)).map(|r| r.with_status(status)))
 }
 
 /// `GET /.well-known/did.json`: the appview's `did:web` document, publishing

@@ -230,3 +230,13 @@ test('range requests: 206 with Content-Range for satisfiable ranges, 416 for the
     assert.match(res.headers.get('content-type'), /json/, `${range}: an OCI error, not storage XML`);
   }
 });
+
+test('URLs and headers far beyond any registry request are refused with 414 and 431', async () => {
+  const longName = `${alice.handle}/${'a'.repeat(9000)}`;
+  const url = await fetch(registry(`/v2/${longName}/tags/list`), { headers: bearer });
+  await ociError(url, 414, 'UNSUPPORTED');
+  const headers = await fetch(registry('/v2/'), { headers: { ...bearer, 'x-padding': 'p'.repeat(40 * 1024) } });
+  await ociError(headers, 431, 'UNSUPPORTED');
+  // Ordinary requests are untouched.
+  assert.equal((await fetch(registry('/v2/'), { headers: bearer })).status, 200);
+});
