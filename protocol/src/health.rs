@@ -80,18 +80,6 @@ impl HealthReport {
         }
     }
 
-    /// A report that cannot name its commit (`unknown`): use [`Self::for_build`].
-    pub fn new(service: &str, version: &str, checks: Vec<Check>) -> Self {
-        let ok = checks.iter().all(|c| c.ok);
-        HealthReport {
-            service: service.into(),
-            version: version.into(),
-            commit: UNKNOWN_COMMIT.into(),
-            ok,
-            checks,
-        }
-    }
-
     pub fn status(&self) -> u16 {
         if self.ok {
             200
