@@ -58,7 +58,7 @@ test('the hold describes its owner and access policy', async () => {
   assert.equal(info.allowAllCrew, false);
 });
 
-test('appview health: D1 with schema, PLC, handle resolver and default hold all reachable', async () => {
+test('appview health: D1 with schema, PLC, handle resolver and default hold all reachable; names its build', async () => {
   const res = await fetch(`${stack.urls.appview}/health`);
   const report = await res.json();
   assert.equal(res.status, 200, JSON.stringify(report));
@@ -69,6 +69,7 @@ test('appview health: D1 with schema, PLC, handle resolver and default hold all 
   }
   assert.equal(byName.dns_resolver, undefined, 'the local stack turns DNS resolution off (no DNS for .test handles)');
   assert.match(byName.d1.detail, /schema version/);
+  assertNamesBuild(report);
   assert.match(byName.default_hold.detail, new RegExp(stack.urls.hold.replace(/[.:/]/g, '\\$&')));
 });
 
