@@ -1,8 +1,20 @@
 // `./dev run`: starts the whole stack in the foreground, prints how to use it,
 // and stops every process on Ctrl-C. Ports come from ATCR_*_PORT variables.
+// The state directory (ATCR_STACK_DIR, default .stack/) is kept, so the next
+// run brings back everything from before; `--fresh` (or ATCR_STACK_FRESH=1)
+// deletes it first.
 import { startStack } from '../tests/lib/stack.mjs';
 import path from 'node:path';
 import { ROOT } from '../tests/lib/stack.mjs';
+import { StackStateError, looksLikeStackDir, removeState } from '../tests/lib/stack-state.mjs';
+
+const args = process.argv.slice(2);
+if (args.some((a) => a !== '--fresh')) {
+  console.error(`unknown argument: ${args.find((a) => a !== '--fresh')}\nusage: ./dev run [--fresh]`);
+  process.exit(2);
+}
+const fresh = args.includes('--fresh') || ['1', 'true', 'yes'].includes(process.env.ATCR_STACK_FRESH ?? '');
+
 
 const envPort = (name, fallback) => Number(process.env[`ATCR_${name}_PORT`] ?? fallback);
 const ports = {
@@ -15,6 +27,10 @@ const ports = {
   appviewInspector: envPort('APPVIEW_INSPECTOR', 9229),
 };
 const dir = process.env.ATCR_STACK_DIR ?? path.join(ROOT, '.stack');
+// `./dev run`, as typed in the directory it was typed in (the dev script passes it).
+const devPath = path.relative(process.env.ATCR_CALLER_DIR ?? process.cwd(), path.join(ROOT, 'dev'));
+const runCommand = `${devPath.startsWith('..') ? path.join(ROOT, 'dev') : `./${devPath}`} run`;
+const freshCommand = `${process.env.ATCR_STACK_DIR ? `ATCR_STACK_DIR=${dir} ` : ''}${runCommand} --fresh`;
 const s3 = {
   accessKey: process.env.ATCR_S3_ACCESS_KEY,
   secretKey: process.env.ATCR_S3_SECRET_KEY,
@@ -23,27 +39,46 @@ const s3 = {
 
 let stack;
 let stopping = false;
-async function shutdown(code) {
+async function shutdown(code, { quiet = false } = {}) {
   if (stopping) return;
   stopping = true;
-  console.log('\nstopping the stack ...');
+  if (!quiet) console.log('\nstopping the stack ...');
   if (stack) await stack.stop();
   process.exit(code);
 }
 process.on('SIGINT', () => shutdown(0));
 process.on('SIGTERM', () => shutdown(0));
 
+let deleted = false;
+if (fresh) {
+  if (!looksLikeStackDir(dir)) {
+    console.error(`not deleting ${dir}: it does not look like a stack state directory. Set ATCR_STACK_DIR to another directory.`);
+    process.exit(1);
+  }
+  removeState(dir);
+  deleted = true;
+}
 try {
   stack = await startStack({ ports, dir, s3, log: (m) => console.log(m) });
 } catch (err) {
-  console.error(`the stack did not start: ${err.message}`);
-  process.exit(1);
+  if (err instanceof StackStateError) {
+    console.error(`${err.message}.\nTo start fresh (this deletes ${dir} and everything pushed to it):\n  ${freshCommand}\n(or set ATCR_STACK_FRESH=1)`);
+  } else {
+    console.error(`the stack did not start: ${err.message}`);
+  }
+  await shutdown(1, { quiet: true });
 }
 
 const { alice, bob } = stack.accounts;
 const registry = `127.0.0.1:${ports.appview}`;
+const stateLine = stack.reused
+  ? `State: reused ${dir} (made ${stack.createdAt}): the accounts, images and index from before.`
+  : `State: new, in ${dir}${deleted ? ' (--fresh deleted the previous state)' : ''}.`;
+const reissued = [alice, bob].filter((a) => a.appPasswordReissued).map((a) => a.handle);
 console.log(`
-ATCR stack is up (state in ${dir}).
+ATCR stack is up.
+${stateLine}
+  It is kept when the stack stops; the next \`${runCommand}\` brings it back, \`${freshCommand}\` starts from nothing.
 
   appview (registry)  ${stack.urls.appview}        health: ${stack.urls.appview}/health
   hold                ${stack.urls.hold}        ${stack.holdDid}
@@ -53,7 +88,8 @@ ATCR stack is up (state in ${dir}).
 
 Demo accounts (handle / DID / password / app password):
   ${alice.handle}  ${alice.did}  ${alice.password}  ${alice.appPassword}
-  ${bob.handle}  ${bob.did}  ${bob.password}  ${bob.appPassword}
+  ${bob.handle}  ${bob.did}  ${bob.password}  ${bob.appPassword}${reissued.length ? `
+  (the app passwords of ${reissued.join(', ')} no longer worked and were re-issued)` : ''}
 
 Push and pull (plain http on loopback, hence --dest-tls-verify=false / --tls-verify=false):
   skopeo copy --dest-tls-verify=false --dest-creds ${alice.handle}:${alice.appPassword} \\

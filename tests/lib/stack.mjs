@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
+import { readState, checkCompatible, newState, completeState, saveState, startPersistentPlc, restoreAccount } from './stack-state.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOLS = path.join(ROOT, 'tools', 'node_modules');
@@ -45,10 +46,15 @@ export const DEMO_ACCOUNTS = [
  * (default true: build both Workers first), log (function). hold.storage 'r2'
  * backs the hold with an R2 binding (wrangler's local R2) instead of S3: no
  * S3 keys, no s3s-fs, and the hold serves bytes through URLs it signs.
+ * A `dir` that holds a stack from before is reused (same accounts, DIDs,
+ * keys, records, blobs and D1; see stack-state.mjs); one that cannot be
+ * reused throws a StackStateError before anything starts. `stack.reused`
+ * tells which happened.
  */
 export async function startStack(opts = {}) {
   const log = opts.log ?? (() => {});
   const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'atcr-stack-'));
+  const saved = readState(dir);
   mkdirSync(dir, { recursive: true });
   const ports = {};
   for (const name of ['plc', 'pds', 's3', 'hold', 'appview', 'holdInspector', 'appviewInspector']) {
@@ -60,10 +66,20 @@ export async function startStack(opts = {}) {
     bucket: opts.s3?.bucket ?? 'atcr-blobs',
     region: 'us-east-1',
   };
+  const settings = {
+    ports: { pds: ports.pds, hold: ports.hold, byoHold: opts.byoHold ? ports.byoHold : null },
+    bucket: s3.bucket,
+    holdStorage: opts.hold?.storage === 'r2' ? 'r2' : 's3',
+  };
+  if (saved) checkCompatible(dir, saved, settings);
+  const state = saved ?? newState(settings);
+  if (!saved) saveState(dir, state);
   const children = [];
   let network;
   const stack = {
     dir,
+    reused: Boolean(saved),
+    createdAt: state.createdAt,
     ports,
     s3,
     urls: {},
@@ -133,7 +149,7 @@ export async function startStack(opts = {}) {
     const devEnv = await import(require.resolve('@atproto/dev-env'));
     // Started one by one (not TestNetworkNoAppView.create) so a failure still closes what did start.
     network = { plc: null, pds: null, async close() { await this.pds?.close(); await this.plc?.close(); } };
-    network.plc = await devEnv.TestPlc.create({ port: ports.plc });
+    network.plc = await startPersistentPlc(devEnv, ports.plc, dir);
     mkdirSync(path.join(dir, 'pds'), { recursive: true });
     network.pds = await devEnv.TestPds.create({
       didPlcUrl: network.plc.url,
@@ -142,13 +158,19 @@ export async function startStack(opts = {}) {
       blobstoreDiskLocation: path.join(dir, 'pds-blobs'),
       // Manifests are stored as PDS blobs; allow large image indexes.
       blobUploadLimit: 16 * 1024 * 1024,
+      plcRotationKeyK256PrivateKeyHex: state.pds.plcRotationKeyHex,
     });
     devEnv.mockNetworkUtilities(network.pds);
     stack.urls.plc = network.plc.url;
     stack.urls.pds = network.pds.url;
     for (const acct of DEMO_ACCOUNTS) {
-      stack.accounts[acct.name] = await createAccount(network.pds.url, acct);
+      const known = state.accounts[acct.name];
+      stack.accounts[acct.name] = known
+        ? await restoreAccount(dir, network.pds.url, known)
+        : await createAccount(network.pds.url, acct);
     }
+    // From here on the directory can be restarted: PLC, PDS and accounts agree.
+    saveState(dir, completeState(state, settings, stack.accounts));
 
     const r2 = opts.hold?.storage === 'r2';
     stack.holdStorage = r2 ? 'r2' : 's3';
@@ -175,7 +197,7 @@ export async function startStack(opts = {}) {
 
     log('starting the hold Worker (wrangler dev) ...');
     const storageEnv = r2
-      ? { HOLD_STORAGE: 'r2', HOLD_SESSION_SECRET: crypto.randomBytes(32).toString('hex') }
+      ? { HOLD_STORAGE: 'r2', HOLD_SESSION_SECRET: state.hold.sessionSecret }
       : {
         S3_ENDPOINT: stack.urls.s3,
         S3_BUCKET: s3.bucket,
@@ -215,10 +237,10 @@ export async function startStack(opts = {}) {
       HANDLE_RESOLVER_URL: stack.urls.pds,
       DNS_RESOLVER_URL: '', // no DNS for the dev-env's .test handles
       DEFAULT_HOLD: stack.holdDid,
-      // Fresh keys per stack: the registry token signing key and the key that
-      // encrypts PDS sessions in D1.
-      APPVIEW_SIGNING_KEY: opts.appview?.signingKey ?? crypto.randomBytes(32).toString('hex'),
-      APPVIEW_SECRET_KEY: opts.appview?.secretKey ?? crypto.randomBytes(32).toString('hex'),
+      // Keys made with the stack's state (kept across restarts): the registry
+      // token signing key and the key that encrypts PDS sessions in D1.
+      APPVIEW_SIGNING_KEY: opts.appview?.signingKey ?? state.appview.signingKey,
+      APPVIEW_SECRET_KEY: opts.appview?.secretKey ?? state.appview.secretKey,
     });
     stack.appviewStateDir = appviewState;
     children.push(
