@@ -15,7 +15,6 @@ if (args.some((a) => a !== '--fresh')) {
 }
 const fresh = args.includes('--fresh') || ['1', 'true', 'yes'].includes(process.env.ATCR_STACK_FRESH ?? '');
 
-
 const envPort = (name, fallback) => Number(process.env[`ATCR_${name}_PORT`] ?? fallback);
 const ports = {
   plc: envPort('PLC', 2582),
@@ -25,6 +24,8 @@ const ports = {
   appview: envPort('APPVIEW', 8787),
   holdInspector: envPort('HOLD_INSPECTOR', 9230),
   appviewInspector: envPort('APPVIEW_INSPECTOR', 9229),
+  byoHold: envPort('BYO_HOLD', 8789),
+  byoHoldInspector: envPort('BYO_HOLD_INSPECTOR', 9231),
 };
 const dir = process.env.ATCR_STACK_DIR ?? path.join(ROOT, '.stack');
 // `./dev run`, as typed in the directory it was typed in (the dev script passes it).
@@ -59,7 +60,7 @@ if (fresh) {
   deleted = true;
 }
 try {
-  stack = await startStack({ ports, dir, s3, log: (m) => console.log(m) });
+  stack = await startStack({ ports, dir, s3, byoHold: true, log: (m) => console.log(m) });
 } catch (err) {
   if (err instanceof StackStateError) {
     console.error(`${err.message}.\nTo start fresh (this deletes ${dir} and everything pushed to it):\n  ${freshCommand}\n(or set ATCR_STACK_FRESH=1)`);
@@ -70,6 +71,9 @@ try {
 }
 
 const { alice, bob } = stack.accounts;
+const quotaText = ({ bytes, blobs }) => (bytes === '0' && blobs === '0'
+  ? 'no quota'
+  : `up to ${bytes === '0' ? 'any size' : bytes} and ${blobs === '0' ? 'any number of' : blobs} blobs`);
 const registry = `127.0.0.1:${ports.appview}`;
 const stateLine = stack.reused
   ? `State: reused ${dir} (made ${stack.createdAt}): the accounts, images and index from before.`
@@ -81,7 +85,10 @@ ${stateLine}
   It is kept when the stack stops; the next \`${runCommand}\` brings it back, \`${freshCommand}\` starts from nothing.
 
   appview (registry)  ${stack.urls.appview}        health: ${stack.urls.appview}/health
-  hold                ${stack.urls.hold}        ${stack.holdDid}
+  shared hold         ${stack.urls.hold}        ${stack.holdDid}
+                      the appview's default hold: anyone signed in pushes, ${quotaText(stack.quota)} each (owner ${alice.handle})
+  alice's own hold    ${stack.urls.byoHold}        ${stack.byoHoldDid}
+                      bring your own: ${alice.handle}'s defaultHold (her profile); only she and her crew push
   PDS                 ${stack.urls.pds}
   PLC                 ${stack.urls.plc}
   S3 (s3s-fs)         ${stack.urls.s3}        bucket ${stack.s3.bucket}, key ${stack.s3.accessKey}
@@ -98,5 +105,6 @@ Push and pull (plain http on loopback, hence --dest-tls-verify=false / --tls-ver
   podman login --tls-verify=false -u ${alice.handle} -p ${alice.appPassword} ${registry}
   podman push --tls-verify=false hello ${registry}/${alice.handle}/hello:latest
   podman pull --tls-verify=false ${registry}/${alice.handle}/hello:latest
+  (${alice.handle}'s blobs go to her own hold; ${bob.handle}'s, with --dest-creds ${bob.handle}:${bob.appPassword}, to the shared one)
 
 Ctrl-C stops everything.`);

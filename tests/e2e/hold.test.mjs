@@ -19,7 +19,9 @@ before(async () => {
   issuer = await startIssuer();
   stack = await startStack({
     log: (m) => process.stderr.write(`${m}\n`),
-    hold: { trustedAppviews: [issuer.did], crewCacheSeconds: CREW_TTL_SECONDS, readUrlSeconds: READ_URL_SECONDS },
+    // A bring-your-own hold: its owner's crew records decide who writes (the
+    // stack's default, a shared hold anyone may push to, is in shared-hold.test.mjs).
+    hold: { trustedAppviews: [issuer.did], crewCacheSeconds: CREW_TTL_SECONDS, readUrlSeconds: READ_URL_SECONDS, allowAllCrew: false },
   });
   hold = new HoldClient(stack.urls.hold);
   alice = { ...stack.accounts.alice, jwt: await login(stack.urls.pds, stack.accounts.alice) };

@@ -25,7 +25,7 @@ function processesMentioning(needle) {
 
 test('the run command starts on configured ports and Ctrl-C leaves no process behind', { timeout: 600_000 }, async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'atcr-run-'));
-  const names = ['PLC', 'PDS', 'S3', 'HOLD', 'APPVIEW', 'HOLD_INSPECTOR', 'APPVIEW_INSPECTOR'];
+  const names = ['PLC', 'PDS', 'S3', 'HOLD', 'APPVIEW', 'HOLD_INSPECTOR', 'APPVIEW_INSPECTOR', 'BYO_HOLD', 'BYO_HOLD_INSPECTOR'];
   const env = { ...process.env, ATCR_STACK_DIR: dir };
   const ports = {};
   for (const name of names) {
@@ -47,7 +47,9 @@ test('the run command starts on configured ports and Ctrl-C leaves no process be
     assert.match(output, new RegExp(`appview \\(registry\\)\\s+http://127\\.0\\.0\\.1:${ports.APPVIEW}`));
     assert.match(output, /alice\.test\s+did:plc:\S+\s+alice-pass\s+\S{4}-\S{4}-\S{4}-\S{4}/);
     assert.match(output, /skopeo copy/);
-    for (const name of ['PLC', 'PDS', 'S3', 'HOLD', 'APPVIEW']) {
+    assert.match(output, new RegExp(`shared hold\\s+http://localhost:${ports.HOLD}\\s+did:web:localhost%3A${ports.HOLD}`));
+    assert.match(output, new RegExp(`alice's own hold\\s+http://localhost:${ports.BYO_HOLD}\\s+did:web:localhost%3A${ports.BYO_HOLD}`));
+    for (const name of ['PLC', 'PDS', 'S3', 'HOLD', 'APPVIEW', 'BYO_HOLD']) {
       assert.ok(await listening(ports[name]), `${name} should listen on ${ports[name]}`);
     }
     const v2 = await fetch(`http://127.0.0.1:${ports.APPVIEW}/v2/`);
@@ -56,7 +58,7 @@ test('the run command starts on configured ports and Ctrl-C leaves no process be
     child.kill('SIGINT');
     const { code } = await exited;
     assert.equal(code, 0, output.slice(-3000));
-    for (const name of ['PLC', 'PDS', 'S3', 'HOLD', 'APPVIEW']) {
+    for (const name of ['PLC', 'PDS', 'S3', 'HOLD', 'APPVIEW', 'BYO_HOLD']) {
       assert.equal(await listening(ports[name]), false, `${name} still listening on ${ports[name]}`);
     }
     assert.deepEqual(processesMentioning(dir), [], 'processes left behind');

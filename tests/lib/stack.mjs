@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import { readState, checkCompatible, newState, completeState, saveState, startPersistentPlc, restoreAccount } from './stack-state.mjs';
+import { login, putRecord, xrpc } from './atproto.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOLS = path.join(ROOT, 'tools', 'node_modules');
@@ -32,7 +33,11 @@ export async function freePort() {
   });
 }
 
-/** The demo accounts every stack gets. alice owns the default hold. */
+/**
+ * The demo accounts every stack gets. alice owns the default hold (the
+ * shared one, which every signed-in user may push to) and, with `byoHold`,
+ * a hold of her own.
+ */
 export const DEMO_ACCOUNTS = [
   { name: 'alice', handle: 'alice.test', email: 'alice@example.test', password: 'alice-pass' },
   { name: 'bob', handle: 'bob.test', email: 'bob@example.test', password: 'bob-pass' },
@@ -46,6 +51,13 @@ export const DEMO_ACCOUNTS = [
  * (default true: build both Workers first), log (function). hold.storage 'r2'
  * backs the hold with an R2 binding (wrangler's local R2) instead of S3: no
  * S3 keys, no s3s-fs, and the hold serves bytes through URLs it signs.
+ * The default hold is a shared one, like a registry operator's: every
+ * signed-in user may push (hold.allowAllCrew, default true), each limited to
+ * hold.quotaBytes and hold.quotaBlobs (defaults in DEFAULT_QUOTA; '0' is
+ * unlimited), kept in the hold's own local D1. byoHold (default false) also
+ * starts alice's own hold (stack.urls.byoHold, stack.byoHoldDid: only she
+ * and her crew write, no quota, its own bucket) and makes it her
+ * io.atcr.sailor.profile defaultHold unless she has a profile already.
  * A `dir` that holds a stack from before is reused (same accounts, DIDs,
  * keys, records, blobs and D1; see stack-state.mjs); one that cannot be
  * reused throws a StackStateError before anything starts. `stack.reused`
@@ -57,7 +69,7 @@ export async function startStack(opts = {}) {
   const saved = readState(dir);
   mkdirSync(dir, { recursive: true });
   const ports = {};
-  for (const name of ['plc', 'pds', 's3', 'hold', 'appview', 'holdInspector', 'appviewInspector']) {
+  for (const name of ['plc', 'pds', 's3', 'hold', 'appview', 'holdInspector', 'appviewInspector', 'byoHold', 'byoHoldInspector']) {
     ports[name] = opts.ports?.[name] ?? (await freePort());
   }
   const s3 = {
@@ -206,11 +218,20 @@ export async function startStack(opts = {}) {
         S3_ACCESS_KEY_ID: s3.accessKey,
         S3_SECRET_ACCESS_KEY: s3.secretKey,
       };
+    const quota = {
+      bytes: String(opts.hold?.quotaBytes ?? DEFAULT_QUOTA.bytes),
+      blobs: String(opts.hold?.quotaBlobs ?? DEFAULT_QUOTA.blobs),
+    };
+    stack.quota = quota;
+    const limited = quota.bytes !== '0' || quota.blobs !== '0';
     const holdEnv = writeEnvFile(dir, 'hold.env', {
       HOLD_PUBLIC_URL: stack.urls.hold,
       HOLD_OWNER: stack.accounts.alice.did,
       HOLD_PUBLIC: 'true',
-      HOLD_ALLOW_ALL_CREW: 'false',
+      // The appview's default hold is shared: anyone signed in may push, within a quota.
+      HOLD_ALLOW_ALL_CREW: String(opts.hold?.allowAllCrew ?? true),
+      HOLD_QUOTA_BYTES: quota.bytes,
+      HOLD_QUOTA_BLOBS: quota.blobs,
       PLC_URL: stack.urls.plc,
       ...storageEnv,
       // The stack's own appview acts for its users at the hold.
@@ -218,13 +239,47 @@ export async function startStack(opts = {}) {
       HOLD_CREW_CACHE_SECONDS: String(opts.hold?.crewCacheSeconds ?? 30),
       HOLD_READ_URL_SECONDS: String(opts.hold?.readUrlSeconds ?? 300),
     });
+    const holdState = path.join(dir, 'hold-state');
+    // The binding HOLD_STORAGE=r2 reads (hold-worker/wrangler.toml describes
+    // it), and the usage database quotas need.
+    const holdExtra = (r2 ? r2BucketConfig(s3.bucket) : '') + (limited ? USAGE_DB_CONFIG : '');
+    if (limited) {
+      log('applying the hold\'s D1 migrations (hold-worker/migrations/) to its local D1 ...');
+      applyHoldMigrations(frozenConfig(HOLD_TOML, dir, 'hold', holdExtra), holdState);
+    }
     children.push(
-      startWrangler('hold', path.join(ROOT, 'hold-worker', 'wrangler.toml'), {
-        port: ports.hold, inspector: ports.holdInspector, envFile: holdEnv, persist: path.join(dir, 'hold-state'), log,
-        // The binding HOLD_STORAGE=r2 reads (hold-worker/wrangler.toml describes it).
-        extraConfig: r2 ? `\n[[r2_buckets]]\nbinding = "BLOBS"\nbucket_name = ${JSON.stringify(s3.bucket)}\n` : '',
+      startWrangler('hold', HOLD_TOML, {
+        port: ports.hold, inspector: ports.holdInspector, envFile: holdEnv, persist: holdState, log,
+        extraConfig: holdExtra,
       }),
     );
+
+    if (opts.byoHold) {
+      // alice's own hold: her bucket, only she and her crew write, no quota.
+      stack.urls.byoHold = `http://localhost:${ports.byoHold}`;
+      stack.byoHoldDid = `did:web:localhost%3A${ports.byoHold}`;
+      const bucket = `${s3.bucket}-alice`;
+      if (!r2) mkdirSync(path.join(dir, 's3', bucket), { recursive: true });
+      log('starting alice\'s own hold Worker (wrangler dev) ...');
+      const byoEnv = writeEnvFile(dir, 'byo-hold.env', {
+        HOLD_PUBLIC_URL: stack.urls.byoHold,
+        HOLD_OWNER: stack.accounts.alice.did,
+        HOLD_PUBLIC: 'true',
+        HOLD_ALLOW_ALL_CREW: 'false',
+        PLC_URL: stack.urls.plc,
+        ...storageEnv,
+        ...(r2 ? {} : { S3_BUCKET: bucket }),
+        TRUSTED_APPVIEWS: [stack.appviewDid, ...(opts.hold?.trustedAppviews ?? [])].join(','),
+        HOLD_CREW_CACHE_SECONDS: String(opts.hold?.crewCacheSeconds ?? 30),
+        HOLD_READ_URL_SECONDS: String(opts.hold?.readUrlSeconds ?? 300),
+      });
+      children.push(
+        startWrangler('byo-hold', HOLD_TOML, {
+          port: ports.byoHold, inspector: ports.byoHoldInspector, envFile: byoEnv,
+          persist: path.join(dir, 'byo-hold-state'), log, extraConfig: r2 ? r2BucketConfig(bucket) : '',
+        }),
+      );
+    }
 
     log('applying the D1 migrations (migrations/) to local D1 ...');
     const appviewState = path.join(dir, 'appview-state');
@@ -250,11 +305,52 @@ export async function startStack(opts = {}) {
     );
     await waitFor(`${stack.urls.hold}/health`, [200], 'hold', 180_000);
     await waitFor(`${stack.urls.appview}/health`, [200], 'appview', 180_000);
+    if (opts.byoHold) {
+      await waitFor(`${stack.urls.byoHold}/health`, [200], 'alice\'s hold', 180_000);
+      await chooseHold(stack.urls.pds, stack.accounts.alice, stack.byoHoldDid);
+    }
     return stack;
   } catch (err) {
     await stack.stop();
     throw err;
   }
+}
+
+const HOLD_TOML = path.join(ROOT, 'hold-worker', 'wrangler.toml');
+
+/** The shared hold's per-user quota unless a test sets one: room for every test's pushes. */
+export const DEFAULT_QUOTA = { bytes: '10GB', blobs: 10000 };
+
+/** The hold's usage database (binding USAGE, as hold-worker/wrangler.toml describes it). */
+const USAGE_DB_CONFIG = `
+[[d1_databases]]
+binding = "USAGE"
+database_name = "atcr-hold-usage"
+database_id = "00000000-0000-0000-0000-000000000000"
+migrations_dir = ${JSON.stringify(path.join(ROOT, 'hold-worker', 'migrations'))}
+`;
+
+const r2BucketConfig = (bucket) => `\n[[r2_buckets]]\nbinding = "BLOBS"\nbucket_name = ${JSON.stringify(bucket)}\n`;
+
+/**
+ * Brings a hold's local usage database in `persistTo` to the current schema
+ * (hold-worker/migrations/), as `wrangler d1 migrations apply --remote` does
+ * for a deployed hold.
+ */
+export function applyHoldMigrations(config, persistTo) {
+  run(NODE22, [WRANGLER, 'd1', 'migrations', 'apply', 'USAGE', '--local', '--persist-to', persistTo, '--config', config]);
+}
+
+/** Makes `holdDid` the account's io.atcr.sailor.profile defaultHold, unless it has a profile already. */
+async function chooseHold(pdsUrl, account, holdDid) {
+  const existing = await xrpc(pdsUrl, 'com.atproto.repo.getRecord', {
+    params: { repo: account.did, collection: 'io.atcr.sailor.profile', rkey: 'self' }, expect: [200, 400, 404],
+  });
+  if (existing.value) return;
+  const now = new Date().toISOString();
+  await putRecord(pdsUrl, await login(pdsUrl, account), account.did, 'io.atcr.sailor.profile', 'self', {
+    defaultHold: holdDid, createdAt: now, updatedAt: now,
+  });
 }
 
 /** Runs SQL against the appview's local D1 in `persistTo`; resolves to the rows. */
