@@ -16,6 +16,7 @@ pub mod hold_storage;
 pub mod identity;
 pub mod manifest;
 pub mod markdown;
+pub mod oauth;
 pub mod pagination;
 pub mod paths;
 pub mod quota;
