@@ -213,9 +213,11 @@ impl Hold {
         init.with_headers(headers);
         let req = Request::new_with_init(&url, &init)
             .map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
-        let mut resp = Fetch::Request(req).send().await.map_err(|e| {
-            HoldCallError::Unavailable(format!("hold {} unreachable: {e}", self.did))
-        })?;
+        let mut resp = worker_support::call(Fetch::Request(req))
+            .await
+            .map_err(|e| {
+                HoldCallError::Unavailable(format!("hold {} unreachable: {e}", self.did))
+            })?;
         let status = resp.status_code();
         if status == 200 {
             return resp
@@ -271,7 +273,9 @@ async fn profile_hold(owner: &Identity) -> Option<Did> {
         collections::PROFILE
     );
     let profile = async {
-        let mut resp = Fetch::Url(url.parse().ok()?).send().await.ok()?;
+        let mut resp = worker_support::call(Fetch::Url(url.parse().ok()?))
+            .await
+            .ok()?;
         if resp.status_code() != 200 {
             return None;
         }

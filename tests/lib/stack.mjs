@@ -142,6 +142,16 @@ export async function startStack(opts = {}) {
     async stopService(label) {
       await Promise.all(children.filter((c) => c.label === label).map(stopChild));
     },
+    /**
+     * Starts a service stopped with stopService again, as it was first
+     * started (same port, same state), and resolves once `readyUrl` answers.
+     */
+    async startService(label, readyUrl) {
+      const i = children.findIndex((c) => c.label === label);
+      if (i < 0 || !children[i].exited) throw new Error(`${label} is not a stopped service`);
+      children[i] = children[i].again();
+      await waitFor(readyUrl, [200, 403, 404], label, 180_000);
+    },
     async stop() {
       await Promise.all(children.map(stopChild));
       if (network) await network.close().catch(() => {});
@@ -417,6 +427,8 @@ function startWrangler(name, config, { port, inspector, envFile, persist, log, e
     WRANGLER, 'dev', '--config', frozenConfig(config, path.dirname(envFile), name, extraConfig), '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--env-file', envFile, '--persist-to', persist,
     '--show-interactive-dev-session=false', '--log-level', 'warn',
+    // Holds run a cron sweep: GET /__scheduled triggers it (tests, by hand).
+    ...(config === HOLD_TOML ? ['--test-scheduled'] : []),
   // wrangler runs [build] commands from its working directory: the config's own.
   ], { log, cwd: path.dirname(config), env: { ATCR_PREBUILT: '1', WRANGLER_SEND_METRICS: 'false', CI: 'true' } });
 }
@@ -439,6 +451,8 @@ function startChild(name, cmd, args, { log, env = {}, cwd = ROOT }) {
     env: { ...process.env, ...env },
   });
   child.label = name;
+  // The same service again, for tests that stop one and bring it back.
+  child.again = () => startChild(name, cmd, args, { log, env, cwd });
   child.output = [];
   const keep = (chunk) => {
     const text = chunk.toString();

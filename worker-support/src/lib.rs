@@ -98,6 +98,35 @@ pub fn failed_check(name: &str, detail: impl Into<String>) -> Check {
     }
 }
 
+/// How long a call to another service (PDS, PLC, resolver, hold) may take:
+/// a service that accepts the connection and then says nothing is reported
+/// as down instead of holding the client's request open.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Sends `fetch`, giving up (and aborting it) after `timeout`.
+pub async fn send_within(fetch: Fetch, timeout: std::time::Duration) -> Result<Response> {
+    use futures_util::future::{select, Either};
+    let controller = worker::AbortController::default();
+    let signal = controller.signal();
+    let send = std::pin::pin!(fetch.send_with_signal(&signal));
+    let timer = std::pin::pin!(worker::Delay::from(timeout));
+    match select(send, timer).await {
+        Either::Left((answer, _)) => answer,
+        Either::Right(((), _)) => {
+            controller.abort();
+            Err(worker::Error::RustError(format!(
+                "no answer within {} s",
+                timeout.as_secs()
+            )))
+        }
+    }
+}
+
+/// `send_within(fetch, CALL_TIMEOUT)`.
+pub async fn call(fetch: Fetch) -> Result<Response> {
+    send_within(fetch, CALL_TIMEOUT).await
+}
+
 async fn send(method: Method, url: &str, headers: &[(String, String)]) -> Result<u16> {
     let h = Headers::new();
     for (k, v) in headers {
@@ -106,7 +135,7 @@ async fn send(method: Method, url: &str, headers: &[(String, String)]) -> Result
     let mut init = RequestInit::new();
     init.with_method(method).with_headers(h);
     let req = Request::new_with_init(url, &init)?;
-    let resp = Fetch::Request(req).send().await?;
+    let resp = call(Fetch::Request(req)).await?;
     Ok(resp.status_code())
 }
 
@@ -118,8 +147,7 @@ pub async fn resolve_did(
     let url = did
         .document_url(plc_url)
         .ok_or_else(|| format!("cannot resolve DIDs of method '{}'", did.method()))?;
-    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
-        .send()
+    let mut resp = call(Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?))
         .await
         .map_err(|e| format!("{url} unreachable: {e}"))?;
     if resp.status_code() != 200 {

@@ -45,8 +45,7 @@ pub async fn create_session(pds: &str, did: &Did, password: &str) -> Result<PdsT
         .with_body(Some(JsValue::from_str(&body)));
     let req =
         Request::new_with_init(&url, &init).map_err(|e| LoginError::Unavailable(e.to_string()))?;
-    let mut resp = Fetch::Request(req)
-        .send()
+    let mut resp = worker_support::call(Fetch::Request(req))
         .await
         .map_err(|e| LoginError::Unavailable(format!("{pds} unreachable: {e}")))?;
     match resp.status_code() {
@@ -106,8 +105,7 @@ pub async fn call(
     init.with_method(Method::Post).with_headers(headers);
     let url = format!("{pds}/xrpc/{nsid}");
     let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-    let mut resp = Fetch::Request(req)
-        .send()
+    let mut resp = worker_support::call(Fetch::Request(req))
         .await
         .map_err(|e| format!("{pds} unreachable: {e}"))?;
     let status = resp.status_code();
@@ -126,8 +124,7 @@ pub async fn refresh_session(pds: &str, refresh_jwt: &str) -> Result<Option<PdsT
     init.with_method(Method::Post).with_headers(headers);
     let url = format!("{pds}/xrpc/com.atproto.server.refreshSession");
     let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-    let mut resp = Fetch::Request(req)
-        .send()
+    let mut resp = worker_support::call(Fetch::Request(req))
         .await
         .map_err(|e| e.to_string())?;
     if resp.status_code() != 200 {
@@ -167,10 +164,10 @@ pub async fn get_record(
         "{pds}/xrpc/com.atproto.repo.getRecord?repo={did}&collection={collection}&rkey={}",
         url::form_urlencoded::byte_serialize(rkey.as_bytes()).collect::<String>()
     );
-    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut resp =
+        worker_support::call(Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?))
+            .await
+            .map_err(|e| e.to_string())?;
     match resp.status_code() {
         200 => resp.json().await.map(Some).map_err(|e| e.to_string()),
         400 | 404 => Ok(None),
@@ -181,10 +178,10 @@ pub async fn get_record(
 /// Public read of a blob's bytes.
 pub async fn get_blob(pds: &str, did: &Did, cid: &str) -> Result<Vec<u8>, String> {
     let url = format!("{pds}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}");
-    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut resp =
+        worker_support::call(Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?))
+            .await
+            .map_err(|e| e.to_string())?;
     if resp.status_code() != 200 {
         return Err(format!("{pds} answered {} to getBlob", resp.status_code()));
     }
@@ -207,10 +204,10 @@ pub async fn list_records(
             url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
         ));
     }
-    let mut resp = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut resp =
+        worker_support::call(Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?))
+            .await
+            .map_err(|e| e.to_string())?;
     if resp.status_code() != 200 {
         return Err(format!(
             "{pds} answered {} to listRecords",

@@ -148,8 +148,7 @@ async fn resolve_handle_dns(handle: &Handle, dns: &str) -> Result<Option<Did>, R
     init.with_headers(headers);
     let request = Request::new_with_init(&url, &init)
         .map_err(|e| ResolveError::Unavailable(format!("{url}: {e}")))?;
-    let mut resp = Fetch::Request(request)
-        .send()
+    let mut resp = worker_support::call(Fetch::Request(request))
         .await
         .map_err(|e| ResolveError::Unavailable(format!("DNS resolver unreachable: {e}")))?;
     if resp.status_code() != 200 {
@@ -170,8 +169,7 @@ async fn resolve_handle_xrpc(handle: &Handle, resolver: &str) -> Result<Did, Res
     let parsed = url
         .parse()
         .map_err(|e| ResolveError::Unavailable(format!("{url}: {e}")))?;
-    let mut resp = Fetch::Url(parsed)
-        .send()
+    let mut resp = worker_support::call(Fetch::Url(parsed))
         .await
         .map_err(|e| ResolveError::Unavailable(format!("handle resolver unreachable: {e}")))?;
     match resp.status_code() {
