@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { startStack } from '../lib/stack.mjs';
 import { registryToken, pushBlob, pushImage, digestOf } from '../lib/registry.mjs';
-import { xrpc } from '../lib/atproto.mjs';
+import { listAllRecords } from '../lib/atproto.mjs';
 
 let stack, alice, name, bearer, token;
 before(async () => {
@@ -23,19 +23,8 @@ after(async () => stack?.stop());
 
 const registry = (p) => new URL(p, stack.urls.appview);
 
-/** Every record of `collection` in alice's PDS. */
-async function records(collection) {
-  const all = [];
-  let cursor;
-  do {
-    const page = await xrpc(stack.urls.pds, 'com.atproto.repo.listRecords', {
-      params: { repo: alice.did, collection, limit: 100, ...(cursor ? { cursor } : {}) },
-    });
-    all.push(...page.records);
-    cursor = page.records.length ? page.cursor : undefined;
-  } while (cursor);
-  return all;
-}
+/** Every record of `collection` in alice's repository. */
+const records = (collection) => listAllRecords(stack.urls.pds, alice.did, collection);
 
 /** Tag records name manifest records that exist; manifest records name blobs the registry has. */
 async function assertConsistent() {

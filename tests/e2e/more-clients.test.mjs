@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
 import { runIn } from '../lib/clients.mjs';
-import { xrpc } from '../lib/atproto.mjs';
+import { listAllRecords } from '../lib/atproto.mjs';
 import { buildImage, buildIndex, OCI_INDEX } from '../lib/image.mjs';
 
 let stack, scratch, registry, alice;
@@ -30,19 +30,8 @@ const creds = () => `${alice.handle}:${alice.appPassword}`;
 const sha256 = (bytes) => `sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`;
 const fileDigest = (file) => sha256(fs.readFileSync(file));
 
-/** Every record of `collection` in alice's repository (all pages). */
-async function records(collection) {
-  const all = [];
-  let cursor;
-  do {
-    const page = await xrpc(stack.urls.pds, 'com.atproto.repo.listRecords', {
-      params: { repo: alice.did, collection, limit: 100, ...(cursor ? { cursor } : {}) },
-    });
-    all.push(...page.records);
-    cursor = page.records.length ? page.cursor : undefined;
-  } while (cursor);
-  return all;
-}
+/** Every record of `collection` in alice's repository. */
+const records = (collection) => listAllRecords(stack.urls.pds, alice.did, collection);
 
 /**
  * Asserts alice's PDS holds an io.atcr.manifest record for `digest` (and for

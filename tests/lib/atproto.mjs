@@ -43,3 +43,17 @@ export async function putRecord(pds, accessJwt, repo, collection, rkey, record) 
 export async function deleteRecord(pds, accessJwt, repo, collection, rkey) {
   return xrpc(pds, 'com.atproto.repo.deleteRecord', { body: { repo, collection, rkey }, token: accessJwt });
 }
+
+/** Every record of `collection` in `did`'s repository, all pages. */
+export async function listAllRecords(pds, did, collection) {
+  const all = [];
+  let cursor;
+  do {
+    const page = await xrpc(pds, 'com.atproto.repo.listRecords', {
+      params: { repo: did, collection, limit: 100, ...(cursor ? { cursor } : {}) },
+    });
+    all.push(...page.records);
+    cursor = page.records.length ? page.cursor : undefined;
+  } while (cursor);
+  return all;
+}
