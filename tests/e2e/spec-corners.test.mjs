@@ -240,3 +240,35 @@ test('URLs and headers far beyond any registry request are refused with 414 and 
   // Ordinary requests are untouched.
   assert.equal((await fetch(registry('/v2/'), { headers: bearer })).status, 200);
 });
+
+test('a PATCH whose body ends before its Content-Length appends nothing; the upload resumes from where it stood', async () => {
+  const net = await import('node:net');
+  const blob = crypto.randomBytes(6 * MB);
+  const digest = digestOf('sha256', blob);
+  const location = await startUpload();
+  const { hostname, port } = new URL(stack.urls.appview);
+  // Raw HTTP: declare 6 MiB, send 1 MiB, then hang up.
+  const answer = await new Promise((resolve) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      socket.write([
+        `PATCH ${location} HTTP/1.1`, `Host: ${hostname}:${port}`, `Authorization: ${bearer.authorization}`,
+        'Content-Type: application/octet-stream', `Content-Length: ${blob.length}`, `Content-Range: 0-${blob.length - 1}`, '', '',
+      ].join('\r\n'));
+      socket.write(blob.subarray(0, MB), () => socket.end());
+    });
+    let text = '';
+    socket.on('data', (d) => { text += d; });
+    socket.on('close', () => resolve(text));
+    socket.on('error', () => resolve(text));
+  });
+  // Whatever the connection said (if anything), it was not success.
+  assert.doesNotMatch(answer.split('\r\n')[0] ?? '', / 202 /, answer.slice(0, 200));
+  const status = await fetch(registry(location), { headers: bearer });
+  assert.equal(status.status, 204, await status.clone().text());
+  assert.equal(status.headers.get('range'), '0-0', 'nothing was appended');
+  const resumed = await patch(status.headers.get('location'), blob);
+  assert.equal(resumed.status, 202, await resumed.clone().text());
+  const done = await fetch(withQuery(resumed.headers.get('location'), `digest=${digest}`), { method: 'PUT', headers: bearer });
+  assert.equal(done.status, 201, await done.clone().text());
+  await assertPullable(digest, blob);
+});
