@@ -58,6 +58,17 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Read from the owner's PDS now, whatever is cached (garbage collection
+    /// must know every crew member, including one added a moment ago).
+    pub async fn fresh(config: &HoldConfig) -> Result<Policy, Failure> {
+        fetch_policy(config).await
+    }
+
+    /// The crew's DIDs, whatever their permissions.
+    pub fn crew_members(&self) -> impl Iterator<Item = &Did> {
+        self.crew.iter().map(|m| &m.member)
+    }
+
     fn crew(&self, did: &Did, permission: &str) -> bool {
         self.crew
             .iter()

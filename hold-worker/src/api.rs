@@ -58,6 +58,9 @@ async fn call(
         ABORT_UPLOAD => abort_upload(body(&mut req).await?, config, caller, store).await,
         DELETE_BLOB => delete_blob(body(&mut req).await?, config, caller, store).await,
         GET_QUOTA => get_quota(config, caller).await,
+        COLLECT_GARBAGE => {
+            json(&crate::gc::collect(body(&mut req).await?, config, caller, store).await?)
+        }
         _ => Err(Failure::new(
             HoldError::InvalidRequest,
             format!("this hold has no method {method}"),

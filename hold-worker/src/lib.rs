@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod config;
 mod failure;
+mod gc;
 mod health;
 mod storage;
 mod usage;
@@ -61,6 +62,41 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         (Method::Get, "/health") => health::report(&config).await,
         (Method::Get, "/") => describe(&config),
         _ => plain_error(404, "no such endpoint on this hold"),
+    }
+}
+
+/// The cron trigger (`[triggers]` in wrangler.toml): sweeps abandoned
+/// uploads out of the bucket.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let config = match HoldConfig::from_env(&env) {
+        Ok(config) => config,
+        Err(message) => return console_error!("sweep: hold is misconfigured: {message}"),
+    };
+    let now = Date::now().as_millis();
+    let swept = match &config.storage {
+        StorageConfig::S3(s3) => {
+            let store = storage::S3Store { config: s3.clone() };
+            gc::sweep(&store, now).await
+        }
+        StorageConfig::R2 { bucket, url_key } => {
+            let store = storage::R2Store {
+                bucket,
+                base_url: &config.public_url,
+                url_key,
+            };
+            gc::sweep(&store, now).await
+        }
+    };
+    match swept {
+        Ok(s) => console_log!(
+            "sweep: deleted {} abandoned staged uploads ({} left for the next run); aborted {} multipart uploads",
+            s.staged_deleted,
+            s.staged_left,
+            s.multipart_aborted
+                .map_or("no (this store cannot list)".to_string(), |n| n.to_string()),
+        ),
+        Err(e) => console_error!("sweep failed: {e}"),
     }
 }
 

@@ -189,6 +189,53 @@ pub async fn forget_blob(config: &HoldConfig, digest: &Digest) -> Result<(), Fai
     Ok(())
 }
 
+/// The blobs are gone from the hold: nobody is charged for them any more
+/// (one batch, so one round trip however many).
+pub async fn forget_blobs(config: &HoldConfig, digests: &[Digest]) -> Result<(), Failure> {
+    let (Some(db), false) = (&config.usage_db, digests.is_empty()) else {
+        return Ok(());
+    };
+    let statements = digests
+        .iter()
+        .map(|d| {
+            db.prepare("DELETE FROM blob_usage WHERE digest = ?1")
+                .bind(&[d.to_string().into()])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    db.batch(statements).await.map_err(d1_failed)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct UserRow {
+    did: String,
+}
+
+/// Everyone the hold keeps usage for: users of a shared hold who may have
+/// blobs here without being its owner or crew.
+pub async fn users(config: &HoldConfig) -> Result<Vec<Did>, Failure> {
+    let Some(db) = &config.usage_db else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<UserRow> = db
+        .prepare("SELECT DISTINCT did FROM blob_usage")
+        .all()
+        .await
+        .map_err(d1_failed)?
+        .results()
+        .map_err(d1_failed)?;
+    rows.into_iter()
+        .map(|r| {
+            r.did.parse().map_err(|e| {
+                Failure::new(
+                    HoldError::StorageError,
+                    format!("the usage database names '{}', not a DID: {e}", r.did),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The refusal a user sees, naming them by handle when their DID document
 /// claims one (else by DID), the limit and their usage.
 pub async fn refusal(config: &HoldConfig, did: &Did, exceeded: QuotaExceeded) -> Failure {

@@ -14,6 +14,7 @@
 //! | `io.atcr.hold.abortUpload` | POST `{session}` | discards an upload |
 //! | `io.atcr.hold.deleteBlob` | POST `{digest}` | removes a blob (owner only) |
 //! | `io.atcr.hold.getQuota` | GET | the caller's per-user quota and usage |
+//! | `io.atcr.hold.collectGarbage` | POST `{dryRun, graceSeconds?, limit?}` | removes blobs no manifest record names (owner only; `crate::gc`) |
 //!
 //! A shared hold may limit what each user stores (`crate::quota`):
 //! `startUpload` (when the digest and size are known) and `completeUpload`
@@ -31,6 +32,7 @@ pub const COMPLETE_UPLOAD: &str = "io.atcr.hold.completeUpload";
 pub const ABORT_UPLOAD: &str = "io.atcr.hold.abortUpload";
 pub const DELETE_BLOB: &str = "io.atcr.hold.deleteBlob";
 pub const GET_QUOTA: &str = "io.atcr.hold.getQuota";
+pub const COLLECT_GARBAGE: &str = "io.atcr.hold.collectGarbage";
 
 /// S3 allows at most 10,000 parts per upload.
 pub const MAX_PARTS: u32 = 10_000;
@@ -151,6 +153,45 @@ pub struct QuotaStatus {
     pub max_blobs: u64,
     pub used_bytes: u64,
     pub used_blobs: u64,
+}
+
+/// `collectGarbage`: which blobs to consider. A blob goes only when no
+/// `io.atcr.manifest` record of the hold's users names it and it is older
+/// than `grace_seconds` (default `crate::gc::DEFAULT_GRACE_SECS`). At most
+/// `limit` blobs go per call (default [`GC_DEFAULT_LIMIT`]): each removal is
+/// a subrequest, and a Worker request has a budget of them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectGarbageInput {
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Removals per `collectGarbage` call unless the caller asks for fewer or more.
+pub const GC_DEFAULT_LIMIT: u32 = 100;
+/// The most removals one call makes, whatever it asks.
+pub const GC_MAX_LIMIT: u32 = 500;
+
+/// What a collection removed (or, on a dry run, would remove) and kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GarbageCollected {
+    pub dry_run: bool,
+    pub grace_seconds: u64,
+    /// The users whose records were read (owner, crew, users with usage).
+    pub users: Vec<String>,
+    /// `io.atcr.manifest` records read, and the distinct digests they name.
+    pub records: u64,
+    pub referenced_digests: u64,
+    pub removed: Vec<crate::gc::Garbage>,
+    pub removed_bytes: u64,
+    pub kept: crate::gc::Kept,
+    /// More garbage than `limit` was found: call again for the rest.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

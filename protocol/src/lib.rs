@@ -10,6 +10,7 @@ pub mod chunk_range;
 pub mod collections;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod health;
 pub mod hold_api;
 pub mod hold_storage;

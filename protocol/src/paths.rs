@@ -38,6 +38,34 @@ pub fn upload_key(session: &str) -> String {
     format!("{ROOT}/atcr-uploads/{session}/data")
 }
 
+/// The prefix every verified blob's key starts with.
+pub fn blobs_prefix() -> String {
+    format!("{ROOT}/blobs/")
+}
+
+/// The prefix every upload staging key starts with.
+pub fn uploads_prefix() -> String {
+    format!("{ROOT}/atcr-uploads/")
+}
+
+/// Whether `key` lies under the blob prefix (a digest's key or not).
+pub fn is_blob_key(key: &str) -> bool {
+    key.starts_with(&blobs_prefix())
+}
+
+/// The digest whose verified bytes live at `key`: the inverse of
+/// [`blob_key`], `None` for any other key.
+pub fn blob_digest(key: &str) -> Option<Digest> {
+    let rest = key.strip_prefix(&blobs_prefix())?.strip_suffix("/data")?;
+    let mut parts = rest.split('/');
+    let (algorithm, shard, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !hex.starts_with(shard) || shard.len() != 2 {
+        return None;
+    }
+    let digest: Digest = format!("{algorithm}:{hex}").parse().ok()?;
+    (blob_key(&digest) == key).then_some(digest)
+}
+
 /// Whether `key` is an upload staging key (and not a verified blob).
 pub fn is_upload_key(key: &str) -> bool {
     key.starts_with(&format!("{ROOT}/atcr-uploads/"))
@@ -72,5 +100,30 @@ mod tests {
         assert_eq!(key, "docker/registry/v2/atcr-uploads/01HZX/data");
         assert!(is_upload_key(&key));
         assert!(!is_upload_key("docker/registry/v2/blobs/sha256/e3/e3/data"));
+        assert!(key.starts_with(&uploads_prefix()));
+    }
+
+    #[test]
+    fn blob_keys_map_back_to_their_digests() {
+        for digest in [
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".to_string(),
+            format!("sha512:{}", "0f".repeat(64)),
+        ] {
+            let digest: Digest = digest.parse().unwrap();
+            assert_eq!(blob_digest(&blob_key(&digest)), Some(digest));
+        }
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        for key in [
+            format!("docker/registry/v2/blobs/sha256/aa/{hex}/data"),
+            format!("docker/registry/v2/blobs/sha256/e3/{hex}/data/x"),
+            format!("docker/registry/v2/blobs/sha256/e3/{hex}/link"),
+            format!("docker/registry/v2/blobs/md5/e3/{hex}/data"),
+            upload_key("e3"),
+        ] {
+            assert_eq!(blob_digest(&key), None, "{key}");
+        }
+        assert!(is_blob_key(&format!(
+            "docker/registry/v2/blobs/sha256/aa/{hex}/data"
+        )));
     }
 }

@@ -19,6 +19,7 @@ pub use r2::R2Store;
 pub use s3::S3Store;
 
 use atcr_protocol::digest::{Algorithm, Digest};
+use atcr_protocol::gc::{ListPage, PendingUpload};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wasm_bindgen_futures::JsFuture;
@@ -94,6 +95,15 @@ pub trait BlobStore {
         Ok(None)
     }
     async fn delete(&self, key: &str) -> Result<()>;
+    /// One page (up to 1000) of the objects whose keys start with `prefix`,
+    /// continuing a listing at `cursor`: key, size and last write.
+    async fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<ListPage>;
+    /// Incomplete multipart uploads under `prefix` (first 1000), or `None`
+    /// when this store cannot list them (the R2 binding; S3 servers without
+    /// `ListMultipartUploads`): a lifecycle rule must abort those.
+    async fn list_multipart(&self, _prefix: &str) -> Result<Option<Vec<PendingUpload>>> {
+        Ok(None)
+    }
 }
 
 pub struct ObjectInfo {

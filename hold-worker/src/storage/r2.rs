@@ -5,6 +5,7 @@
 
 use super::{failed, hash_body, BlobStore, ObjectInfo, Result, StorageError};
 use atcr_protocol::digest::{Algorithm, Digest};
+use atcr_protocol::gc::{ListPage, ListedObject};
 use atcr_protocol::hold_storage::{sha256_bytes, ByteRange, Grant, StorageUrl};
 use atcr_protocol::s3::sha256_checksum;
 use std::collections::BTreeMap;
@@ -245,6 +246,31 @@ impl BlobStore for R2Store<'_> {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.bucket.delete(key).await.map_err(r2_error)
+    }
+
+    async fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<ListPage> {
+        let mut list = self.bucket.list().prefix(prefix).limit(1000);
+        if let Some(cursor) = cursor {
+            list = list.cursor(cursor);
+        }
+        let listed = list.execute().await.map_err(r2_error)?;
+        let objects = listed
+            .objects()
+            .iter()
+            .map(|o| ListedObject {
+                key: o.key(),
+                size: o.size(),
+                modified_ms: o.uploaded().as_millis(),
+            })
+            .collect();
+        let cursor = if listed.truncated() {
+            Some(listed.cursor().ok_or_else(|| {
+                StorageError::Failed("R2 cut a listing short without a cursor".into())
+            })?)
+        } else {
+            None
+        };
+        Ok(ListPage { objects, cursor })
     }
 }
 

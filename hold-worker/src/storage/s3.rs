@@ -5,6 +5,9 @@
 
 use super::{failed, hash_body, BlobStore, ObjectInfo, Result, StorageError};
 use atcr_protocol::digest::{Algorithm, Digest};
+use atcr_protocol::gc::{
+    parse_list_multipart_uploads, parse_list_objects_v2, ListPage, PendingUpload,
+};
 use atcr_protocol::s3::{
     complete_multipart_xml, xml_element, S3Config, CHECKSUM_SHA256_HEADER, EMPTY_SHA256,
 };
@@ -240,6 +243,38 @@ impl BlobStore for S3Store {
         match Self::check(resp, "DELETE").await {
             Ok(_) | Err(StorageError::NotFound) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// `ListObjectsV2` on the bucket, continued by its continuation token.
+    async fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<ListPage> {
+        let mut query = format!("list-type=2&max-keys=1000&prefix={}", encode_query(prefix));
+        if let Some(cursor) = cursor {
+            query.push_str(&format!("&continuation-token={}", encode_query(cursor)));
+        }
+        let resp = self
+            .send(Method::Get, &self.url("", &query), &[], None)
+            .await?;
+        let mut resp = Self::check(resp, "ListObjectsV2").await?;
+        let body = resp.text().await.map_err(failed)?;
+        parse_list_objects_v2(&body).map_err(|e| StorageError::Failed(e.to_string()))
+    }
+
+    /// `ListMultipartUploads` (first page); `None` when the server lacks it.
+    async fn list_multipart(&self, prefix: &str) -> Result<Option<Vec<PendingUpload>>> {
+        let query = format!("uploads=&max-uploads=1000&prefix={}", encode_query(prefix));
+        let resp = self
+            .send(Method::Get, &self.url("", &query), &[], None)
+            .await?;
+        let mut resp = match resp.status_code() {
+            // Servers without it (s3s-fs) answer 501 NotImplemented.
+            501 => return Ok(None),
+            _ => Self::check(resp, "ListMultipartUploads").await?,
+        };
+        let body = resp.text().await.map_err(failed)?;
+        match parse_list_multipart_uploads(&body) {
+            Ok(uploads) => Ok(Some(uploads)),
+            Err(e) => Err(StorageError::Failed(e.to_string())),
         }
     }
 }
