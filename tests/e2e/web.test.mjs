@@ -162,3 +162,72 @@ test('a repository page shows its owner\'s Markdown description, rendered safely
   assert.equal((await page.locator('section.description').textContent()).trim(), 'A tiny <b>test</b> image');
   assert.equal(await page.locator('section.description b').count(), 0);
 });
+
+test('a manifest page shows an image\'s configuration, layers and referrers, an index\'s platforms, and the pull command by digest', async () => {
+  const rich = `${alice.handle}/rich`;
+  const token = await registryToken(stack, `repository:${rich}:pull,push`, alice);
+  const config = Buffer.from(JSON.stringify({
+    architecture: 'arm64', os: 'linux', created: '2026-11-30T12:00:00Z',
+    config: {
+      Env: ['PATH=/usr/bin', 'GREETING=<b>hi</b>'], Entrypoint: ['/bin/serve'], Cmd: ['--port', '8080'],
+      User: 'app', WorkingDir: '/srv',
+      Labels: { 'org.opencontainers.image.source': 'https://example.com/src', note: '<img src=x onerror=alert(1)>' },
+    },
+    rootfs: { type: 'layers', diff_ids: [] },
+  }));
+  const layers = [Buffer.alloc(1500, 1), Buffer.alloc(2500, 2)];
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: OCI_MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await pushBlob(stack, rich, config, token), size: config.length },
+    layers: await Promise.all(layers.map(async (l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: await pushBlob(stack, rich, l, token), size: l.length }))),
+  }));
+  const put = (reference, body) => fetch(new URL(`/v2/${rich}/manifests/${reference}`, stack.urls.appview), {
+    method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': OCI_MANIFEST }, body,
+  });
+  const pushed = await put('v1', manifest);
+  assert.equal(pushed.status, 201, await pushed.text());
+  const digest = pushed.headers.get('docker-content-digest');
+  const empty = Buffer.from('{}');
+  const sbom = Buffer.from('{"spdxVersion":"SPDX-2.3"}');
+  const referrer = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/spdx+json',
+    config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: await pushBlob(stack, rich, empty, token), size: 2 },
+    layers: [{ mediaType: 'application/spdx+json', digest: await pushBlob(stack, rich, sbom, token), size: sbom.length }],
+    subject: { mediaType: OCI_MANIFEST, digest, size: manifest.length },
+  }));
+  const sbomDigest = `sha256:${(await import('node:crypto')).createHash('sha256').update(referrer).digest('hex')}`;
+  assert.equal((await put(sbomDigest, referrer)).status, 201);
+
+  // From the repository page, the tag links to its manifest page.
+  await page.goto(url(`/r/${rich}`));
+  await page.locator('td.tag a', { hasText: 'v1' }).click();
+  await page.waitForURL(url(`/r/${rich}/v1`));
+  const main = page.locator('main');
+  assert.match(await page.textContent('code.pull'), new RegExp(`^docker pull ${service.replace(/[.]/g, '\\.')}/${rich}@${digest}$`));
+  const facts = Object.fromEntries(await page.locator('section.config dt').evaluateAll((dts) => dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+  assert.deepEqual(facts, { Platform: 'linux/arm64', Created: '2026-11-30T12:00:00Z', Entrypoint: '/bin/serve', Command: '--port 8080', User: 'app', 'Working directory': '/srv' });
+  assert.deepEqual(await page.locator('ul.env li').allTextContents(), ['PATH=/usr/bin', 'GREETING=<b>hi</b>']);
+  assert.match(await page.locator('table.labels').textContent(), /<img src=x onerror=alert\(1\)>/, 'a label is shown as text');
+  assert.equal(await main.locator('section.config img, section.config b').count(), 0);
+  const layerRows = await page.locator('table.layers tbody tr').allTextContents();
+  assert.equal(layerRows.length, 2);
+  assert.match(layerRows[0], /application\/vnd\.oci\.image\.layer\.v1\.tar\s*1\.5 kB/);
+  assert.match(await page.textContent('p.meta'), /image · 4\.\d kB/);
+  // The SBOM refers to it, and its own page says what it is.
+  await page.locator('table.referrers a').click();
+  await page.waitForURL(url(`/r/${rich}/${sbomDigest}`));
+  assert.match(await page.textContent('p.meta'), /artifact \(application\/spdx\+json\)/);
+
+  // An index lists its platforms, each linking to its own manifest.
+  await page.goto(url(`/r/${alice.handle}/webapp/multi`));
+  const platforms = await page.locator('table.platforms a').allTextContents();
+  assert.deepEqual(platforms, ['linux/amd64', 'linux/arm64']);
+  await page.locator('table.platforms a', { hasText: 'linux/arm64' }).click();
+  await page.waitForURL(/\/r\/alice\.test\/webapp\/sha256:/);
+  assert.match(await page.textContent('p.meta'), /^image/);
+  assert.equal(await page.locator('section.config dd').first().textContent(), 'linux/arm64');
+
+  const missing = await page.goto(url(`/r/${rich}/no-such-tag`));
+  assert.equal(missing.status(), 404);
+  assert.match(await page.textContent('main'), /has no manifest no-such-tag/);
+});

@@ -1,5 +1,5 @@
-//! Reading the index for the web UI: repositories as lists show them, and
-//! a repository's tags.
+//! Reading the index for the web UI: repositories as lists show them, a
+//! repository's tags, a manifest and its referrers.
 
 use crate::config::DB_BINDING;
 use worker::{Env, Result};
@@ -96,6 +96,56 @@ pub async fn tags(env: &Env, owner: &str, repository: &str) -> Result<Vec<TagRow
              ORDER BY t.updated_at DESC LIMIT 100",
         )
         .bind(&[owner.into(), repository.into()])?
+        .all()
+        .await?
+        .results()
+}
+
+/// A manifest as the manifest page shows it.
+#[derive(Debug, serde::Deserialize)]
+pub struct ManifestRow {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub hold_did: Option<String>,
+    pub record_uri: String,
+    pub created_at: f64,
+}
+
+const MANIFEST_COLUMNS: &str =
+    "SELECT digest, media_type, artifact_type, hold_did, record_uri, created_at FROM manifests";
+
+/// The manifest `reference` (a tag or a digest) names in the repository.
+pub async fn manifest(
+    env: &Env,
+    owner: &str,
+    repository: &str,
+    reference: &str,
+) -> Result<Option<ManifestRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{MANIFEST_COLUMNS} WHERE owner_did = ?1 AND repository = ?2 AND digest = COALESCE(
+               (SELECT digest FROM tags WHERE owner_did = ?1 AND repository = ?2 AND tag = ?3), ?3)"
+        ))
+        .bind(&[owner.into(), repository.into(), reference.into()])?
+        .first(None)
+        .await
+}
+
+/// The manifests of the repository whose `subject` is `digest`
+/// (signatures, SBOMs, attestations), newest first.
+pub async fn referrers(
+    env: &Env,
+    owner: &str,
+    repository: &str,
+    digest: &str,
+) -> Result<Vec<ManifestRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{MANIFEST_COLUMNS} WHERE owner_did = ?1 AND repository = ?2 AND subject = ?3
+             ORDER BY created_at DESC LIMIT 100"
+        ))
+        .bind(&[owner.into(), repository.into(), digest.into()])?
         .all()
         .await?
         .results()

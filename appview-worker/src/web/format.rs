@@ -1,4 +1,29 @@
-//! How pages write sizes, times and platforms.
+//! How pages write sizes, times, kinds and platforms.
+
+use atcr_protocol::manifest::{DOCKER_LIST, OCI_INDEX};
+
+/// Whether a manifest media type is an index (a multi-platform image).
+pub fn is_index(media_type: Option<&str>) -> bool {
+    matches!(media_type, Some(OCI_INDEX | DOCKER_LIST))
+}
+
+/// What a manifest is, in words: an artifact (of its type), a
+/// multi-platform index or an image.
+pub fn kind(media_type: Option<&str>, artifact_type: Option<&str>) -> String {
+    match (artifact_type, is_index(media_type)) {
+        (Some(artifact), _) => format!("artifact ({artifact})"),
+        (None, true) => "multi-platform index".into(),
+        (None, false) => "image".into(),
+    }
+}
+
+/// A digest cut to its algorithm and the first 12 hex digits.
+pub fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((alg, hex)) => format!("{alg}:{}", &hex[..hex.len().min(12)]),
+        None => digest.chars().take(19).collect(),
+    }
+}
 
 pub fn platform_name(p: &serde_json::Value) -> String {
     let part = |k: &str| p[k].as_str().unwrap_or_default().to_string();

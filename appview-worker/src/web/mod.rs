@@ -7,11 +7,14 @@
 //! | `/search?q=` | repositories whose `<handle>/<name>` contains the text |
 //! | `/u/<handle>` | a user's repositories |
 //! | `/r/<handle>/<repository>` | description, tags with kind, platforms, size, digest; pull count and command (`repository`) |
+//! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
 //!
-//! Pages read the D1 index and, for what it lacks, the owners' PDSs; they
-//! import `index` and `atproto`, never `registry`.
+//! Pages read the D1 index and, for what it lacks, the owners' PDSs (and a
+//! hold, for an image's config); they import `index`, `atproto` and
+//! `holds`, never `registry`.
 
 mod format;
+mod manifest;
 mod repository;
 mod views;
 
@@ -38,7 +41,7 @@ pub async fn serve(req: &Request, env: &Env, config: &AppConfig) -> Option<Resul
         p => match (p.strip_prefix("/u/"), p.strip_prefix("/r/")) {
             (Some(handle), _) => user(env, handle).await,
             (_, Some(rest)) => match rest.split_once('/') {
-                Some((handle, name)) => repository(env, config, handle, name).await,
+                Some((handle, name)) => repository_or_manifest(env, config, handle, name).await,
                 None => not_found(format!("{rest} names no repository")),
             },
             _ => return None,
@@ -112,4 +115,18 @@ async fn user(env: &Env, handle: &str) -> Page {
         repos: rows.iter().map(RepoItem::from).collect(),
         empty: "",
     })
+}
+
+/// `/r/<handle>/<rest>`: a repository page when `rest` names a repository
+/// (names may hold `/`), else the manifest page of `<repository>/<reference>`.
+async fn repository_or_manifest(env: &Env, config: &AppConfig, handle: &str, rest: &str) -> Page {
+    if let Some((name, reference)) = rest.rsplit_once('/') {
+        if index::repository(env, handle, rest).await?.is_none() {
+            return match index::repository(env, handle, name).await? {
+                Some(repo) => manifest::manifest(env, config, &repo, reference).await,
+                None => not_found(format!("No repository {handle}/{name} is known here.")),
+            };
+        }
+    }
+    repository(env, config, handle, rest).await
 }

@@ -2,14 +2,13 @@
 //! tag's manifest record read from the owner's PDS, all at once), the pull
 //! count and command, and the description.
 
-use super::format::{human_bytes, platform_name, when};
+use super::format::{human_bytes, is_index, kind, platform_name, short_digest, when};
 use super::views::{Repository, TagItem};
 use super::{not_found, render, Page};
 use crate::atproto::pds::get_record;
 use crate::config::AppConfig;
 use crate::index::{self, RepositoryRow, TagRow};
 use atcr_protocol::collections;
-use atcr_protocol::manifest::{DOCKER_LIST, OCI_INDEX};
 use atcr_protocol::markdown::to_safe_html;
 use atcr_protocol::Did;
 use worker::Env;
@@ -50,12 +49,8 @@ pub async fn repository(env: &Env, config: &AppConfig, handle: &str, name: &str)
 }
 
 async fn tag_item(row: &TagRow, repo: &RepositoryRow) -> TagItem {
-    let is_index = matches!(row.media_type.as_deref(), Some(OCI_INDEX | DOCKER_LIST));
-    let kind = match (&row.artifact_type, is_index) {
-        (Some(artifact), _) => format!("artifact ({artifact})"),
-        (None, true) => "multi-platform index".into(),
-        (None, false) => "image".into(),
-    };
+    let is_index = is_index(row.media_type.as_deref());
+    let kind = kind(row.media_type.as_deref(), row.artifact_type.as_deref());
     let platforms = row
         .platforms
         .as_deref()
@@ -75,7 +70,7 @@ async fn tag_item(row: &TagRow, repo: &RepositoryRow) -> TagItem {
     TagItem {
         description: facts.and_then(|f| f.description),
         tag: row.tag.clone(),
-        short_digest: row.digest.chars().take(7 + 12).collect(),
+        short_digest: short_digest(&row.digest),
         digest: row.digest.clone(),
         kind,
         platforms,

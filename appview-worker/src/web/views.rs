@@ -93,3 +93,57 @@ pub struct NotFound {
     pub query: String,
     pub message: String,
 }
+
+#[derive(Template)]
+#[template(path = "manifest.html")]
+pub struct ManifestPage {
+    pub query: String,
+    pub handle: String,
+    pub name: String,
+    /// As typed in the URL: a tag or a digest.
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub kind: String,
+    pub size: String,
+    pub pushed: String,
+    /// The pull command by digest.
+    pub pull: String,
+    pub config: Option<ConfigFacts>,
+    pub layers: Vec<Layer>,
+    pub platforms: Vec<PlatformLink>,
+    pub referrers: Vec<Referrer>,
+}
+
+/// What an image's config says about how it runs.
+#[derive(Clone)]
+pub struct ConfigFacts {
+    pub platform: String,
+    pub created: String,
+    pub env: Vec<String>,
+    pub entrypoint: String,
+    pub cmd: String,
+    pub user: String,
+    pub workdir: String,
+    pub labels: Vec<(String, String)>,
+}
+
+pub struct Layer {
+    pub media_type: String,
+    pub size: String,
+    pub digest: String,
+    pub short: String,
+}
+
+pub struct PlatformLink {
+    pub name: String,
+    pub digest: String,
+    pub short: String,
+}
+
+pub struct Referrer {
+    pub kind: String,
+    pub digest: String,
+    pub short: String,
+    pub pushed: String,
+}
