@@ -48,14 +48,14 @@ test('the hold serves its did:web document naming its endpoint', async () => {
   assert.equal(service.serviceEndpoint, stack.urls.hold);
 });
 
-test('the hold describes its owner and access policy', async () => {
+test('the hold describes its owner and access policy: the appview\'s default hold is shared', async () => {
   const res = await fetch(`${stack.urls.hold}/`);
   assert.equal(res.status, 200);
   const info = await res.json();
   assert.equal(info.did, stack.holdDid);
   assert.equal(info.owner, stack.accounts.alice.did);
   assert.equal(info.public, true);
-  assert.equal(info.allowAllCrew, false);
+  assert.equal(info.allowAllCrew, true, 'every signed-in user may push to the default hold, within a quota');
 });
 
 test('appview health: D1 with schema, PLC, handle resolver and default hold all reachable; names its build', async () => {
@@ -121,7 +121,8 @@ test('hold health is green with S3 and red without it', async () => {
   const good = await healthy.json();
   assert.equal(healthy.status, 200, JSON.stringify(good));
   const names = good.checks.map((c) => c.name);
-  assert.deepEqual(names, ['s3', 'owner_identity', 'owner_pds']);
+  // usage_db: the quotas' D1, since the default hold is shared.
+  assert.deepEqual(names, ['s3', 'owner_identity', 'owner_pds', 'usage_db']);
   assert.ok(good.checks.every((c) => c.ok));
 
   await stack.stopService('s3s-fs');
