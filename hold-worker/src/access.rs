@@ -13,8 +13,8 @@ use atcr_protocol::hold_api::HoldError;
 use atcr_protocol::{collections, Did};
 use serde::Deserialize;
 use std::cell::RefCell;
-use worker::{Date, Fetch};
-use worker_support::resolve_did_cached;
+use worker::Date;
+use worker_support::{list_records_page, resolve_did_cached};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -144,17 +144,6 @@ pub fn require_owner(config: &HoldConfig, caller: &Caller) -> Result<(), Failure
     }
 }
 
-#[derive(Deserialize)]
-struct ListRecords {
-    records: Vec<Record>,
-    cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Record {
-    value: serde_json::Value,
-}
-
 async fn fetch_policy(config: &HoldConfig) -> Result<Policy, Failure> {
     let unavailable = |e: String| {
         Failure::new(
@@ -192,6 +181,8 @@ async fn fetch_policy(config: &HoldConfig) -> Result<Policy, Failure> {
 }
 
 /// Every record of `collection` in `repo` (public, unauthenticated XRPC).
+/// The `value` of every record of `collection` (at most 10,000: a policy
+/// never needs more).
 async fn list_records(
     pds: &str,
     repo: &Did,
@@ -200,29 +191,11 @@ async fn list_records(
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!(
-            "{pds}/xrpc/com.atproto.repo.listRecords?repo={repo}&collection={collection}&limit=100"
-        );
-        if let Some(c) = &cursor {
-            url.push_str(&format!(
-                "&cursor={}",
-                url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
-            ));
+        let (records, next) = list_records_page(pds, repo, collection, cursor.as_deref()).await?;
+        out.extend(records.into_iter().map(|mut r| r["value"].take()));
+        match next {
+            Some(next) if out.len() < 10_000 => cursor = Some(next),
+            _ => return Ok(out),
         }
-        let parsed = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let mut resp = Fetch::Url(parsed)
-            .send()
-            .await
-            .map_err(|e| format!("{pds} unreachable: {e}"))?;
-        if resp.status_code() != 200 {
-            return Err(format!("{url} answered {}", resp.status_code()));
-        }
-        let page: ListRecords = resp.json().await.map_err(|e| e.to_string())?;
-        let done = page.records.is_empty() || page.cursor.is_none();
-        out.extend(page.records.into_iter().map(|r| r.value));
-        if done || out.len() >= 10_000 {
-            return Ok(out);
-        }
-        cursor = page.cursor;
     }
 }

@@ -19,10 +19,9 @@ use atcr_protocol::hold_api::{
     CollectGarbageInput, GarbageCollected, HoldError, GC_DEFAULT_LIMIT, GC_MAX_LIMIT,
 };
 use atcr_protocol::{collections, paths, Did, Digest};
-use serde::Deserialize;
 use std::collections::HashSet;
-use worker::{Date, Fetch};
-use worker_support::resolve_did_cached;
+use worker::Date;
+use worker_support::{list_records_page, resolve_did_cached};
 
 /// Deletions per sweep run.
 pub const SWEEP_MAX_DELETES: usize = 200;
@@ -174,17 +173,6 @@ async fn users(config: &HoldConfig) -> Result<Vec<Did>, Failure> {
     Ok(users)
 }
 
-#[derive(Deserialize)]
-struct Page {
-    records: Vec<Record>,
-    cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Record {
-    value: serde_json::Value,
-}
-
 /// Every `io.atcr.manifest` record of `did`, from their PDS, whatever hold
 /// each names (a digest named anywhere is kept). Any failure is an error
 /// naming the PDS: never collect on partial knowledge.
@@ -211,37 +199,15 @@ async fn manifest_records(
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_RECORD_PAGES {
-        let mut url = format!(
-            "{pds}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={}&limit=100",
-            collections::MANIFEST
-        );
-        if let Some(c) = &cursor {
-            url.push_str("&cursor=");
-            url.extend(url::form_urlencoded::byte_serialize(c.as_bytes()));
+        let (records, next) =
+            list_records_page(&pds, did, collections::MANIFEST, cursor.as_deref())
+                .await
+                .map_err(|e| refuse(format!("its PDS could not be read ({e})")))?;
+        out.extend(records.into_iter().map(|mut r| r["value"].take()));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
         }
-        let parsed = url.parse().map_err(|e| refuse(format!("{url}: {e}")))?;
-        let mut resp = Fetch::Url(parsed)
-            .send()
-            .await
-            .map_err(|e| refuse(format!("the PDS {pds} is unreachable ({e})")))?;
-        if resp.status_code() != 200 {
-            let body = resp.text().await.unwrap_or_default();
-            let body: String = body.chars().take(200).collect();
-            return Err(refuse(format!(
-                "the PDS {pds} answered {} {body}",
-                resp.status_code()
-            )));
-        }
-        let page: Page = resp
-            .json()
-            .await
-            .map_err(|e| refuse(format!("the PDS {pds} answered no record list ({e})")))?;
-        let done = page.records.is_empty() || page.cursor.is_none();
-        out.extend(page.records.into_iter().map(|r| r.value));
-        if done {
-            return Ok(out);
-        }
-        cursor = page.cursor;
     }
     Err(refuse(format!(
         "more than {} records: too many to read in one request",

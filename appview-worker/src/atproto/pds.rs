@@ -188,36 +188,7 @@ pub async fn get_blob(pds: &str, did: &Did, cid: &str) -> Result<Vec<u8>, String
     resp.bytes().await.map_err(|e| e.to_string())
 }
 
-/// Every record of `collection` in `did`'s repository, one page at a time.
-pub async fn list_records(
-    pds: &str,
-    did: &Did,
-    collection: &str,
-    cursor: Option<&str>,
-) -> Result<(Vec<serde_json::Value>, Option<String>), String> {
-    let mut url = format!(
-        "{pds}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}&limit=100"
-    );
-    if let Some(c) = cursor {
-        url.push_str(&format!(
-            "&cursor={}",
-            url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
-        ));
-    }
-    let mut resp =
-        worker_support::call(Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?))
-            .await
-            .map_err(|e| e.to_string())?;
-    if resp.status_code() != 200 {
-        return Err(format!(
-            "{pds} answered {} to listRecords",
-            resp.status_code()
-        ));
-    }
-    let page: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-    let records = page["records"].as_array().cloned().unwrap_or_default();
-    Ok((records, page["cursor"].as_str().map(str::to_string)))
-}
+pub use worker_support::list_records_page as list_records;
 
 /// Every record of `collection`, all pages (at most 100 pages of 100).
 pub async fn all_records(

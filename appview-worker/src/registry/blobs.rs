@@ -44,28 +44,43 @@ pub async fn get_blob(
             Some(format!("{name} has no blob {digest}")),
         )
     };
-    let unlinked = index::unlinked_among(env, &owner.did, name.repository(), &[digest]).await?;
-    if !unlinked.is_empty() {
+    let method = req.method();
+    let range = match method {
+        Method::Get => req.headers().get("Range")?,
+        _ => None,
+    };
+    // A ranged GET first learns the blob's size: only a range storage will
+    // serve reaches storage. The unlink check (D1) and the hold's answer
+    // are independent: ask both at once.
+    let first = if range.is_some() {
+        Method::Head
+    } else {
+        method.clone()
+    };
+    let digests = [digest];
+    let (unlinked, found) = futures_util::join!(
+        index::unlinked_among(env, &owner.did, name.repository(), &digests),
+        find_blob(config, user, &owner, name, digest, &first)
+    );
+    if !unlinked?.is_empty() {
         return unknown();
     }
-    let method = req.method();
-    let range = req.headers().get("Range")?;
-    if let (Method::Get, Some(range)) = (&method, range) {
-        // Only a range storage will serve reaches storage.
-        match find_blob(config, user, &owner, name, digest, &Method::Head).await {
-            Ok(Some(Found::Size(size))) => {
-                if !matches!(resolve_range(Some(&range), size), RangeRequest::Partial(_)) {
-                    return unsatisfiable(&range, size);
-                }
-            }
-            Ok(_) => return unknown(),
-            Err(e) => return hold_failure(e),
-        }
-    }
-    let found = match find_blob(config, user, &owner, name, digest, &method).await {
+    let mut found = match found {
         Ok(found) => found,
         Err(e) => return hold_failure(e),
     };
+    if let Some(range) = range {
+        let Some(Found::Size(size)) = found else {
+            return unknown();
+        };
+        if !matches!(resolve_range(Some(&range), size), RangeRequest::Partial(_)) {
+            return unsatisfiable(&range, size);
+        }
+        found = match find_blob(config, user, &owner, name, digest, &method).await {
+            Ok(found) => found,
+            Err(e) => return hold_failure(e),
+        };
+    }
     match found {
         Some(Found::Size(size)) => {
             let mut resp = Response::empty()?;
