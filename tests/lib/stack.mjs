@@ -119,7 +119,7 @@ export async function startStack(opts = {}) {
       children.push(startWrangler(label, path.join(ROOT, 'wrangler.toml'), {
         port, inspector: await freePort(), envFile, persist: state, log,
       }));
-      await waitFor(`${url}/health`, [200], label, 180_000);
+      await serviceReady(label, `${url}/health`, [200]);
       return url;
     },
     /**
@@ -150,7 +150,7 @@ export async function startStack(opts = {}) {
       const i = children.findIndex((c) => c.label === label);
       if (i < 0 || !children[i].exited) throw new Error(`${label} is not a stopped service`);
       children[i] = children[i].again();
-      await waitFor(readyUrl, [200, 403, 404], label, 180_000);
+      await serviceReady(label, readyUrl, [200, 403, 404]);
     },
     async stop() {
       await Promise.all(children.map(stopChild));
@@ -158,6 +158,23 @@ export async function startStack(opts = {}) {
       if (!opts.dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
     },
   };
+  /**
+   * Waits until the service `label` answers `url` with one of `statuses`. A
+   * wrangler that dies while starting (its bundler, esbuild, has been seen to
+   * crash on a loaded 2-core machine) is started again, twice at most.
+   */
+  async function serviceReady(label, url, statuses) {
+    for (let attempt = 1; ; attempt++) {
+      const i = children.findIndex((c) => c.label === label);
+      try {
+        return await waitFor(url, statuses, label, 180_000, () => children[i].exited);
+      } catch (err) {
+        if (!children[i].exited || attempt > 2) throw err;
+        log(`${label} exited while starting; starting it again (attempt ${attempt + 1}) ...`);
+        children[i] = children[i].again();
+      }
+    }
+  }
   try {
     // ATCR_E2E_NO_BUILD=1 reuses the last build (e.g. while editing Rust elsewhere).
     if (opts.build !== false && process.env.ATCR_E2E_NO_BUILD !== '1') {
@@ -313,10 +330,10 @@ export async function startStack(opts = {}) {
         port: ports.appview, inspector: ports.appviewInspector, envFile: appviewEnv, persist: appviewState, log,
       }),
     );
-    await waitFor(`${stack.urls.hold}/health`, [200], 'hold', 180_000);
-    await waitFor(`${stack.urls.appview}/health`, [200], 'appview', 180_000);
+    await serviceReady('hold', `${stack.urls.hold}/health`, [200]);
+    await serviceReady('appview', `${stack.urls.appview}/health`, [200]);
     if (opts.byoHold) {
-      await waitFor(`${stack.urls.byoHold}/health`, [200], 'alice\'s hold', 180_000);
+      await serviceReady('byo-hold', `${stack.urls.byoHold}/health`, [200]);
       await chooseHold(stack.urls.pds, stack.accounts.alice, stack.byoHoldDid);
     }
     return stack;
@@ -479,11 +496,12 @@ async function stopChild(child) {
   clearTimeout(timer);
 }
 
-/** Polls `url` until it answers one of `statuses`. */
-async function waitFor(url, statuses, what, timeoutMs = 30_000) {
+/** Polls `url` until it answers one of `statuses`, or until `gaveUp()` says the service is gone. */
+async function waitFor(url, statuses, what, timeoutMs = 30_000, gaveUp = () => false) {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
+    if (gaveUp()) throw new Error(`${what} exited before it answered ${url}`);
     try {
       const res = await fetch(url);
       const body = await res.text();
