@@ -4,8 +4,9 @@
 use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
 use atcr_protocol::hold_api::{
-    BlobStat, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError, ABORT_UPLOAD,
-    COMPLETE_UPLOAD, DELETE_BLOB, GET_BLOB, GET_UPLOAD_PART_URL, START_UPLOAD, STAT_BLOB,
+    BlobStat, BlobStats, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError,
+    ABORT_UPLOAD, COMPLETE_UPLOAD, GET_BLOB, GET_UPLOAD_PART_URL, MAX_STAT_BATCH, START_UPLOAD,
+    STAT_BLOB, STAT_BLOBS,
 };
 use atcr_protocol::identity::HOLD_SERVICE_ID;
 use atcr_protocol::service_auth::{sign_es256, ServiceClaims};
@@ -26,6 +27,20 @@ pub enum HoldCallError {
     Refused { status: u16, error: XrpcError },
     /// The hold could not be found or reached.
     Unavailable(String),
+}
+
+impl HoldCallError {
+    /// The hold does not know the method: 501, or the 400 holds answered
+    /// before they said 501.
+    fn is_unknown_method(&self) -> bool {
+        match self {
+            HoldCallError::Refused { status: 501, .. } => true,
+            HoldCallError::Refused { status: 400, error } => {
+                error.message.starts_with("this hold has no method")
+            }
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for HoldCallError {
@@ -77,6 +92,36 @@ impl Hold {
         {
             Ok(stat) => Ok(Some(stat.size)),
             Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `statBlobs`: which of `digests` the hold has (and their sizes), in
+    /// one call per `MAX_STAT_BATCH` digests, the calls made at once. A
+    /// hold from before `statBlobs` is asked blob by blob.
+    pub async fn stat_many(
+        &self,
+        config: &AppConfig,
+        user: Option<&Did>,
+        digests: &[&Digest],
+    ) -> Result<Vec<BlobStat>, HoldCallError> {
+        let batches = digests.chunks(MAX_STAT_BATCH).map(|batch| {
+            let body = json!({ "digests": batch });
+            self.call::<BlobStats>(config, user, STAT_BLOBS, "", Some(body))
+        });
+        match futures_util::future::try_join_all(batches).await {
+            Ok(answers) => Ok(answers.into_iter().flat_map(|a| a.blobs).collect()),
+            Err(e) if e.is_unknown_method() => {
+                let one_by_one = digests.iter().map(|digest| async move {
+                    let size = self.stat(config, user, digest).await?;
+                    Ok::<_, HoldCallError>(size.map(|size| BlobStat {
+                        digest: (*digest).clone(),
+                        size,
+                    }))
+                });
+                let found = futures_util::future::try_join_all(one_by_one).await?;
+                Ok(found.into_iter().flatten().collect())
+            }
             Err(e) => Err(e),
         }
     }
@@ -144,19 +189,6 @@ impl Hold {
         let body = json!({ "session": session, "parts": parts, "digest": digest });
         self.call(config, Some(user), COMPLETE_UPLOAD, "", Some(body))
             .await
-    }
-
-    /// `deleteBlob`: the hold lets only its owner delete.
-    pub async fn delete_blob(
-        &self,
-        config: &AppConfig,
-        user: &Did,
-        digest: &Digest,
-    ) -> Result<(), HoldCallError> {
-        let body = json!({ "digest": digest });
-        self.call::<serde_json::Value>(config, Some(user), DELETE_BLOB, "", Some(body))
-            .await
-            .map(|_| ())
     }
 
     pub async fn abort_upload(

@@ -35,7 +35,11 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let config = match AppConfig::from_env(&env) {
+    worker_support::subrequests::reported(&env, serve(req, &env, &ctx)).await
+}
+
+async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
+    let config = match AppConfig::from_env(env) {
         Ok(config) => config,
         Err(message) => {
             let body =
@@ -48,14 +52,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     let path = req.path();
     if path == "/v2" || path.starts_with("/v2/") {
-        return registry::handle(req, &env, &ctx, &config).await;
+        return registry::handle(req, env, ctx, &config).await;
     }
-    if let Some(page) = web::serve(&req, &env, &config).await {
+    if let Some(page) = web::serve(&req, env, &config).await {
         return page;
     }
     match (req.method(), path.as_str()) {
-        (Method::Get, "/health") => health::report(&env, &config).await,
-        (Method::Get | Method::Post, "/auth/token") => auth::token::issue(req, &env, &config).await,
+        (Method::Get, "/health") => health::report(env, &config).await,
+        (Method::Get | Method::Post, "/auth/token") => auth::token::issue(req, env, &config).await,
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         _ => worker_support::json(404, &serde_json::json!({ "error": "not found" })),
     }

@@ -52,6 +52,7 @@ async fn call(
     match method {
         GET_BLOB => get_blob(&req, config, caller, store).await,
         STAT_BLOB => stat_blob(&req, config, caller, store).await,
+        STAT_BLOBS => stat_blobs(body(&mut req).await?, config, caller, store).await,
         START_UPLOAD => start_upload(body(&mut req).await?, config, caller, store).await,
         GET_UPLOAD_PART_URL => part_url(body(&mut req).await?, config, caller, store),
         COMPLETE_UPLOAD => complete_upload(body(&mut req).await?, config, caller, store).await,
@@ -62,7 +63,7 @@ async fn call(
             json(&crate::gc::collect(body(&mut req).await?, config, caller, store).await?)
         }
         _ => Err(Failure::new(
-            HoldError::InvalidRequest,
+            HoldError::MethodNotImplemented,
             format!("this hold has no method {method}"),
         )),
     }
@@ -111,6 +112,39 @@ async fn stat_blob(
         }),
         None => Err(blob_not_found(&digest)),
     }
+}
+
+/// `statBlobs`: the sizes of the verified blobs among `digests`, asked of
+/// storage all at once; absent blobs are left out.
+async fn stat_blobs(
+    input: StatBlobsInput,
+    config: &HoldConfig,
+    caller: &Caller,
+    store: &impl BlobStore,
+) -> Outcome {
+    Policy::load(config).await?.require_read(config, caller)?;
+    if input.digests.len() > MAX_STAT_BATCH {
+        return Err(Failure::new(
+            HoldError::InvalidRequest,
+            format!(
+                "statBlobs takes at most {MAX_STAT_BATCH} digests, not {}",
+                input.digests.len()
+            ),
+        ));
+    }
+    let stats = input.digests.iter().map(|digest| async move {
+        let found = store.stat(&blob_key(digest)).await?;
+        Ok::<_, StorageError>(found.map(|info| BlobStat {
+            digest: digest.clone(),
+            size: info.size,
+        }))
+    });
+    let blobs = futures_util::future::try_join_all(stats)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    json(&BlobStats { blobs })
 }
 
 /// `startUpload`: opens an upload under a staging key: one checksummed PUT

@@ -29,7 +29,11 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let config = match HoldConfig::from_env(&env) {
+    worker_support::subrequests::reported(&env, serve(req, &env)).await
+}
+
+async fn serve(req: Request, env: &Env) -> Result<Response> {
+    let config = match HoldConfig::from_env(env) {
         Ok(config) => config,
         Err(message) => return plain_error(500, &format!("hold is misconfigured: {message}")),
     };

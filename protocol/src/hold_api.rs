@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `io.atcr.hold.getBlob` | GET `?digest=&method=GET\|HEAD` | presigned URL for a verified blob |
 //! | `io.atcr.hold.statBlob` | GET `?digest=` | size of a verified blob, 404 if absent |
+//! | `io.atcr.hold.statBlobs` | POST `{digests}` | sizes of the verified blobs among up to `MAX_STAT_BATCH` digests |
 //! | `io.atcr.hold.startUpload` | POST `{digest?, size?}` | opens an upload: one checksummed PUT when digest and size are known, else multipart |
 //! | `io.atcr.hold.getUploadPartUrl` | POST `{session, partNumber}` | presigned URL for one part |
 //! | `io.atcr.hold.completeUpload` | POST `{session, parts, digest?}` | assembles, verifies the digest, publishes |
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub const GET_BLOB: &str = "io.atcr.hold.getBlob";
 pub const STAT_BLOB: &str = "io.atcr.hold.statBlob";
+pub const STAT_BLOBS: &str = "io.atcr.hold.statBlobs";
 pub const START_UPLOAD: &str = "io.atcr.hold.startUpload";
 pub const GET_UPLOAD_PART_URL: &str = "io.atcr.hold.getUploadPartUrl";
 pub const COMPLETE_UPLOAD: &str = "io.atcr.hold.completeUpload";
@@ -50,6 +52,23 @@ pub struct PresignedUrl {
 pub struct BlobStat {
     pub digest: Digest,
     pub size: u64,
+}
+
+/// The most digests one `statBlobs` call may name: each costs the hold a
+/// storage request, and a Worker on the Free plan may make 50.
+pub const MAX_STAT_BATCH: usize = 40;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatBlobsInput {
+    pub digests: Vec<Digest>,
+}
+
+/// The blobs the hold has among those asked for; the others are absent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobStats {
+    pub blobs: Vec<BlobStat>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +232,8 @@ pub enum HoldError {
     UploadNotFound,
     DigestMismatch,
     StorageError,
+    /// The hold has no such method (an older hold, say).
+    MethodNotImplemented,
 }
 
 impl HoldError {
@@ -227,6 +248,7 @@ impl HoldError {
             HoldError::UploadNotFound => ("UploadNotFound", 404),
             HoldError::DigestMismatch => ("DigestMismatch", 400),
             HoldError::StorageError => ("StorageError", 502),
+            HoldError::MethodNotImplemented => ("MethodNotImplemented", 501),
         }
     }
 }

@@ -267,26 +267,51 @@ pub fn fit_record(mut record: Value, max_bytes: usize) -> Result<Value, Manifest
     }
 }
 
-/// Whether an `io.atcr.manifest` record names `digest` as its config or one
-/// of its layers: the blobs that must outlive the record.
-pub fn record_uses_blob(record: &Value, digest: &Digest) -> bool {
-    let names = |d: &Value| d["digest"].as_str() == Some(digest.as_str());
-    names(&record["config"])
-        || record["layers"]
-            .as_array()
-            .is_some_and(|layers| layers.iter().any(names))
-}
-
 /// Record key of the `io.atcr.tag` record for `repository:tag`. Record keys
 /// may not hold `/`; `~` never appears in repository names nor `:` in tags,
 /// so the mapping cannot collide.
 pub fn tag_record_key(repository: &str, tag: &str) -> String {
-    format!("{}:{tag}", repository.replace('/', "~"))
+    format!("{}{tag}", repository_key_prefix(repository))
+}
+
+/// Record key of the `io.atcr.manifest` record of `digest` in `repository`:
+/// known in advance, so a manifest is read by key, never searched for.
+/// (Records written before this scheme have TID keys; the index finds them.)
+pub fn manifest_record_key(repository: &str, digest: &Digest) -> String {
+    format!("{}{digest}", repository_key_prefix(repository))
+}
+
+/// What the record keys of one repository's tags and manifests start with.
+/// A PDS lists records in key order, so a repository's records are one
+/// contiguous range, read without touching the owner's other repositories.
+pub fn repository_key_prefix(repository: &str) -> String {
+    format!("{}:", repository.replace('/', "~"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_keys_of_a_repository_share_its_prefix_and_no_other_repository_does() {
+        let digest: Digest = D1.parse().unwrap();
+        let key = manifest_record_key("team/app", &digest);
+        assert_eq!(key, format!("team~app:{D1}"));
+        assert!(key.starts_with(&repository_key_prefix("team/app")));
+        assert!(tag_record_key("team/app", "v1").starts_with(&repository_key_prefix("team/app")));
+        // Neither a repository nested below nor one whose name extends it shares the range.
+        assert!(!manifest_record_key("team/app/x", &digest)
+            .starts_with(&repository_key_prefix("team/app")));
+        assert!(!tag_record_key("team/app-x", "v1").starts_with(&repository_key_prefix("team/app")));
+        // Every character is one a record key may hold, and the longest fits in 512.
+        let long = "a".repeat(255);
+        let sha512: Digest = format!("sha512:{}", "0".repeat(128)).parse().unwrap();
+        let longest = manifest_record_key(&long, &sha512);
+        assert!(longest.len() <= 512);
+        assert!(key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:~".contains(&b)));
+    }
 
     const D1: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -355,20 +380,6 @@ mod tests {
     }
 
     #[test]
-    fn records_name_the_blobs_they_use() {
-        let layer = format!("sha256:{}", "a".repeat(64));
-        let rec = json!({
-            "config": { "digest": D1 },
-            "layers": [{ "digest": layer }],
-        });
-        assert!(record_uses_blob(&rec, &D1.parse().unwrap()));
-        assert!(record_uses_blob(&rec, &layer.parse().unwrap()));
-        let other: Digest = format!("sha256:{}", "e".repeat(64)).parse().unwrap();
-        assert!(!record_uses_blob(&rec, &other));
-        assert!(!record_uses_blob(&json!({}), &other));
-    }
-
-    #[test]
     fn foreign_layers_need_not_be_here() {
         let foreign = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D1}","size":2}},
@@ -429,7 +440,7 @@ mod tests {
         let shed = fit_record(full.clone(), 2_000).unwrap();
         assert!(shed["layers"][0].get("annotations").is_none());
         assert_eq!(shed["layers"][0]["digest"], D1);
-        assert!(record_uses_blob(&shed, &D1.parse().unwrap()));
+        assert_eq!(shed["config"]["digest"], D1);
         // Descriptors alone too big: a clear refusal.
         assert!(matches!(
             fit_record(full, 100),

@@ -12,7 +12,24 @@ pub struct Page {
     more_with: Option<usize>,
 }
 
+/// The page size a request's `n` asks for: `MAX_PAGE` when absent or
+/// larger (a `Link` then leads on), an error a person can read when `n`
+/// is not a whole number.
+pub fn page_size(n: Option<&str>) -> Result<usize, String> {
+    match n.map(str::parse::<usize>) {
+        None => Ok(MAX_PAGE),
+        Some(Ok(n)) => Ok(n.min(MAX_PAGE)),
+        Some(Err(_)) => Err("n must be a whole number".into()),
+    }
+}
+
 impl Page {
+    /// A page read by a store that already started after `last` and knows
+    /// whether more follow: `more_with` is the `n` of the next page, if any.
+    pub fn known(items: Vec<String>, more_with: Option<usize>) -> Page {
+        Page { items, more_with }
+    }
+
     /// A page of `sorted` (already in lexical order): those after `last`, at
     /// most `n`. `sorted` may hold one more than `n` to show more follow.
     pub fn of(mut sorted: Vec<String>, last: Option<&str>, n: Option<usize>) -> Page {
@@ -62,6 +79,15 @@ mod tests {
         assert_eq!(second.next_link("/v2/_catalog"), None);
         assert_eq!(Page::of(all.clone(), None, None).items.len(), 4);
         assert_eq!(Page::of(all, Some("d"), None).items, Vec::<String>::new());
+    }
+
+    #[test]
+    fn page_sizes_are_capped_and_checked() {
+        assert_eq!(page_size(None), Ok(MAX_PAGE));
+        assert_eq!(page_size(Some("5")), Ok(5));
+        assert_eq!(page_size(Some("999999")), Ok(MAX_PAGE));
+        assert!(page_size(Some("-1")).is_err());
+        assert!(page_size(Some("many")).is_err());
     }
 
     #[test]

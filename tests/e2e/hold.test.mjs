@@ -186,6 +186,19 @@ test('malformed digests are refused with a clear error', async () => {
   assert.match(res.body.message, /not a valid digest/);
 });
 
+test('statBlobs answers for up to 40 digests at once; more, or a method the hold lacks, are refused clearly', async () => {
+  const absent = Array.from({ length: 40 }, (_, i) => `sha256:${i.toString(16).padStart(64, 'e')}`);
+  const some = await hold.call('io.atcr.hold.statBlobs', { body: { digests: absent } });
+  assert.equal(some.status, 200, JSON.stringify(some.body));
+  assert.deepEqual(some.body.blobs, [], 'absent blobs are left out');
+  const many = await hold.call('io.atcr.hold.statBlobs', { body: { digests: [...absent, `sha256:${'f'.repeat(64)}`] } });
+  assert.equal(many.status, 400);
+  assert.match(many.body.message, /at most 40 digests, not 41/);
+  const unknown = await hold.call('io.atcr.hold.noSuchMethod', {});
+  assert.equal(unknown.status, 501);
+  assert.equal(unknown.body.error, 'MethodNotImplemented');
+});
+
 test('expired, tampered, misdirected and wrong-method tokens are refused', async () => {
   const body = { digest: `sha256:${'cd'.repeat(32)}` };
   const method = 'io.atcr.hold.startUpload';

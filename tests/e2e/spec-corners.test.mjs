@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { startStack } from '../lib/stack.mjs';
 import { registryToken, pushBlob, uploadClient, digestOf } from '../lib/registry.mjs';
-import { xrpc } from '../lib/atproto.mjs';
+import { login, serviceToken, xrpc } from '../lib/atproto.mjs';
+import { HoldClient } from '../lib/hold.mjs';
 
 let stack, alice, name, other, bearer, up;
 before(async () => {
@@ -135,7 +136,7 @@ test('layers that are non-distributable or name urls need not be uploaded, and c
   await ociError(await putManifest(name, 'missing', Buffer.from(JSON.stringify(missing))), 404, 'MANIFEST_BLOB_UNKNOWN');
 });
 
-test('blob DELETE unlinks the blob from the repository (202), even while a manifest uses it; the bytes stay for other repositories', async () => {
+test('blob DELETE unlinks the blob from the repository (202), even while a manifest uses it; the bytes stay for other repositories until garbage collection', async () => {
   const token = bearer.authorization.slice(7);
   const used = crypto.randomBytes(700);
   const usedDigest = await pushBlob(stack, name, used, token);
@@ -163,14 +164,24 @@ test('blob DELETE unlinks the blob from the repository (202), even while a manif
   await pushBlob(stack, name, used, token);
   await assertPullable(usedDigest, used);
 
-  // A blob no manifest uses leaves the hold too.
+  // A blob no manifest uses leaves the hold at its next garbage collection.
   const unused = crypto.randomBytes(300);
   const unusedDigest = await pushBlob(stack, name, unused, token);
   await pushBlob(stack, other, unused, token);
   const gone = await fetch(registry(`/v2/${name}/blobs/${unusedDigest}`), { method: 'DELETE', headers: bearer });
   assert.equal(gone.status, 202, await gone.clone().text());
-  const elsewhere = await fetch(registry(`/v2/${other}/blobs/${unusedDigest}`), { method: 'HEAD', headers: bearer });
-  assert.equal(elsewhere.status, 404, 'the bytes left the hold');
+  const headElsewhere = () => fetch(registry(`/v2/${other}/blobs/${unusedDigest}`), { method: 'HEAD', headers: bearer });
+  assert.equal((await headElsewhere()).status, 200, 'the bytes wait for garbage collection');
+  const GC = 'io.atcr.hold.collectGarbage';
+  const jwt = await login(stack.urls.pds, alice);
+  const collected = await new HoldClient(stack.urls.hold).call(GC, {
+    token: await serviceToken(stack.urls.pds, jwt, stack.holdDid, GC), body: { dryRun: false, graceSeconds: 0 },
+  });
+  assert.equal(collected.status, 200, JSON.stringify(collected.body));
+  const removed = collected.body.removed.map((g) => g.digest);
+  assert.ok(removed.includes(unusedDigest), JSON.stringify(removed));
+  assert.ok(!removed.includes(usedDigest), 'a blob a manifest names stays');
+  assert.equal((await headElsewhere()).status, 404, 'the bytes left the hold');
 });
 
 test('an out-of-order chunk is refused with 416, and GET of the upload URL tells where to resume', async () => {

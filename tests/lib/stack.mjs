@@ -108,6 +108,7 @@ export async function startStack(opts = {}) {
       const url = `http://127.0.0.1:${port}`;
       const envFile = writeEnvFile(dir, `${label}.env`, {
         PUBLIC_URL: url,
+        REPORT_SUBREQUESTS: 'true', // the ATCR-Subrequests header the tests read
         PLC_URL: stack.urls.plc,
         HANDLE_RESOLVER_URL: stack.urls.pds,
         DNS_RESOLVER_URL: '', // no DNS for the dev-env's .test handles
@@ -197,6 +198,8 @@ export async function startStack(opts = {}) {
       blobstoreDiskLocation: path.join(dir, 'pds-blobs'),
       // Manifests are stored as PDS blobs; allow large image indexes.
       blobUploadLimit: 16 * 1024 * 1024,
+      // Repository imports (account migrations; tests that add 100,000 records at once).
+      maxImportSize: 512 * 1024 * 1024,
       plcRotationKeyK256PrivateKeyHex: state.pds.plcRotationKeyHex,
     });
     devEnv.mockNetworkUtilities(network.pds);
@@ -253,6 +256,7 @@ export async function startStack(opts = {}) {
     const limited = quota.bytes !== '0' || quota.blobs !== '0';
     const holdEnv = writeEnvFile(dir, 'hold.env', {
       HOLD_PUBLIC_URL: stack.urls.hold,
+      REPORT_SUBREQUESTS: 'true', // the ATCR-Subrequests header the tests read
       HOLD_OWNER: stack.accounts.alice.did,
       HOLD_PUBLIC: 'true',
       // The appview's default hold is shared: anyone signed in may push, within a quota.
@@ -290,6 +294,7 @@ export async function startStack(opts = {}) {
       log('starting alice\'s own hold Worker (wrangler dev) ...');
       const byoEnv = writeEnvFile(dir, 'byo-hold.env', {
         HOLD_PUBLIC_URL: stack.urls.byoHold,
+        REPORT_SUBREQUESTS: 'true', // the ATCR-Subrequests header the tests read
         HOLD_OWNER: stack.accounts.alice.did,
         HOLD_PUBLIC: 'true',
         HOLD_ALLOW_ALL_CREW: 'false',
@@ -315,6 +320,7 @@ export async function startStack(opts = {}) {
     log('starting the appview Worker (wrangler dev) ...');
     const appviewEnv = writeEnvFile(dir, 'appview.env', {
       PUBLIC_URL: stack.urls.appview,
+      REPORT_SUBREQUESTS: 'true', // the ATCR-Subrequests header the tests read
       PLC_URL: stack.urls.plc,
       HANDLE_RESOLVER_URL: stack.urls.pds,
       DNS_RESOLVER_URL: '', // no DNS for the dev-env's .test handles

@@ -3,6 +3,11 @@
 //! Only what needs the `worker` crate lives here; anything testable without
 //! the Workers runtime belongs in `atcr-protocol`.
 
+pub mod records;
+pub mod subrequests;
+
+pub use records::{list_records_page, records_with_prefix, KeyRange};
+
 use atcr_protocol::health::{Check, HealthReport};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -106,6 +111,7 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15)
 /// Sends `fetch`, giving up (and aborting it) after `timeout`.
 pub async fn send_within(fetch: Fetch, timeout: std::time::Duration) -> Result<Response> {
     use futures_util::future::{select, Either};
+    subrequests::note();
     let controller = worker::AbortController::default();
     let signal = controller.signal();
     let send = std::pin::pin!(fetch.send_with_signal(&signal));
@@ -137,43 +143,6 @@ async fn send(method: Method, url: &str, headers: &[(String, String)]) -> Result
     let req = Request::new_with_init(url, &init)?;
     let resp = call(Fetch::Request(req)).await?;
     Ok(resp.status_code())
-}
-
-/// One page (up to 100) of the records of `collection` in `did`'s
-/// repository at `pds` (`com.atproto.repo.listRecords`, public): the
-/// records as the PDS wrote them (`uri`, `cid`, `value`) and the cursor of
-/// the next page. Callers decide how many pages they may read.
-pub async fn list_records_page(
-    pds: &str,
-    did: &atcr_protocol::Did,
-    collection: &str,
-    cursor: Option<&str>,
-) -> std::result::Result<(Vec<serde_json::Value>, Option<String>), String> {
-    let mut url = format!(
-        "{pds}/xrpc/com.atproto.repo.listRecords?repo={did}&collection={collection}&limit=100"
-    );
-    if let Some(c) = cursor {
-        url.push_str("&cursor=");
-        url.extend(url::form_urlencoded::byte_serialize(c.as_bytes()));
-    }
-    let parsed = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let mut resp = call(Fetch::Url(parsed))
-        .await
-        .map_err(|e| format!("{pds} unreachable: {e}"))?;
-    if resp.status_code() != 200 {
-        return Err(format!(
-            "{pds} answered {} to listRecords",
-            resp.status_code()
-        ));
-    }
-    let page: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-    let records = page["records"].as_array().cloned().unwrap_or_default();
-    // An empty page ends the listing, whatever cursor it carries.
-    let next = match records.is_empty() {
-        true => None,
-        false => page["cursor"].as_str().map(str::to_string),
-    };
-    Ok((records, next))
 }
 
 /// Fetches and parses the DID document of `did` (PLC directory or did:web).

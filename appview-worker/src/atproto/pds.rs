@@ -2,6 +2,7 @@
 //! blobs, and the XRPC calls of a session (sign-in, refresh, authorized
 //! procedures). Which session to use is `auth`'s business.
 
+use atcr_protocol::manifest::repository_key_prefix;
 use atcr_protocol::Did;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
@@ -188,23 +189,31 @@ pub async fn get_blob(pds: &str, did: &Did, cid: &str) -> Result<Vec<u8>, String
     resp.bytes().await.map_err(|e| e.to_string())
 }
 
-pub use worker_support::list_records_page as list_records;
+pub use worker_support::KeyRange;
 
-/// Every record of `collection`, all pages (at most 100 pages of 100).
-pub async fn all_records(
+/// The record key at the end of an `at://` URI.
+pub fn record_key(uri: &str) -> &str {
+    uri.rsplit('/').next().unwrap_or_default()
+}
+
+/// The records of `collection` that belong to `repository` of `did` (keyed
+/// under the repository's prefix), in key order, after the key suffix
+/// `after` when given, at most `max`: requests bounded by the answer, never
+/// by the rest of the account.
+pub async fn repository_records(
     pds: &str,
     did: &Did,
     collection: &str,
-) -> Result<Vec<serde_json::Value>, String> {
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..100 {
-        let (records, next) = list_records(pds, did, collection, cursor.as_deref()).await?;
-        all.extend(records);
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok(all)
+    repository: &str,
+    after: Option<&str>,
+    max: usize,
+) -> Result<KeyRange, String> {
+    let prefix = repository_key_prefix(repository);
+    let mut range =
+        worker_support::records_with_prefix(pds, did, collection, &prefix, after, max).await?;
+    // Whoever wrote a record chose its key: its own field has the last word.
+    range
+        .records
+        .retain(|r| r["value"]["repository"].as_str() == Some(repository));
+    Ok(range)
 }

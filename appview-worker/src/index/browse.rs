@@ -1,5 +1,6 @@
-//! Reading the index for the web UI: repositories as lists show them, a
-//! repository's tags, a manifest and its referrers.
+//! Reading the index: repositories as lists show them, a repository's
+//! tags, a manifest and its referrers, the holds a repository's manifests
+//! live in.
 
 use crate::config::DB_BINDING;
 use worker::{Env, Result};
@@ -149,4 +150,23 @@ pub async fn referrers(
         .all()
         .await?
         .results()
+}
+
+/// The holds the repository's indexed manifests were pushed to.
+pub async fn repository_holds(env: &Env, owner: &str, repository: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        hold_did: String,
+    }
+    let rows: Vec<Row> = env
+        .d1(DB_BINDING)?
+        .prepare(
+            "SELECT DISTINCT hold_did FROM manifests
+             WHERE owner_did = ?1 AND repository = ?2 AND hold_did IS NOT NULL",
+        )
+        .bind(&[owner.into(), repository.into()])?
+        .all()
+        .await?
+        .results()?;
+    Ok(rows.into_iter().map(|r| r.hold_did).collect())
 }

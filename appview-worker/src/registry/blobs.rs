@@ -9,19 +9,17 @@
 //!
 //! DELETE unlinks the blob from the repository (`index::unlinks`): GET and
 //! HEAD there answer `BLOB_UNKNOWN` from then on. The bytes themselves are
-//! removed from the hold only when none of the owner's manifests uses them
-//! and the hold agrees (holds let their owner delete); otherwise they stay
-//! for the manifests that need them, and garbage collection.
+//! left to the hold's garbage collection, the one place that sees every
+//! manifest naming them (other repositories, other users of a shared hold).
 
-use super::owner::{locate, require_owner, resolve_repo_owner};
-use crate::atproto::pds::all_records;
+use super::owner::{require_owner, resolve_repo_owner};
+use crate::atproto::pds::repository_records;
 use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
 use crate::holds::{hold_of, Hold, HoldCallError};
 use crate::index;
 use crate::oci_error::{error, refuse};
 use atcr_protocol::hold_storage::{resolve_range, RangeRequest};
-use atcr_protocol::manifest::record_uses_blob;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{collections, Did, Digest, OciCode};
 use worker::{Env, Method, Request, Response, Result};
@@ -60,7 +58,7 @@ pub async fn get_blob(
     let digests = [digest];
     let (unlinked, found) = futures_util::join!(
         index::unlinked_among(env, &owner.did, name.repository(), &digests),
-        find_blob(config, user, &owner, name, digest, &first)
+        find_blob(env, config, user, &owner, name, digest, &first)
     );
     if !unlinked?.is_empty() {
         return unknown();
@@ -76,7 +74,7 @@ pub async fn get_blob(
         if !matches!(resolve_range(Some(&range), size), RangeRequest::Partial(_)) {
             return unsatisfiable(&range, size);
         }
-        found = match find_blob(config, user, &owner, name, digest, &method).await {
+        found = match find_blob(env, config, user, &owner, name, digest, &method).await {
             Ok(found) => found,
             Err(e) => return hold_failure(e),
         };
@@ -121,6 +119,7 @@ enum Found {
 /// manifests name (`holdDid`): blobs stay where they were pushed when the
 /// owner moves to another hold.
 async fn find_blob(
+    env: &Env,
     config: &AppConfig,
     user: Option<&Did>,
     owner: &Identity,
@@ -133,7 +132,7 @@ async fn find_blob(
     if matches!(answer, Ok(Some(_))) {
         return answer;
     }
-    let earlier = holds_named_by_manifests(owner, name.repository())
+    let earlier = holds_named_by_manifests(env, owner, name.repository())
         .await
         .unwrap_or_default();
     for hold in earlier.iter().filter(|h| **h != current) {
@@ -165,16 +164,35 @@ async fn ask(
     }
 }
 
-/// The distinct `holdDid`s of the owner's manifest records for `repository`.
+/// Manifests of a repository read for their `holdDid`s: enough for any
+/// repository's history of holds, and a bounded number of requests.
+const HOLD_SCAN_MANIFESTS: usize = 200;
+
+/// The distinct `holdDid`s of the repository's manifests: its records (the
+/// newest key range) and the ones the index has seen.
 async fn holds_named_by_manifests(
+    env: &Env,
     owner: &Identity,
     repository: &str,
 ) -> std::result::Result<Vec<Did>, String> {
-    let records = all_records(&owner.pds, &owner.did, collections::MANIFEST).await?;
-    let mut holds: Vec<Did> = records
-        .iter()
-        .filter(|r| r["value"]["repository"].as_str() == Some(repository))
-        .filter_map(|r| r["value"]["holdDid"].as_str()?.parse().ok())
+    let (range, indexed) = futures_util::join!(
+        repository_records(
+            &owner.pds,
+            &owner.did,
+            collections::MANIFEST,
+            repository,
+            None,
+            HOLD_SCAN_MANIFESTS,
+        ),
+        index::repository_holds(env, owner.did.as_str(), repository),
+    );
+    let named = range?
+        .records
+        .into_iter()
+        .filter_map(|r| r["value"]["holdDid"].as_str().map(str::to_string));
+    let mut holds: Vec<Did> = named
+        .chain(indexed.unwrap_or_default())
+        .filter_map(|did| did.parse().ok())
         .collect();
     holds.sort();
     holds.dedup();
@@ -188,10 +206,10 @@ pub async fn delete_blob(
     name: &RepoName,
     digest: &Digest,
 ) -> Result<Response> {
-    let owned = locate(name, config).await.and_then(|(owner, hold)| {
-        require_owner(&owner, user, name, "delete from").map(|()| (owner, hold))
-    });
-    let (owner, hold) = match owned {
+    let owned = resolve_repo_owner(name, config)
+        .await
+        .and_then(|owner| require_owner(&owner, user, name, "delete from").map(|()| owner));
+    let owner = match owned {
         Ok(found) => found,
         Err(refusal) => return refuse(refusal),
     };
@@ -207,26 +225,12 @@ pub async fn delete_blob(
     {
         return unknown();
     }
-    match find_blob(config, Some(user), &owner, name, digest, &Method::Head).await {
+    match find_blob(env, config, Some(user), &owner, name, digest, &Method::Head).await {
         Ok(Some(_)) => {}
         Ok(None) => return unknown(),
         Err(e) => return hold_failure(e),
     }
     index::blob_unlinked(env, &owner.did, name.repository(), digest).await?;
-    // The bytes go too when no manifest of the owner needs them.
-    let records = match all_records(&owner.pds, &owner.did, collections::MANIFEST).await {
-        Ok(records) => records,
-        Err(e) => return error(OciCode::Internal, Some(e)),
-    };
-    if !records
-        .iter()
-        .any(|r| record_uses_blob(&r["value"], digest))
-    {
-        if let Err(e) = hold.delete_blob(config, user, digest).await {
-            // Unlinked all the same; the bytes wait for garbage collection.
-            worker::console_error!("the hold kept {digest}: {e}");
-        }
-    }
     Ok(Response::empty()?.with_status(202))
 }
 

@@ -8,7 +8,7 @@
 
 use crate::config::DB_BINDING;
 use crate::oci_error::error;
-use atcr_protocol::pagination::{Page, MAX_PAGE};
+use atcr_protocol::pagination::{page_size, Page};
 use atcr_protocol::OciCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -21,15 +21,9 @@ struct Row {
 }
 
 pub async fn list(req: &Request, env: &Env) -> Result<Response> {
-    let n = match query_param(req, "n").map(|n| n.parse::<usize>()) {
-        None => MAX_PAGE,
-        Some(Ok(n)) => n.min(MAX_PAGE),
-        Some(Err(_)) => {
-            return error(
-                OciCode::PaginationNumberInvalid,
-                Some("n must be a whole number".into()),
-            )
-        }
+    let n = match page_size(query_param(req, "n").as_deref()) {
+        Ok(n) => n,
+        Err(message) => return error(OciCode::PaginationNumberInvalid, Some(message)),
     };
     let last = query_param(req, "last").unwrap_or_default();
     let db = env.d1(DB_BINDING)?;

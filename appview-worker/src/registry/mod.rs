@@ -84,7 +84,7 @@ pub async fn handle(
             ),
         },
         Route::Referrers { name, digest } => {
-            referrers::list_referrers(&req, config, &name, &digest).await
+            referrers::list_referrers(&req, env, config, &name, &digest).await
         }
         Route::Tags { name } => tags::list_tags(&req, config, &name).await,
         Route::Catalog if method == Method::Get => catalog::list(&req, env).await,

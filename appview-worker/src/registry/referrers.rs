@@ -1,19 +1,29 @@
 //! `GET /v2/<name>/referrers/<digest>?artifactType=`: every manifest in the
 //! repository whose `subject` is `digest`, as an OCI index. Read from the
-//! owner's records, so any appview answers the same.
+//! owner's records (the repository's key range, so any appview answers the
+//! same), joined with what the index knows: manifests whose records predate
+//! digest-derived keys, and those beyond the range read in a repository of
+//! more than `SCANNED_MANIFESTS` manifests.
 
 use super::owner::resolve_repo_owner;
-use crate::atproto::pds::all_records;
+use crate::atproto::pds::{get_record, record_key, repository_records};
+use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
+use crate::index;
 use crate::oci_error::{error, refuse};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{collections, manifest, Digest, OciCode};
 use serde_json::{json, Value};
-use worker::{EncodeBody, Request, Response, Result};
+use worker::{EncodeBody, Env, Request, Response, Result};
 use worker_support::query_param;
+
+/// How many of a repository's manifest records one referrers call reads
+/// (five requests); the index answers for the rest.
+const SCANNED_MANIFESTS: usize = 500;
 
 pub async fn list_referrers(
     req: &Request,
+    env: &Env,
     config: &AppConfig,
     name: &RepoName,
     subject: &Digest,
@@ -23,18 +33,13 @@ pub async fn list_referrers(
         Err(refusal) => return refuse(refusal),
     };
     let filter = query_param(req, "artifactType");
-    let records = match all_records(&owner.pds, &owner.did, collections::MANIFEST).await {
+    let records = match referring_records(env, &owner, name.repository(), subject).await {
         Ok(records) => records,
         Err(e) => return error(OciCode::Internal, Some(e)),
     };
     let found: Vec<Value> = records
         .iter()
-        .map(|record| &record["value"])
-        .filter(|v| {
-            v["repository"].as_str() == Some(name.repository())
-                && v["subject"]["digest"].as_str() == Some(subject.as_str())
-        })
-        .filter_map(|v| descriptor(v, filter.as_deref()))
+        .filter_map(|record| descriptor(&record["value"], filter.as_deref()))
         .collect();
     let body = json!({ "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": found })
         .to_string();
@@ -46,6 +51,54 @@ pub async fn list_referrers(
             .set("OCI-Filters-Applied", "artifactType")?;
     }
     Ok(resp)
+}
+
+/// The repository's manifest records whose subject is `subject`: those in
+/// its key range, then those only the index knows, read by their keys.
+async fn referring_records(
+    env: &Env,
+    owner: &Identity,
+    repository: &str,
+    subject: &Digest,
+) -> std::result::Result<Vec<Value>, String> {
+    let refers = |r: &Value| r["value"]["subject"]["digest"].as_str() == Some(subject.as_str());
+    let (range, indexed) = futures_util::join!(
+        repository_records(
+            &owner.pds,
+            &owner.did,
+            collections::MANIFEST,
+            repository,
+            None,
+            SCANNED_MANIFESTS,
+        ),
+        index::referrers(env, owner.did.as_str(), repository, subject.as_str()),
+    );
+    let mut found: Vec<Value> = range?.records.into_iter().filter(refers).collect();
+    let seen = |digest: &str| {
+        found
+            .iter()
+            .any(|r| r["value"]["digest"].as_str() == Some(digest))
+    };
+    let unseen: Vec<String> = indexed
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|row| !seen(&row.digest))
+        .map(|row| record_key(&row.record_uri).to_string())
+        .collect();
+    let reads = unseen
+        .iter()
+        .map(|key| get_record(&owner.pds, &owner.did, collections::MANIFEST, key));
+    for record in futures_util::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+    {
+        // The index may lag behind a deletion or an edit: the record decides.
+        if refers(&record) && record["value"]["repository"].as_str() == Some(repository) {
+            found.push(record);
+        }
+    }
+    Ok(found)
 }
 
 /// The descriptor of a referring manifest record, unless the filter leaves

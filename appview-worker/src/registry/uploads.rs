@@ -195,6 +195,7 @@ async fn send_single_put(
         .with_headers(headers)
         .with_body(Some(body));
     let request = Request::new_with_init(&put.url, &init).map_err(internal)?;
+    worker_support::subrequests::note();
     let mut resp = Fetch::Request(request)
         .send()
         .await
@@ -520,6 +521,7 @@ async fn send_part(
     };
     init.with_method(Method::Put).with_headers(headers);
     let request = Request::new_with_init(&url, &init).map_err(internal)?;
+    worker_support::subrequests::note();
     let mut resp = Fetch::Request(request)
         .send()
         .await

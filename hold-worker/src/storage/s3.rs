@@ -63,6 +63,7 @@ impl S3Store {
             init.with_body(Some(JsValue::from_str(&b)));
         }
         let req = Request::new_with_init(url, &init).map_err(failed)?;
+        worker_support::subrequests::note();
         Fetch::Request(req)
             .send()
             .await

@@ -1,8 +1,8 @@
 //! Deleting a manifest or a tag from the owner's PDS.
 
 use super::cache;
-use super::read::{find_manifest, pds_unavailable, record_key, unknown};
-use crate::atproto::pds::{all_records, get_record, Body};
+use super::read::{find_manifest, pds_unavailable, unknown};
+use crate::atproto::pds::{get_record, record_key, repository_records, Body};
 use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
 use crate::index;
@@ -14,6 +14,10 @@ use atcr_protocol::reference::{Reference, RepoName};
 use atcr_protocol::{Did, OciCode, Refusal};
 use serde_json::json;
 use worker::Env;
+
+/// The most tags a repository may have for its manifests to be deleted by
+/// digest (every tag naming the manifest goes first).
+const MAX_TAGS_SEEN: usize = 10_000;
 
 /// A tag deletes its tag record; a digest deletes the manifest record and
 /// first every tag pointing at it, so no tag is left naming a missing
@@ -47,10 +51,25 @@ pub async fn delete(
                 .await?
                 .ok_or_else(|| unknown(name, reference))?;
             let uri = record["uri"].as_str().unwrap_or_default().to_string();
-            let tags = all_records(&owner.pds, &owner.did, collections::TAG)
-                .await
-                .map_err(pds_unavailable)?;
+            let tags = repository_records(
+                &owner.pds,
+                &owner.did,
+                collections::TAG,
+                repository,
+                None,
+                MAX_TAGS_SEEN,
+            )
+            .await
+            .map_err(pds_unavailable)?;
+            if tags.more {
+                // Deleting the manifest could leave a tag unseen, naming nothing.
+                return Err((
+                    OciCode::Unsupported,
+                    format!("{name} has more than {MAX_TAGS_SEEN} tags: delete tags by name first"),
+                ));
+            }
             for tag in tags
+                .records
                 .iter()
                 .filter(|t| t["value"]["manifest"].as_str() == Some(uri.as_str()))
             {

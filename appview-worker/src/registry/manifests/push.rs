@@ -5,8 +5,8 @@
 //! something missing); then update the D1 index and the caches.
 
 use super::cache::{self, Served};
-use super::read::{find_manifest, pds_unavailable, record_key};
-use crate::atproto::pds::{get_record, Body};
+use super::read::{find_manifest, pds_unavailable};
+use crate::atproto::pds::{get_record, record_key, Body};
 use crate::atproto::resolve::Identity;
 use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
@@ -16,13 +16,14 @@ use crate::oci_error::internal;
 use crate::registry::owner::{locate, require_owner, writer_for};
 use atcr_protocol::collections;
 use atcr_protocol::digest::Algorithm;
-use atcr_protocol::manifest::{self, tag_record_key, ManifestError, ParsedManifest};
+use atcr_protocol::manifest::{
+    self, manifest_record_key, tag_record_key, ManifestError, ParsedManifest,
+};
 use atcr_protocol::manifest::{MAX_MANIFEST_BYTES, MAX_RECORD_BYTES};
 use atcr_protocol::reference::{Reference, RepoName};
-use atcr_protocol::tid::tid;
 use atcr_protocol::{Did, Digest, OciCode, Refusal};
 use serde_json::{json, Value};
-use worker::{Date, Env, Request, Response};
+use worker::{Env, Request, Response};
 use worker_support::now_rfc3339;
 
 /// Room kept in a record for its `manifestBlob` reference.
@@ -133,31 +134,36 @@ async fn check_references(target: &Target<'_>, parsed: &ParsedManifest) -> Resul
             format!("blob {digest} was deleted from {name}; push it again first"),
         ));
     }
-    for blob in parsed.blobs() {
-        let stat = hold
-            .stat(config, Some(user), &blob.digest)
-            .await
-            .map_err(|e| (OciCode::Internal, e.to_string()))?;
-        if stat.is_none() {
-            return Err((
-                OciCode::ManifestBlobUnknown,
-                format!(
-                    "blob {} is not in {name}'s hold; push it first",
-                    blob.digest
-                ),
-            ));
-        }
+    // One statBlobs call per batch of blobs, and the child manifests read
+    // by key, all at once: a 100-layer image costs a handful of requests.
+    let children = parsed
+        .manifests
+        .iter()
+        .map(|child| find_manifest(env, owner, name.repository(), &child.digest));
+    let (stats, children) = futures_util::join!(
+        hold.stat_many(config, Some(user), &needed),
+        futures_util::future::try_join_all(children),
+    );
+    let present = stats.map_err(|e| (OciCode::Internal, e.to_string()))?;
+    if let Some(missing) = needed
+        .iter()
+        .find(|d| !present.iter().any(|stat| &stat.digest == **d))
+    {
+        return Err((
+            OciCode::ManifestBlobUnknown,
+            format!("blob {missing} is not in {name}'s hold; push it first"),
+        ));
     }
-    for child in &parsed.manifests {
-        if find_manifest(env, owner, name.repository(), &child.digest)
-            .await?
-            .is_none()
-        {
-            return Err((
-                OciCode::ManifestBlobUnknown,
-                format!("manifest {} is not in {name}; push it first", child.digest),
-            ));
-        }
+    if let Some((child, _)) = parsed
+        .manifests
+        .iter()
+        .zip(children?)
+        .find(|(_, record)| record.is_none())
+    {
+        return Err((
+            OciCode::ManifestBlobUnknown,
+            format!("manifest {} is not in {name}; push it first", child.digest),
+        ));
     }
     Ok(())
 }
@@ -202,13 +208,14 @@ async fn write_records(
         .await
         .map_err(pds_error)?["blob"]
         .clone();
-    // Re-pushing the same manifest updates its record instead of adding one.
+    // Re-pushing the same manifest updates its record instead of adding
+    // one, also one written before keys were derived from the digest.
     let rkey = match index::manifest_record(env, &owner.did, name.repository(), &pushed.digest)
         .await
         .map_err(internal)?
     {
         Some(uri) => record_key(&uri).to_string(),
-        None => new_record_key(),
+        None => manifest_record_key(name.repository(), &pushed.digest),
     };
     let written = writer
         .post(
@@ -335,14 +342,4 @@ fn created(name: &RepoName, pushed: &Pushed) -> worker::Result<Response> {
         h.set("OCI-Subject", subject.digest.as_str())?;
     }
     Ok(resp)
-}
-
-/// A new TID record key: the time, and a random clock id.
-fn new_record_key() -> String {
-    let mut clock = [0u8; 2];
-    getrandom::getrandom(&mut clock).unwrap_or_default();
-    tid(
-        Date::now().as_millis() * 1000,
-        u16::from_le_bytes(clock) & 0x3ff,
-    )
 }

@@ -2,14 +2,14 @@
 //! (a PDS blob), checked against their digest before anything is served.
 
 use super::cache::{self, Served};
-use crate::atproto::pds::{all_records, get_blob, get_record};
+use crate::atproto::pds::{get_blob, get_record, record_key};
 use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
 use crate::index;
 use crate::oci_error::internal;
 use crate::registry::owner::resolve_repo_owner;
 use atcr_protocol::collections;
-use atcr_protocol::manifest::{self, tag_record_key};
+use atcr_protocol::manifest::{self, manifest_record_key, tag_record_key};
 use atcr_protocol::reference::{Reference, RepoName};
 use atcr_protocol::{Did, Digest, OciCode, Refusal};
 use serde_json::Value;
@@ -112,42 +112,42 @@ async fn manifest_bytes(owner: &Identity, value: &Value) -> Result<Served, Refus
     })
 }
 
-/// The `io.atcr.manifest` record of `digest` in `repository`: through the
-/// index when this appview wrote it, else by scanning the owner's records.
+/// The `io.atcr.manifest` record of `digest` in `repository`: read by its
+/// key, or for a record written before keys were derived from the digest,
+/// by the key the index remembers. Never a scan of the owner's records.
 pub async fn find_manifest(
     env: &Env,
     owner: &Identity,
     repository: &str,
     digest: &Digest,
 ) -> Result<Option<Value>, Refusal> {
-    if let Some(uri) = index::manifest_record(env, &owner.did, repository, digest)
-        .await
-        .map_err(internal)?
-    {
-        if let Some(record) = get_record(
-            &owner.pds,
-            &owner.did,
-            collections::MANIFEST,
-            record_key(&uri),
-        )
-        .await
-        .map_err(pds_unavailable)?
-        {
-            return Ok(Some(record));
-        }
-    }
-    let records = all_records(&owner.pds, &owner.did, collections::MANIFEST)
-        .await
-        .map_err(pds_unavailable)?;
-    Ok(records.into_iter().find(|r| {
+    let is_it = |r: &Value| {
         r["value"]["digest"].as_str() == Some(digest.as_str())
             && r["value"]["repository"].as_str() == Some(repository)
-    }))
-}
-
-/// The record key at the end of an `at://` URI.
-pub fn record_key(uri: &str) -> &str {
-    uri.rsplit('/').next().unwrap_or_default()
+    };
+    let key = manifest_record_key(repository, digest);
+    let (by_key, indexed) = futures_util::join!(
+        get_record(&owner.pds, &owner.did, collections::MANIFEST, &key),
+        index::manifest_record(env, &owner.did, repository, digest),
+    );
+    if let Some(record) = by_key.map_err(pds_unavailable)?.filter(is_it) {
+        return Ok(Some(record));
+    }
+    let Some(uri) = indexed.map_err(internal)? else {
+        return Ok(None);
+    };
+    if record_key(&uri) == key {
+        return Ok(None);
+    }
+    let legacy = get_record(
+        &owner.pds,
+        &owner.did,
+        collections::MANIFEST,
+        record_key(&uri),
+    )
+    .await
+    .map_err(pds_unavailable)?;
+    Ok(legacy.filter(is_it))
 }
 
 pub fn pds_unavailable(e: String) -> Refusal {

@@ -1,0 +1,100 @@
+// Reads of one small repository while its owner's history grows: alice's
+// PDS is given 100, then 10,000, then 100,000 manifest records and as many
+// tag records of other repositories (imported through the PDS API), and at
+// each size the tag list, referrers and manifest GET by digest are timed
+// and their subrequests read (ATCR-Subrequests). Flat columns mean the
+// cost follows the answer, not the history.
+//
+// Manifest GETs are asked of a new appview at each size (empty D1, cold
+// caches), so its first answer is a real read from the PDS.
+//
+//   ./dev bench history [requests per call, default 50]
+import crypto from 'node:crypto';
+import { startStack } from '../tests/lib/stack.mjs';
+import { login } from '../tests/lib/atproto.mjs';
+import { writeRecords } from '../tests/lib/bulk-records.mjs';
+import { registryToken, pushBlob, pushImage } from '../tests/lib/registry.mjs';
+import { OCI_EMPTY, OCI_MANIFEST } from '../tests/lib/image.mjs';
+
+const requests = Number(process.argv[2] ?? 50);
+const SIZES = [100, 10_000, 100_000];
+
+const stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+try {
+  const alice = stack.accounts.alice;
+  const small = `${alice.handle}/small`;
+  const token = await registryToken(stack, `repository:${small}:pull,push`, alice);
+  const image = await pushImage(stack, small, 'v1', token);
+  const sbom = await pushSbom(stack, small, token, image.manifest);
+  const jwt = await login(stack.urls.pds, alice);
+
+  const rows = [];
+  let written = 0;
+  for (const size of SIZES) {
+    const now = new Date().toISOString();
+    const from = written;
+    const hex = (i) => (from + i).toString(16).padStart(64, '0');
+    const seconds = await writeRecords(stack.urls.pds, jwt, alice.did, [{
+      collection: 'io.atcr.manifest', count: size - written,
+      keyOf: (i) => `noise:sha256:${hex(i)}`,
+      valueOf: (i) => ({ repository: 'noise', digest: `sha256:${hex(i)}`, mediaType: OCI_MANIFEST, schemaVersion: 2, createdAt: now }),
+    }, {
+      collection: 'io.atcr.tag', count: size - written,
+      keyOf: (i) => `noise:t${from + i}`,
+      valueOf: (i) => ({ repository: 'noise', tag: `t${from + i}`, manifest: 'at://x/io.atcr.manifest/y', createdAt: now }),
+    }]);
+    written = size;
+    process.stderr.write(`history at ${size} (+${(seconds).toFixed(0)} s to import)\n`);
+
+    const fresh = await stack.startAppview(`history-${size}`);
+    const freshToken = await registryToken({ urls: { appview: fresh }, ports: { appview: new URL(fresh).port } }, `repository:${small}:pull`);
+    const pull = await registryToken(stack, `repository:${small}:pull`);
+    const cold = await measure(fresh, `/v2/${small}/manifests/${sbom}`, freshToken, 1);
+    rows.push([size, 'manifest GET by digest, cold', ...cold]);
+    rows.push([size, 'manifest GET by digest, warm', ...await measure(fresh, `/v2/${small}/manifests/${sbom}`, freshToken, requests)]);
+    rows.push([size, 'tags list', ...await measure(stack.urls.appview, `/v2/${small}/tags/list`, pull, requests)]);
+    rows.push([size, 'referrers', ...await measure(stack.urls.appview, `/v2/${small}/referrers/${image.manifest}`, pull, requests)]);
+  }
+
+  console.log(`\none small repository's reads as alice's history grows (records of each kind); ${requests} requests per call, one at a time`);
+  console.log('subrequests = fetches the appview made for one request (Workers Free allows 50)\n');
+  const fmt = (r) => `${String(r[0]).padStart(8)}  ${r[1].padEnd(30)} ${r[2].padStart(9)} ${r[3].padStart(9)} ${String(r[4]).padStart(12)}`;
+  console.log(fmt(['records', 'call', 'p50 ms', 'p90 ms', 'subrequests']));
+  for (const r of rows) console.log(fmt(r));
+} finally {
+  await stack.stop();
+}
+
+/** `n` GETs of `path`, one at a time: p50 and p90 in ms, and the subrequests of the last. */
+async function measure(appview, path, token, n) {
+  const times = [];
+  let subrequests;
+  for (let i = 0; i < n; i++) {
+    const started = performance.now();
+    const res = await fetch(new URL(path, appview), { headers: { authorization: `Bearer ${token}`, accept: OCI_MANIFEST } });
+    await res.arrayBuffer();
+    times.push(performance.now() - started);
+    if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
+    subrequests = res.headers.get('atcr-subrequests');
+  }
+  times.sort((a, b) => a - b);
+  const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))].toFixed(1);
+  return [at(0.5), at(0.9), subrequests];
+}
+
+async function pushSbom(stack, name, token, subject) {
+  const empty = Buffer.from('{}');
+  const layer = crypto.randomBytes(256);
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/spdx+json',
+    config: { mediaType: OCI_EMPTY, digest: await pushBlob(stack, name, empty, token), size: empty.length },
+    layers: [{ mediaType: 'application/spdx+json', digest: await pushBlob(stack, name, layer, token), size: layer.length }],
+    subject: { mediaType: OCI_MANIFEST, digest: subject, size: 1 },
+  }));
+  const digest = `sha256:${crypto.createHash('sha256').update(manifest).digest('hex')}`;
+  const res = await fetch(new URL(`/v2/${name}/manifests/${digest}`, stack.urls.appview), {
+    method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': OCI_MANIFEST }, body: manifest,
+  });
+  if (res.status !== 201) throw new Error(`SBOM push: ${res.status} ${await res.text()}`);
+  return digest;
+}
