@@ -112,6 +112,10 @@ export async function startStack(opts = {}) {
     s3,
     /** Request bodies over this many bytes get the edge's 413 (0: no limit). */
     edgeBodyLimit: edgeLimit,
+    /** How many requests the edges in front of the Workers have answered 413. */
+    edgeRefused() {
+      return [...fronts.values()].reduce((sum, f) => sum + f.refused, 0);
+    },
     urls: {},
     accounts: {},
     /**
