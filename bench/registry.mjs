@@ -13,13 +13,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack, freePort } from '../tests/lib/stack.mjs';
 import { buildImage } from '../tests/lib/image.mjs';
+import { PLAN_BODY_LIMITS } from '../tests/lib/edge.mjs';
 
 const layerMb = Number(process.argv[2] ?? 200);
 const requests = Number(process.argv[3] ?? 2000);
 const CONCURRENCY = 16;
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-bench-registry-'));
-const stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+// skopeo sends the layer in one PATCH: the edge in front of the appview
+// allows it as an Enterprise plan's does (500 MB).
+const stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`), edgeBodyLimit: PLAN_BODY_LIMITS.enterprise });
 let distribution;
 try {
   distribution = await startDistribution();

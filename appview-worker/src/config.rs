@@ -34,6 +34,10 @@ pub struct AppConfig {
     pub signing_key: p256::ecdsa::SigningKey,
     /// Encrypts PDS sessions at rest (`APPVIEW_SECRET_KEY`, 64 hex).
     pub secret_key: [u8; KEY_LEN],
+    /// The largest request body that reaches the Worker
+    /// (`EDGE_BODY_LIMIT_BYTES`; Cloudflare's edge answers 413 to larger
+    /// ones): the largest upload chunk announced stays under it. 0: no limit.
+    pub edge_body_limit: u64,
 }
 
 /// An endpoint setting: empty means "do not use".
@@ -81,6 +85,12 @@ impl AppConfig {
             default_hold: var("DEFAULT_HOLD")?
                 .parse()
                 .map_err(|e| format!("DEFAULT_HOLD: {e}"))?,
+            edge_body_limit: match var("EDGE_BODY_LIMIT_BYTES") {
+                Ok(value) => value.trim().parse().map_err(|_| {
+                    format!("EDGE_BODY_LIMIT_BYTES: {value:?} is not a number of bytes")
+                })?,
+                Err(_) => atcr_protocol::chunking::DEFAULT_BODY_LIMIT,
+            },
             public_url,
             signing_key,
             secret_key,

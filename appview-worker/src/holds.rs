@@ -185,9 +185,13 @@ impl Hold {
         session: &str,
         parts: &[CompletedPart],
         digest: &Digest,
+        size: u64,
     ) -> Result<UploadCompleted, HoldCallError> {
         let body = json!({ "session": session, "parts": parts, "digest": digest });
-        self.call(config, Some(user), COMPLETE_UPLOAD, "", Some(body))
+        // The hold reads the whole blob back to verify it (an R2 binding
+        // even copies it): allow for that at 10 MB/s on top of the usual wait.
+        let timeout = worker_support::CALL_TIMEOUT + Duration::from_secs(size / 10_000_000);
+        self.call_within(config, Some(user), COMPLETE_UPLOAD, "", Some(body), timeout)
             .await
     }
 
@@ -212,6 +216,27 @@ impl Hold {
         nsid: &str,
         query: &str,
         body: Option<serde_json::Value>,
+    ) -> Result<T, HoldCallError> {
+        self.call_within(
+            config,
+            user,
+            nsid,
+            query,
+            body,
+            worker_support::CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// `call`, waiting up to `timeout` for the answer.
+    async fn call_within<T: DeserializeOwned>(
+        &self,
+        config: &AppConfig,
+        user: Option<&Did>,
+        nsid: &str,
+        query: &str,
+        body: Option<serde_json::Value>,
+        timeout: Duration,
     ) -> Result<T, HoldCallError> {
         let headers = Headers::new();
         if let Some(user) = user {
@@ -245,7 +270,7 @@ impl Hold {
         init.with_headers(headers);
         let req = Request::new_with_init(&url, &init)
             .map_err(|e| HoldCallError::Unavailable(e.to_string()))?;
-        let mut resp = worker_support::call(Fetch::Request(req))
+        let mut resp = worker_support::send_within(Fetch::Request(req), timeout)
             .await
             .map_err(|e| {
                 HoldCallError::Unavailable(format!("hold {} unreachable: {e}", self.did))

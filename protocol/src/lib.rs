@@ -7,6 +7,7 @@
 
 pub mod challenge;
 pub mod chunk_range;
+pub mod chunking;
 pub mod collections;
 pub mod digest;
 pub mod error;

@@ -1,7 +1,9 @@
 // The whole ATCR stack on loopback: PLC + PDS (@atproto/dev-env) with demo
 // accounts, an S3 server (s3s-fs) with a bucket, and the hold and appview
-// Workers under `wrangler dev` with local D1. Used by `./dev run` and by the
-// end-to-end tests, which start their own copy on free ports.
+// Workers under `wrangler dev` with local D1, each behind a front that
+// enforces the Cloudflare edge's request body limit (edge.mjs). Used by
+// `./dev run` and by the end-to-end tests, which start their own copy on
+// free ports.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import net from 'node:net';
@@ -12,6 +14,7 @@ import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import { readState, checkCompatible, newState, completeState, saveState, startPersistentPlc, restoreAccount } from './stack-state.mjs';
 import { login, putRecord, xrpc } from './atproto.mjs';
+import { startEdge, edgeBodyLimit } from './edge.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOLS = path.join(ROOT, 'tools', 'node_modules');
@@ -62,6 +65,10 @@ export const DEMO_ACCOUNTS = [
  * keys, records, blobs and D1; see stack-state.mjs); one that cannot be
  * reused throws a StackStateError before anything starts. `stack.reused`
  * tells which happened.
+ * Each Worker's public port is a local edge (edge.mjs) in front of wrangler,
+ * which listens on an internal port: request bodies over edgeBodyLimit bytes
+ * (default: ATCR_EDGE_BODY_LIMIT, else 100 MB, Cloudflare Free and Pro; 0
+ * lifts it) get the edge's 413 and never reach the Worker.
  */
 export async function startStack(opts = {}) {
   const log = opts.log ?? (() => {});
@@ -87,6 +94,15 @@ export async function startStack(opts = {}) {
   const state = saved ?? newState(settings);
   if (!saved) saveState(dir, state);
   const children = [];
+  const edgeLimit = edgeBodyLimit(opts.edgeBodyLimit);
+  /** The local edge in front of each Worker, by service label. */
+  const fronts = new Map();
+  /** Starts the edge on `port` in front of `label`, whose wrangler gets an internal port. */
+  async function front(label, port) {
+    const internal = await freePort();
+    fronts.set(label, await startEdge({ port, upstreamPort: internal, limit: edgeLimit }));
+    return internal;
+  }
   let network;
   const stack = {
     dir,
@@ -94,6 +110,12 @@ export async function startStack(opts = {}) {
     createdAt: state.createdAt,
     ports,
     s3,
+    /** Request bodies over this many bytes get the edge's 413 (0: no limit). */
+    edgeBodyLimit: edgeLimit,
+    /** How many requests the edges in front of the Workers have answered 413. */
+    edgeRefused() {
+      return [...fronts.values()].reduce((sum, f) => sum + f.refused, 0);
+    },
     urls: {},
     accounts: {},
     /**
@@ -113,12 +135,13 @@ export async function startStack(opts = {}) {
         HANDLE_RESOLVER_URL: stack.urls.pds,
         DNS_RESOLVER_URL: '', // no DNS for the dev-env's .test handles
         DEFAULT_HOLD: stack.holdDid,
+        EDGE_BODY_LIMIT_BYTES: String(edgeLimit),
         APPVIEW_SIGNING_KEY: crypto.randomBytes(32).toString('hex'),
         APPVIEW_SECRET_KEY: crypto.randomBytes(32).toString('hex'),
         ...vars,
       });
       children.push(startWrangler(label, path.join(ROOT, 'wrangler.toml'), {
-        port, inspector: await freePort(), envFile, persist: state, log,
+        port: await front(label, port), inspector: await freePort(), envFile, persist: state, log,
       }));
       await serviceReady(label, `${url}/health`, [200]);
       return url;
@@ -139,9 +162,10 @@ export async function startStack(opts = {}) {
     processGroup(label) {
       return children.find((c) => c.label === label)?.pid;
     },
-    /** Stops one service (by label) to observe failures. */
+    /** Stops one service (by label) to observe failures; a Worker's port stops answering too. */
     async stopService(label) {
       await Promise.all(children.filter((c) => c.label === label).map(stopChild));
+      await fronts.get(label)?.close();
     },
     /**
      * Starts a service stopped with stopService again, as it was first
@@ -151,10 +175,12 @@ export async function startStack(opts = {}) {
       const i = children.findIndex((c) => c.label === label);
       if (i < 0 || !children[i].exited) throw new Error(`${label} is not a stopped service`);
       children[i] = children[i].again();
+      await fronts.get(label)?.open();
       await serviceReady(label, readyUrl, [200, 403, 404]);
     },
     async stop() {
       await Promise.all(children.map(stopChild));
+      await Promise.all([...fronts.values()].map((f) => f.close()));
       if (network) await network.close().catch(() => {});
       if (!opts.dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
     },
@@ -280,7 +306,7 @@ export async function startStack(opts = {}) {
     }
     children.push(
       startWrangler('hold', HOLD_TOML, {
-        port: ports.hold, inspector: ports.holdInspector, envFile: holdEnv, persist: holdState, log,
+        port: await front('hold', ports.hold), inspector: ports.holdInspector, envFile: holdEnv, persist: holdState, log,
         extraConfig: holdExtra,
       }),
     );
@@ -307,7 +333,7 @@ export async function startStack(opts = {}) {
       });
       children.push(
         startWrangler('byo-hold', HOLD_TOML, {
-          port: ports.byoHold, inspector: ports.byoHoldInspector, envFile: byoEnv,
+          port: await front('byo-hold', ports.byoHold), inspector: ports.byoHoldInspector, envFile: byoEnv,
           persist: path.join(dir, 'byo-hold-state'), log, extraConfig: r2 ? r2BucketConfig(bucket) : '',
         }),
       );
@@ -325,6 +351,8 @@ export async function startStack(opts = {}) {
       HANDLE_RESOLVER_URL: stack.urls.pds,
       DNS_RESOLVER_URL: '', // no DNS for the dev-env's .test handles
       DEFAULT_HOLD: stack.holdDid,
+      // The body limit the local edge enforces, for the chunk sizes the appview announces.
+      EDGE_BODY_LIMIT_BYTES: String(edgeLimit),
       // Keys made with the stack's state (kept across restarts): the registry
       // token signing key and the key that encrypts PDS sessions in D1.
       APPVIEW_SIGNING_KEY: opts.appview?.signingKey ?? state.appview.signingKey,
@@ -333,7 +361,7 @@ export async function startStack(opts = {}) {
     stack.appviewStateDir = appviewState;
     children.push(
       startWrangler('appview', path.join(ROOT, 'wrangler.toml'), {
-        port: ports.appview, inspector: ports.appviewInspector, envFile: appviewEnv, persist: appviewState, log,
+        port: await front('appview', ports.appview), inspector: ports.appviewInspector, envFile: appviewEnv, persist: appviewState, log,
       }),
     );
     await serviceReady('hold', `${stack.urls.hold}/health`, [200]);

@@ -9,7 +9,13 @@
 //! `Content-Length` (Docker streams layers that way) is cut into fixed-size
 //! parts, one uploading while the next fills, so memory is bounded by two
 //! parts, never by the blob. The hold verifies the digest before the blob
-//! becomes visible.
+//! becomes visible. Chunks must suit storage's multipart rules (every part
+//! but the last at least `MIN_CHUNK` and all of one size;
+//! `atcr_protocol::chunking`): a chunk that would not is refused with 416
+//! before it is read. `POST` announces the bounds: `OCI-Chunk-Min-Length`,
+//! and `OCI-Chunk-Max-Length` under the request body limit the deployment
+//! declares (`EDGE_BODY_LIMIT_BYTES`), past which Cloudflare's edge answers
+//! 413 before the Worker runs.
 
 use super::owner::{locate, require_owner};
 use crate::config::AppConfig;
@@ -17,6 +23,7 @@ use crate::holds::{Hold, HoldCallError};
 use crate::index;
 use crate::oci_error::{error, internal, refuse};
 use atcr_protocol::chunk_range::ChunkRange;
+use atcr_protocol::chunking::{self, PartsSoFar, MIN_CHUNK};
 use atcr_protocol::hold_api::{CompletedPart, SignedPut, MAX_PARTS};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::sealed;
@@ -27,13 +34,8 @@ use wasm_bindgen::JsValue;
 use worker::{Date, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
 use worker_support::{query_param, random_id};
 
-/// S3-compatible stores refuse multipart parts below 5 MiB except the last,
-/// so every chunk but the last must be at least this long. Announced to
-/// clients in `OCI-Chunk-Min-Length`.
-const MIN_CHUNK: u64 = 5 * 1024 * 1024;
-
 /// Size of the parts a length-less PATCH is cut into.
-const STREAM_PART_SIZE: usize = 16 * 1024 * 1024;
+const STREAM_PART_SIZE: usize = chunking::PART_SIZE as usize;
 /// An upload must finish within a day.
 const UPLOAD_LIFETIME_SECS: u64 = 24 * 3600;
 
@@ -49,6 +51,10 @@ struct UploadState {
     parts: Vec<CompletedPart>,
     /// Length of the last part sent, which decides whether more may follow.
     last_part_len: Option<u64>,
+    /// Length of the first part, which every part but the last must match.
+    /// (Absent from uploads sealed before it was kept.)
+    #[serde(default)]
+    first_part_len: Option<u64>,
     offset: u64,
     expires_at: u64,
 }
@@ -142,6 +148,7 @@ fn new_state(
         session: String::new(),
         parts: vec![],
         last_part_len: None,
+        first_part_len: None,
         offset: 0,
         expires_at: Date::now().as_millis() / 1000 + UPLOAD_LIFETIME_SECS,
     })
@@ -174,6 +181,7 @@ async fn upload_whole(
             .ok();
         return Err(refusal);
     }
+    state.offset = length.unwrap_or(0);
     publish(config, hold, state, digest).await
 }
 
@@ -262,8 +270,8 @@ async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -
     complete(config, &hold, &mut state, &digest).await
 }
 
-/// A 416 for a chunk the upload cannot take: out of order, or after a
-/// chunk too short to be a middle part.
+/// A 416 for a chunk the upload cannot take: out of order, or of a size
+/// storage cannot assemble after the parts so far.
 fn cannot_continue(
     req: &Request,
     state: &UploadState,
@@ -271,7 +279,7 @@ fn cannot_continue(
 ) -> std::result::Result<Option<Response>, Refusal> {
     match out_of_order(req, state, config)? {
         Some(refusal) => Ok(Some(refusal)),
-        None => too_short_to_continue(state, config),
+        None => wrong_size(req, state, config),
     }
 }
 
@@ -296,16 +304,23 @@ fn out_of_order(
 }
 
 /// More bytes turn the last part into a middle one, which storage accepts
-/// only from `MIN_CHUNK` bytes up: a 416 saying so, if it is shorter.
-fn too_short_to_continue(
+/// only from `MIN_CHUNK` bytes up and only as long as the first; and no part
+/// may be longer than the first: a 416 naming the sizes, if this chunk
+/// breaks that.
+fn wrong_size(
+    req: &Request,
     state: &UploadState,
     config: &AppConfig,
 ) -> std::result::Result<Option<Response>, Refusal> {
-    let Some(last) = state.last_part_len.filter(|len| *len < MIN_CHUNK) else {
-        return Ok(None);
+    let parts = PartsSoFar {
+        first: state.first_part_len,
+        last: state.last_part_len,
     };
-    let message = format!("the previous chunk was {last} bytes: every chunk but the last must be at least {MIN_CHUNK} bytes (OCI-Chunk-Min-Length)");
-    unsatisfiable(state, config, message).map(Some)
+    let length = header(req, "Content-Length").and_then(|v| v.parse::<u64>().ok());
+    match chunking::check_next(parts, length) {
+        Ok(()) => Ok(None),
+        Err(why) => unsatisfiable(state, config, why.to_string()).map(Some),
+    }
 }
 
 /// 416 `BLOB_UPLOAD_INVALID`, with the upload's `Location` and `Range` so
@@ -355,7 +370,14 @@ async fn complete(
 /// Asks the hold to verify the upload and publish it under `digest`.
 async fn publish(config: &AppConfig, hold: &Hold, state: &UploadState, digest: &Digest) -> Outcome {
     match hold
-        .complete_upload(config, &state.user, &state.session, &state.parts, digest)
+        .complete_upload(
+            config,
+            &state.user,
+            &state.session,
+            &state.parts,
+            digest,
+            state.offset,
+        )
         .await
     {
         Ok(done) => Ok(Created::Blob(done.digest)),
@@ -485,6 +507,7 @@ fn next_part_number(state: &UploadState) -> std::result::Result<u32, Refusal> {
 
 fn record_part(state: &mut UploadState, (part, len): (CompletedPart, u64)) {
     state.parts.push(part);
+    state.first_part_len.get_or_insert(len);
     state.last_part_len = Some(len);
     state.offset += len;
 }
@@ -577,6 +600,9 @@ fn status_response(
         .map_err(internal)?;
     h.set("Docker-Upload-UUID", &state.id).map_err(internal)?;
     h.set("OCI-Chunk-Min-Length", &MIN_CHUNK.to_string())
+        .map_err(internal)?;
+    let max = chunking::max_chunk(config.edge_body_limit);
+    h.set("OCI-Chunk-Max-Length", &max.to_string())
         .map_err(internal)?;
     h.set("Content-Length", "0").map_err(internal)?;
     Ok(resp)
