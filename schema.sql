@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '3');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -37,6 +37,35 @@ CREATE TABLE IF NOT EXISTS repositories (
   PRIMARY KEY (owner_did, name)
 );
 CREATE INDEX IF NOT EXISTS repositories_updated ON repositories (updated_at DESC);
+
+-- index: full-text search over repositories (FTS5): the owner's handle, the
+-- name and the description, kept in step by the triggers below.
+CREATE VIRTUAL TABLE IF NOT EXISTS repository_search USING fts5(
+  handle,
+  name,
+  description,
+  owner_did UNINDEXED
+);
+
+CREATE TRIGGER IF NOT EXISTS repository_search_insert AFTER INSERT ON repositories BEGIN
+  INSERT INTO repository_search (handle, name, description, owner_did)
+  VALUES ((SELECT handle FROM users WHERE did = new.owner_did), new.name, new.description, new.owner_did);
+END;
+
+CREATE TRIGGER IF NOT EXISTS repository_search_describe AFTER UPDATE OF description ON repositories
+WHEN old.description IS NOT new.description BEGIN
+  UPDATE repository_search SET description = new.description
+  WHERE owner_did = new.owner_did AND name = new.name;
+END;
+
+CREATE TRIGGER IF NOT EXISTS repository_search_delete AFTER DELETE ON repositories BEGIN
+  DELETE FROM repository_search WHERE owner_did = old.owner_did AND name = old.name;
+END;
+
+CREATE TRIGGER IF NOT EXISTS repository_search_handle AFTER UPDATE OF handle ON users
+WHEN old.handle IS NOT new.handle BEGIN
+  UPDATE repository_search SET handle = new.handle WHERE owner_did = new.did;
+END;
 
 -- index: io.atcr.manifest records.
 CREATE TABLE IF NOT EXISTS manifests (

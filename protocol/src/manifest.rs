@@ -32,6 +32,9 @@ pub struct Reference {
     pub raw: Value,
 }
 
+/// The annotation an image describes itself with (OCI image spec).
+pub const DESCRIPTION_ANNOTATION: &str = "org.opencontainers.image.description";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedManifest {
     pub media_type: String,

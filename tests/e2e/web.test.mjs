@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { startStack, ROOT } from '../lib/stack.mjs';
+import { startStack, queryD1, ROOT } from '../lib/stack.mjs';
 import { runIn } from '../lib/clients.mjs';
 import { registryToken, pushImage, pushBlob } from '../lib/registry.mjs';
 import { login, putRecord } from '../lib/atproto.mjs';
@@ -129,6 +129,48 @@ test('search finds repositories by handle or name; the user page lists theirs', 
   assert.match(await page.textContent('h1'), new RegExp(alice.handle));
   assert.match(await page.textContent('main'), new RegExp(alice.did));
   assert.equal(await page.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`).count(), 1);
+});
+
+test('search ranks the words of owner, name and description, counts and pages the results; any query is safe', async () => {
+  const links = () => page.locator('a.repo-name').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+  // By the image's own description (org.opencontainers.image.description).
+  await page.goto(url('/search?q=TINY'));
+  assert.deepEqual(await links(), [`/r/${alice.handle}/described`]);
+  assert.equal((await page.textContent('.result-count')).trim(), '1 repository');
+
+  // Repositories the index knows from elsewhere (as the network index adds them).
+  const rows = Array.from({ length: 25 }, (_, i) => `('${alice.did}', 'paged-${String(i).padStart(2, '0')}', 'bulk', 0, ${i})`);
+  rows.push(`('${alice.did}', 'zz-mentions', 'a needle in the description', 0, 100)`, `('${alice.did}', 'needle', NULL, 0, 0)`);
+  queryD1(stack.appviewStateDir, `INSERT INTO repositories (owner_did, name, description, created_at, updated_at) VALUES ${rows.join(', ')}`);
+
+  // A name outranks a description.
+  await page.goto(url('/search?q=needle'));
+  assert.deepEqual(await links(), [`/r/${alice.handle}/needle`, `/r/${alice.handle}/zz-mentions`]);
+
+  // 20 a page, with the count, and the way on and back.
+  await page.goto(url('/search?q=paged'));
+  assert.equal((await page.textContent('.result-count')).trim(), '25 repositories, 1–20 shown');
+  const first = await links();
+  assert.equal(first.length, 20);
+  assert.equal(await page.locator('a[rel=prev]').count(), 0);
+  await page.click('a[rel=next]');
+  await page.waitForURL(/page=2/);
+  const second = await links();
+  assert.equal(second.length, 5);
+  assert.equal((await page.textContent('.result-count')).trim(), '25 repositories, 21–25 shown');
+  assert.deepEqual([...first, ...second].sort(), rows.slice(0, 25).map((_, i) => `/r/${alice.handle}/paged-${String(i).padStart(2, '0')}`));
+  assert.equal(await page.locator('a[rel=next]').count(), 0);
+  assert.equal(await page.locator('a[rel=prev]').count(), 1);
+
+  // The owner's handle finds their repositories; FTS5 syntax is only text.
+  await page.goto(url(`/search?q=${encodeURIComponent(alice.handle)}`));
+  assert.ok(Number((await page.textContent('.result-count')).match(/\d+/)[0]) >= 29);
+  for (const q of ['"a" OR NEAR(b c) -d ^e *', 'paged" OR "x', '***', 'a'.repeat(2000)]) {
+    const res = await page.goto(url(`/search?q=${encodeURIComponent(q)}`));
+    assert.equal(res.status(), 200, q);
+  }
+  await page.goto(url('/search?q=paged%22%20OR%20%22x'));
+  assert.match(await page.textContent('main'), /No repository matches/, 'quotes are not operators');
 });
 
 test('unknown repositories and users are 404 pages; what users type is shown, never run', async () => {

@@ -48,21 +48,6 @@ pub async fn recent_repositories(env: &Env, limit: u32) -> Result<Vec<Repository
         .results()
 }
 
-/// Repositories whose `<handle>/<name>` contains `text`, most pulled first.
-/// (`instr`, not `LIKE`: D1 caps LIKE patterns at 50 bytes, and names are
-/// lowercase by grammar.)
-pub async fn search_repositories(env: &Env, text: &str, limit: u32) -> Result<Vec<RepositoryRow>> {
-    env.d1(DB_BINDING)?
-        .prepare(format!(
-            "{REPOSITORY_COLUMNS} AND instr(u.handle || '/' || r.name, ?1) > 0
-             ORDER BY pulls DESC, r.updated_at DESC LIMIT ?2"
-        ))
-        .bind(&[text.to_lowercase().into(), limit.into()])?
-        .all()
-        .await?
-        .results()
-}
-
 pub async fn user_repositories(env: &Env, handle: &str) -> Result<Vec<RepositoryRow>> {
     env.d1(DB_BINDING)?
         .prepare(format!(

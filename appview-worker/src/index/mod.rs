@@ -2,13 +2,16 @@
 //! tags and pull counts, for the web UI and for fast lookups. The PDS stays
 //! the source of truth; every row here can be rebuilt from records.
 //! `writes` is fed by the registry as it works; `browse` answers the pages;
+//! `search` finds repositories by the words of their owner, name and description;
 //! `unlinks` keeps the blobs deleted from a repository's view.
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
 mod browse;
+mod search;
 mod unlinks;
 mod writes;
 
 pub use browse::*;
+pub use search::*;
 pub use unlinks::*;
 pub use writes::*;

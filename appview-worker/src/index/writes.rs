@@ -31,11 +31,13 @@ pub async fn manifest_stored(
              ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, pds_endpoint = excluded.pds_endpoint, updated_at = excluded.updated_at",
         )
         .bind(&[owner.as_str().into(), nullable(handle), pds.into(), now.into()])?,
+        // The newest image's description describes the repository (search finds it).
         db.prepare(
-            "INSERT INTO repositories (owner_did, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT (owner_did, name) DO UPDATE SET updated_at = excluded.updated_at",
+            "INSERT INTO repositories (owner_did, name, description, created_at, updated_at) VALUES (?1, ?2, ?4, ?3, ?3)
+             ON CONFLICT (owner_did, name) DO UPDATE SET updated_at = excluded.updated_at,
+               description = COALESCE(excluded.description, repositories.description)",
         )
-        .bind(&[owner.as_str().into(), m.repository.into(), now.into()])?,
+        .bind(&[owner.as_str().into(), m.repository.into(), now.into(), nullable(m.description)])?,
         db.prepare(
             "INSERT INTO manifests (owner_did, repository, digest, media_type, artifact_type, subject, size, hold_did, record_uri, platforms, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -69,6 +71,8 @@ pub struct StoredManifest<'a> {
     pub hold: &'a str,
     pub record_uri: &'a str,
     pub platforms: Option<String>,
+    /// The `org.opencontainers.image.description` annotation, if any.
+    pub description: Option<&'a str>,
 }
 
 pub async fn tag_stored(

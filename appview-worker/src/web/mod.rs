@@ -4,7 +4,7 @@
 //! | path | page |
 //! |---|---|
 //! | `/` | what ATCR is, how to push, recently pushed repositories |
-//! | `/search?q=` | repositories whose `<handle>/<name>` contains the text |
+//! | `/search?q=&page=` | repositories matching the words (owner, name, description), ranked, 20 a page, with the count |
 //! | `/u/<handle>` | a user's repositories |
 //! | `/r/<handle>/<repository>` | description, tags with kind, platforms, size, digest; pull count and command (`repository`) |
 //! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
@@ -27,7 +27,9 @@ use worker::{Env, Method, Request, Response, Result};
 use worker_support::query_param;
 
 const RECENT: u32 = 20;
-const SEARCH_RESULTS: u32 = 50;
+const SEARCH_PAGE: u32 = 20;
+/// Pages beyond this are not served: refine the search instead.
+const MAX_SEARCH_PAGE: u32 = 50;
 
 /// Answers `req` if it is a page of the UI.
 pub async fn serve(req: &Request, env: &Env, config: &AppConfig) -> Option<Result<Response>> {
@@ -91,12 +93,26 @@ async fn home(env: &Env, config: &AppConfig) -> Page {
 
 async fn search(req: &Request, env: &Env) -> Page {
     let query = query_param(req, "q").unwrap_or_default().trim().to_string();
-    let rows = if query.is_empty() {
-        Vec::new()
+    let page = query_param(req, "page")
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(1)
+        .clamp(1, MAX_SEARCH_PAGE);
+    let (rows, total) = if query.is_empty() {
+        (Vec::new(), 0)
     } else {
-        index::search_repositories(env, &query, SEARCH_RESULTS).await?
+        index::search_repositories(env, &query, SEARCH_PAGE, (page - 1) * SEARCH_PAGE).await?
     };
+    let link = |page: u32| {
+        let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        format!("/search?q={q}&page={page}")
+    };
+    let shown_to = (page - 1) * SEARCH_PAGE + rows.len() as u32;
     render(&Search {
+        total,
+        first: (page - 1) * SEARCH_PAGE + 1,
+        last: shown_to,
+        previous: (page > 1).then(|| link(page - 1)),
+        next: (shown_to < total && page < MAX_SEARCH_PAGE).then(|| link(page + 1)),
         query,
         repos: rows.iter().map(RepoItem::from).collect(),
         empty: "No repository matches.",

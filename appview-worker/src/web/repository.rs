@@ -8,9 +8,9 @@ use super::{not_found, render, Page};
 use crate::atproto::pds::get_record;
 use crate::config::AppConfig;
 use crate::index::{self, RepositoryRow, TagRow};
-use atcr_protocol::collections;
 use atcr_protocol::markdown::to_safe_html;
 use atcr_protocol::Did;
+use atcr_protocol::{collections, manifest};
 use worker::Env;
 use worker_support::IsolateCache;
 
@@ -118,7 +118,7 @@ async fn manifest_facts(
     };
     let facts = ManifestFacts {
         size: sizes(&value["layers"]) + value["config"]["size"].as_u64().unwrap_or(0),
-        description: value["annotations"]["org.opencontainers.image.description"]
+        description: value["annotations"][manifest::DESCRIPTION_ANNOTATION]
             .as_str()
             .map(str::to_string),
     };

@@ -50,6 +50,12 @@ pub struct Home {
 #[template(path = "search.html")]
 pub struct Search {
     pub query: String,
+    /// How many repositories match, and which of them this page shows.
+    pub total: u32,
+    pub first: u32,
+    pub last: u32,
+    pub previous: Option<String>,
+    pub next: Option<String>,
     pub repos: Vec<RepoItem>,
     pub empty: &'static str,
 }

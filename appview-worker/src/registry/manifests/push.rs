@@ -300,6 +300,10 @@ async fn update_index(
         hold: hold.did.as_str(),
         record_uri: manifest_uri,
         platforms,
+        description: parsed
+            .annotations
+            .as_ref()
+            .and_then(|a| a[manifest::DESCRIPTION_ANNOTATION].as_str()),
     };
     let handle = owner.doc.handle().map(|h| h.to_string());
     if let Err(e) =
