@@ -76,7 +76,8 @@ async fn get_blob(
     caller: &Caller,
     store: &impl BlobStore,
 ) -> Outcome {
-    Policy::load(config).await?.require_read(config, caller)?;
+    let policy = Policy::load(config).await?;
+    policy.require_read(config, caller)?;
     let digest = digest_param(req)?;
     let method = query_param(req, "method").unwrap_or_else(|| "GET".into());
     if method != "GET" && method != "HEAD" {
@@ -93,6 +94,8 @@ async fn get_blob(
     json(&PresignedUrl {
         url,
         expires_at: now_secs() + config.read_url_seconds,
+        // Anyone may read here: the appview may hand this URL to anyone.
+        public: policy.public,
     })
 }
 
@@ -225,6 +228,7 @@ fn part_url(
     json(&PresignedUrl {
         url,
         expires_at: now_secs() + PART_URL_LIFETIME.as_secs(),
+        public: false,
     })
 }
 

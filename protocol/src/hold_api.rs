@@ -45,6 +45,56 @@ pub struct PresignedUrl {
     pub url: String,
     /// Unix seconds after which storage refuses the URL.
     pub expires_at: u64,
+    /// The hold lets anyone read this blob (a public hold): the URL may be
+    /// handed to any caller. Otherwise (and from holds that do not say)
+    /// it is only for the caller it was asked for.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// A presigned URL is reused only while more than half its lifetime
+/// remains, and one that lives less than this is not reused at all: a
+/// client that receives it must have time to use it.
+pub const MIN_REUSED_URL_LIFETIME_SECS: u64 = 60;
+
+/// How long (milliseconds from `now_secs`) a presigned URL that expires at
+/// `expires_at` may be handed out again: half its remaining lifetime, or
+/// `None` when it lives too briefly to be reused.
+pub fn url_reuse_window_ms(now_secs: u64, expires_at: u64) -> Option<u64> {
+    let lifetime = expires_at.saturating_sub(now_secs);
+    (lifetime >= MIN_REUSED_URL_LIFETIME_SECS).then(|| lifetime * 1000 / 2)
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_reused_for_half_their_lifetime() {
+        // (now, expires_at, window in ms)
+        let cases = [
+            (1_000, 1_300, Some(150_000)), // the hold's default 300 s
+            (1_000, 1_060, Some(30_000)),  // the shortest reused
+            (1_000, 1_059, None),          // too short to hand out twice
+            (1_000, 1_000, None),          // expired as it arrived
+            (1_000, 900, None),            // already expired (clock skew)
+            (1_000, 1_000 + 3_600, Some(1_800_000)),
+        ];
+        for (now, expires_at, window) in cases {
+            assert_eq!(
+                url_reuse_window_ms(now, expires_at),
+                window,
+                "{now} {expires_at}"
+            );
+        }
+    }
+
+    #[test]
+    fn holds_that_do_not_say_are_private() {
+        let url: PresignedUrl =
+            serde_json::from_str(r#"{"url":"https://s3/x","expiresAt":5}"#).unwrap();
+        assert!(!url.public);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
