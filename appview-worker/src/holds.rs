@@ -305,7 +305,8 @@ fn blob_url_key(hold: &Did, digest: &Digest, method: &str, reader: &str) -> Stri
 /// `getBlob` of the hold `hold`: a presigned URL for GET or HEAD, `Ok(None)`
 /// when the hold has no such blob. A URL this isolate was given before is
 /// handed out again, without asking the hold, while more than half its
-/// lifetime remains (`url_reuse_window_ms`): to anyone when the hold said
+/// lifetime remains and for no longer than the hold allowed (its policy
+/// cache; `url_reuse_window_ms`): to anyone when the hold said
 /// anyone may read, else only to the same caller, so a private hold's URL
 /// never reaches someone the hold would refuse. Whether the repository
 /// still links the blob is the caller's to check on every request.
@@ -332,7 +333,7 @@ pub async fn blob_url(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    if let Some(window_ms) = url_reuse_window_ms(now_secs, answer.expires_at) {
+    if let Some(window_ms) = url_reuse_window_ms(now_secs, &answer) {
         let key = if answer.public { shared } else { own };
         BLOB_URLS.with(|c| c.put(&key, answer.url.clone(), window_ms));
     }

@@ -96,6 +96,8 @@ async fn get_blob(
         expires_at: now_secs() + config.read_url_seconds,
         // Anyone may read here: the appview may hand this URL to anyone.
         public: policy.public,
+        // Reused no longer than this hold reuses its own view of who may read.
+        reuse_seconds: config.crew_cache_seconds,
     })
 }
 
@@ -229,6 +231,7 @@ fn part_url(
         url,
         expires_at: now_secs() + PART_URL_LIFETIME.as_secs(),
         public: false,
+        reuse_seconds: 0,
     })
 }
 
