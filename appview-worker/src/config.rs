@@ -3,6 +3,8 @@
 
 use atcr_protocol::secret_box::{key_from_hex, KEY_LEN};
 use atcr_protocol::Did;
+use std::cell::OnceCell;
+use std::rc::Rc;
 use worker::Env;
 
 /// Name of the D1 binding in `wrangler.toml`.
@@ -46,7 +48,26 @@ fn optional_url(value: String) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
+thread_local! {
+    /// This isolate's configuration, once parsed. Each Worker has its own
+    /// wasm instance, so this is never shared between Workers.
+    static CONFIG: OnceCell<Rc<AppConfig>> = const { OnceCell::new() };
+}
+
 impl AppConfig {
+    /// The configuration, parsed from `env` on the isolate's first request
+    /// and reused after: an isolate's environment never changes (a new
+    /// deployment or secret starts new isolates), and parsing it rebuilds
+    /// the signing key (a scalar multiplication). A configuration that does
+    /// not parse is parsed again next time, so every request reports it.
+    pub fn cached(env: &Env) -> Result<Rc<Self>, String> {
+        if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
+            return Ok(config);
+        }
+        let parsed = Rc::new(Self::from_env(env)?);
+        Ok(CONFIG.with(|c| c.get_or_init(|| parsed).clone()))
+    }
+
     pub fn from_env(env: &Env) -> Result<Self, String> {
         let var = |name: &str| -> Result<String, String> {
             env.var(name)

@@ -4,9 +4,9 @@
 use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
 use atcr_protocol::hold_api::{
-    BlobStat, BlobStats, CompletedPart, PresignedUrl, UploadCompleted, UploadStarted, XrpcError,
-    ABORT_UPLOAD, COMPLETE_UPLOAD, GET_BLOB, GET_UPLOAD_PART_URL, MAX_STAT_BATCH, START_UPLOAD,
-    STAT_BLOB, STAT_BLOBS,
+    url_reuse_window_ms, BlobStat, BlobStats, CompletedPart, PresignedUrl, UploadCompleted,
+    UploadStarted, XrpcError, ABORT_UPLOAD, COMPLETE_UPLOAD, GET_BLOB, GET_UPLOAD_PART_URL,
+    MAX_STAT_BATCH, START_UPLOAD, STAT_BLOB, STAT_BLOBS,
 };
 use atcr_protocol::identity::HOLD_SERVICE_ID;
 use atcr_protocol::service_auth::{sign_es256, ServiceClaims};
@@ -127,19 +127,19 @@ impl Hold {
     }
 
     /// `getBlob`: a presigned URL for GET or HEAD; `Ok(None)` when absent.
-    pub async fn blob_url(
+    async fn presign_read(
         &self,
         config: &AppConfig,
         user: Option<&Did>,
         digest: &Digest,
         method: &str,
-    ) -> Result<Option<String>, HoldCallError> {
+    ) -> Result<Option<PresignedUrl>, HoldCallError> {
         let query = format!("digest={digest}&method={method}");
         match self
             .call::<PresignedUrl>(config, user, GET_BLOB, &query, None)
             .await
         {
-            Ok(url) => Ok(Some(url.url)),
+            Ok(url) => Ok(Some(url)),
             Err(HoldCallError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -288,6 +288,56 @@ impl Hold {
         });
         Err(HoldCallError::Refused { status, error })
     }
+}
+
+thread_local! {
+    /// Presigned read URLs this isolate may hand out again, by
+    /// `blob_url_key`, each until half its lifetime has passed.
+    static BLOB_URLS: IsolateCache<String> = IsolateCache::new(4096);
+}
+
+/// Who a cached URL is for: `*` when the hold said anyone may read (a
+/// public hold), else the caller it was asked for (`-`: anonymous).
+fn blob_url_key(hold: &Did, digest: &Digest, method: &str, reader: &str) -> String {
+    format!("{hold} {digest} {method} {reader}")
+}
+
+/// `getBlob` of the hold `hold`: a presigned URL for GET or HEAD, `Ok(None)`
+/// when the hold has no such blob. A URL this isolate was given before is
+/// handed out again, without asking the hold, while more than half its
+/// lifetime remains and for no longer than the hold allowed (its policy
+/// cache; `url_reuse_window_ms`): to anyone when the hold said
+/// anyone may read, else only to the same caller, so a private hold's URL
+/// never reaches someone the hold would refuse. Whether the repository
+/// still links the blob is the caller's to check on every request.
+pub async fn blob_url(
+    hold: &Did,
+    config: &AppConfig,
+    user: Option<&Did>,
+    digest: &Digest,
+    method: &str,
+) -> Result<Option<String>, HoldCallError> {
+    let shared = blob_url_key(hold, digest, method, "*");
+    let own = blob_url_key(hold, digest, method, user.map_or("-", Did::as_str));
+    if let Some(url) = BLOB_URLS.with(|c| c.get(&shared).or_else(|| c.get(&own))) {
+        return Ok(Some(url));
+    }
+    let Some(answer) = Hold::resolve(hold, config)
+        .await?
+        .presign_read(config, user, digest, method)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let now_secs = now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    if let Some(window_ms) = url_reuse_window_ms(now_secs, &answer) {
+        let key = if answer.public { shared } else { own };
+        BLOB_URLS.with(|c| c.put(&key, answer.url.clone(), window_ms));
+    }
+    Ok(Some(answer.url))
 }
 
 #[derive(Deserialize)]

@@ -39,7 +39,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 }
 
 async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
-    let config = match AppConfig::from_env(env) {
+    let config = match AppConfig::cached(env) {
         Ok(config) => config,
         Err(message) => {
             let body =

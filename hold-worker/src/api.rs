@@ -76,7 +76,8 @@ async fn get_blob(
     caller: &Caller,
     store: &impl BlobStore,
 ) -> Outcome {
-    Policy::load(config).await?.require_read(config, caller)?;
+    let policy = Policy::load(config).await?;
+    policy.require_read(config, caller)?;
     let digest = digest_param(req)?;
     let method = query_param(req, "method").unwrap_or_else(|| "GET".into());
     if method != "GET" && method != "HEAD" {
@@ -93,6 +94,10 @@ async fn get_blob(
     json(&PresignedUrl {
         url,
         expires_at: now_secs() + config.read_url_seconds,
+        // Anyone may read here: the appview may hand this URL to anyone.
+        public: policy.public,
+        // Reused no longer than this hold reuses its own view of who may read.
+        reuse_seconds: config.crew_cache_seconds,
     })
 }
 
@@ -225,6 +230,8 @@ fn part_url(
     json(&PresignedUrl {
         url,
         expires_at: now_secs() + PART_URL_LIFETIME.as_secs(),
+        public: false,
+        reuse_seconds: 0,
     })
 }
 

@@ -6,6 +6,8 @@ use atcr_protocol::hold_storage;
 use atcr_protocol::quota::Quota;
 use atcr_protocol::s3::S3Config;
 use atcr_protocol::Did;
+use std::cell::OnceCell;
+use std::rc::Rc;
 use worker::{Bucket, D1Database, Env};
 
 /// The R2 bucket binding `HOLD_STORAGE=r2` uses (`[[r2_buckets]]` in wrangler.toml).
@@ -14,18 +16,44 @@ pub const BLOBS_BINDING: &str = "BLOBS";
 /// wrangler.toml; schema in `hold-worker/migrations/`).
 pub const USAGE_BINDING: &str = "USAGE";
 
-/// Where blobs live (`HOLD_STORAGE`).
+/// Where blobs live (`HOLD_STORAGE`), with the binding looked up for this request.
 pub enum StorageConfig {
     /// `s3` (the default): any S3-compatible endpoint. The hold presigns;
     /// bytes go between clients and storage.
-    S3(S3Config),
+    S3(Rc<S3Config>),
     /// `r2`: the R2 bucket bound as `BLOBS`, no S3 keys. A binding cannot
     /// presign, so the hold serves the bytes through URLs it signs itself
     /// with `url_key`.
-    R2 { bucket: Bucket, url_key: Vec<u8> },
+    R2 { bucket: Bucket, url_key: Rc<[u8]> },
 }
 
+/// `HOLD_STORAGE` as parsed once per isolate (bindings aside).
+enum StorageSettings {
+    S3(Rc<S3Config>),
+    R2 { url_key: Rc<[u8]> },
+}
+
+/// One request's view of the configuration: the settings parsed once per
+/// isolate (`HoldSettings`, reached through `Deref`) and the bindings
+/// (the R2 bucket, the usage D1), looked up from this request's `Env`.
 pub struct HoldConfig {
+    settings: Rc<HoldSettings>,
+    pub storage: StorageConfig,
+    /// Where usage is kept: required when `quota` sets a limit.
+    pub usage_db: Option<D1Database>,
+}
+
+impl std::ops::Deref for HoldConfig {
+    type Target = HoldSettings;
+    fn deref(&self) -> &HoldSettings {
+        &self.settings
+    }
+}
+
+/// Everything in the configuration that is not a binding: parsed from the
+/// environment once per isolate (an isolate's environment never changes; a
+/// new deployment or secret starts new isolates).
+pub struct HoldSettings {
     /// Public base URL, e.g. `https://hold.example.com`; the DID derives from it.
     pub public_url: String,
     pub did: Did,
@@ -37,7 +65,7 @@ pub struct HoldConfig {
     pub allow_all_crew: bool,
     /// PLC directory used to resolve `did:plc` identities.
     pub plc_url: String,
-    pub storage: StorageConfig,
+    storage: StorageSettings,
     /// Appview DIDs whose tokens may act for their users (`sub`).
     pub trusted_appviews: Vec<Did>,
     /// How long crew and hold records are reused before re-reading the PDS.
@@ -53,15 +81,56 @@ pub struct HoldConfig {
     /// What each user who may write only because of `allow_all_crew` may
     /// store (`HOLD_QUOTA_BYTES`, `HOLD_QUOTA_BLOBS`; 0 = unlimited).
     pub quota: Quota,
-    /// Where usage is kept: required when `quota` sets a limit.
-    pub usage_db: Option<D1Database>,
+}
+
+thread_local! {
+    /// This isolate's settings, once parsed. Each Worker has its own wasm
+    /// instance, so this is never shared between Workers.
+    static SETTINGS: OnceCell<Rc<HoldSettings>> = const { OnceCell::new() };
 }
 
 /// S3's limit for one PUT (R2's too).
 const S3_MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
 impl HoldConfig {
+    /// The configuration for a request: the isolate's settings (parsed on
+    /// its first request; a configuration that does not parse is parsed
+    /// again next time, so the error is reported every time) and `env`'s
+    /// bindings.
     pub fn from_env(env: &Env) -> Result<Self, String> {
+        let settings = match SETTINGS.with(|s| s.get().cloned()) {
+            Some(settings) => settings,
+            None => {
+                let parsed = Rc::new(HoldSettings::from_env(env)?);
+                SETTINGS.with(|s| s.get_or_init(|| parsed).clone())
+            }
+        };
+        let storage = match &settings.storage {
+            StorageSettings::S3(s3) => StorageConfig::S3(s3.clone()),
+            StorageSettings::R2 { url_key } => StorageConfig::R2 {
+                bucket: env.bucket(BLOBS_BINDING).map_err(|_| {
+                    format!("HOLD_STORAGE=r2 needs an R2 bucket bound as {BLOBS_BINDING}")
+                })?,
+                url_key: url_key.clone(),
+            },
+        };
+        let usage_db = env.d1(USAGE_BINDING).ok();
+        if !settings.quota.is_unlimited() && usage_db.is_none() {
+            return Err(format!(
+                "HOLD_QUOTA_BYTES and HOLD_QUOTA_BLOBS need a D1 database bound as \
+                 {USAGE_BINDING} (hold-worker/wrangler.toml) to keep usage in"
+            ));
+        }
+        Ok(HoldConfig {
+            settings,
+            storage,
+            usage_db,
+        })
+    }
+}
+
+impl HoldSettings {
+    fn from_env(env: &Env) -> Result<Self, String> {
         let var = |name: &str| -> Result<String, String> {
             env.var(name)
                 .map(|v| v.to_string())
@@ -102,10 +171,10 @@ impl HoldConfig {
                         format!("atcr-hold-upload-session:{}", s3.secret_access_key).into_bytes()
                     }
                 };
-                (StorageConfig::S3(s3), session_key)
+                (StorageSettings::S3(Rc::new(s3)), session_key)
             }
             "r2" => {
-                let bucket = env.bucket(BLOBS_BINDING).map_err(|_| {
+                env.bucket(BLOBS_BINDING).map_err(|_| {
                     format!("HOLD_STORAGE=r2 needs an R2 bucket bound as {BLOBS_BINDING}")
                 })?;
                 // No S3 secret to derive from: one secret seals sessions and signs storage URLs.
@@ -113,8 +182,8 @@ impl HoldConfig {
                     "HOLD_SESSION_SECRET is not set (HOLD_STORAGE=r2 needs it to seal \
                      upload sessions and sign storage URLs)",
                 )?;
-                let url_key = hold_storage::url_key(secret.as_bytes());
-                (StorageConfig::R2 { bucket, url_key }, secret.into_bytes())
+                let url_key = hold_storage::url_key(secret.as_bytes()).into();
+                (StorageSettings::R2 { url_key }, secret.into_bytes())
             }
             other => return Err(format!("HOLD_STORAGE must be s3 or r2, not '{other}'")),
         };
@@ -122,16 +191,8 @@ impl HoldConfig {
             var("HOLD_QUOTA_BYTES").ok().as_deref(),
             var("HOLD_QUOTA_BLOBS").ok().as_deref(),
         )?;
-        let usage_db = env.d1(USAGE_BINDING).ok();
-        if !quota.is_unlimited() && usage_db.is_none() {
-            return Err(format!(
-                "HOLD_QUOTA_BYTES and HOLD_QUOTA_BLOBS need a D1 database bound as \
-                 {USAGE_BINDING} (hold-worker/wrangler.toml) to keep usage in"
-            ));
-        }
-        Ok(HoldConfig {
+        Ok(HoldSettings {
             quota,
-            usage_db,
             trusted_appviews,
             crew_cache_seconds: var("HOLD_CREW_CACHE_SECONDS")
                 .ok()

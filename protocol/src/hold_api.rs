@@ -45,6 +45,69 @@ pub struct PresignedUrl {
     pub url: String,
     /// Unix seconds after which storage refuses the URL.
     pub expires_at: u64,
+    /// The hold lets anyone read this blob (a public hold): the URL may be
+    /// handed to any caller. Otherwise (and from holds that do not say)
+    /// it is only for the caller it was asked for.
+    #[serde(default)]
+    pub public: bool,
+    /// How long the appview may hand this URL out again: the hold's own
+    /// policy cache (`HOLD_CREW_CACHE_SECONDS`), so a reused URL lags a
+    /// change of who may read no more than the hold itself does. 0 (and
+    /// holds that do not say): not at all.
+    #[serde(default)]
+    pub reuse_seconds: u64,
+}
+
+/// A presigned URL is reused only while more than half its lifetime
+/// remains, and one that lives less than this is not reused at all: a
+/// client that receives it must have time to use it.
+pub const MIN_REUSED_URL_LIFETIME_SECS: u64 = 60;
+
+/// How long (milliseconds from `now_secs`) a presigned URL may be handed
+/// out again: half its remaining lifetime, at most the `reuse_seconds` the
+/// hold allowed, or `None` when it lives too briefly to be reused or the
+/// hold allowed no reuse.
+pub fn url_reuse_window_ms(now_secs: u64, url: &PresignedUrl) -> Option<u64> {
+    let lifetime = url.expires_at.saturating_sub(now_secs);
+    let window = (lifetime * 1000 / 2).min(url.reuse_seconds.saturating_mul(1000));
+    (lifetime >= MIN_REUSED_URL_LIFETIME_SECS && window > 0).then_some(window)
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_reused_for_half_their_lifetime() {
+        // (now, expires_at, reuse_seconds, window in ms)
+        let cases = [
+            (1_000, 1_300, 3_600, Some(150_000)), // the hold's default 300 s
+            (1_000, 1_300, 30, Some(30_000)),     // the hold's policy cache is shorter
+            (1_000, 1_300, 0, None),              // the hold allows no reuse
+            (1_000, 1_060, 3_600, Some(30_000)),  // the shortest reused
+            (1_000, 1_059, 3_600, None),          // too short to hand out twice
+            (1_000, 1_000, 3_600, None),          // expired as it arrived
+            (1_000, 900, 3_600, None),            // already expired (clock skew)
+            (1_000, 1_000 + 3_600, 3_600, Some(1_800_000)),
+        ];
+        for (now, expires_at, reuse_seconds, window) in cases {
+            let url = PresignedUrl {
+                url: "https://s3/x".into(),
+                expires_at,
+                public: false,
+                reuse_seconds,
+            };
+            assert_eq!(url_reuse_window_ms(now, &url), window, "{now} {expires_at}");
+        }
+    }
+
+    #[test]
+    fn holds_that_do_not_say_are_private() {
+        let url: PresignedUrl =
+            serde_json::from_str(r#"{"url":"https://s3/x","expiresAt":5}"#).unwrap();
+        assert!(!url.public);
+        assert_eq!(url_reuse_window_ms(0, &url), None);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

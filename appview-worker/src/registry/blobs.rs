@@ -16,7 +16,7 @@ use super::owner::{require_owner, resolve_repo_owner};
 use crate::atproto::pds::repository_records;
 use crate::atproto::resolve::Identity;
 use crate::config::AppConfig;
-use crate::holds::{hold_of, Hold, HoldCallError};
+use crate::holds::{blob_url, hold_of, Hold, HoldCallError};
 use crate::index;
 use crate::oci_error::{error, refuse};
 use atcr_protocol::hold_storage::{resolve_range, RangeRequest};
@@ -153,12 +153,11 @@ async fn ask(
     digest: &Digest,
     method: &Method,
 ) -> std::result::Result<Option<Found>, HoldCallError> {
-    let hold = Hold::resolve(hold, config).await?;
     if *method == Method::Head {
+        let hold = Hold::resolve(hold, config).await?;
         Ok(hold.stat(config, user, digest).await?.map(Found::Size))
     } else {
-        Ok(hold
-            .blob_url(config, user, digest, "GET")
+        Ok(blob_url(hold, config, user, digest, "GET")
             .await?
             .map(Found::Url))
     }

@@ -10,7 +10,6 @@ use super::views::{ConfigFacts, Layer, ManifestPage, PlatformLink, Referrer};
 use super::{not_found, render, Page};
 use crate::atproto::pds::get_record;
 use crate::config::AppConfig;
-use crate::holds::Hold;
 use crate::index::{self, RepositoryRow};
 use atcr_protocol::{collections, Did, Digest};
 use serde_json::Value;
@@ -133,8 +132,9 @@ async fn image_config(config: &AppConfig, hold: &str, descriptor: &Value) -> Opt
     if let Some(facts) = CONFIGS.with(|c| c.get(digest.as_str())) {
         return Some(facts);
     }
-    let hold = Hold::resolve(&hold.parse().ok()?, config).await.ok()?;
-    let url = hold.blob_url(config, None, &digest, "GET").await.ok()??;
+    let url = crate::holds::blob_url(&hold.parse().ok()?, config, None, &digest, "GET")
+        .await
+        .ok()??;
     let mut resp = worker_support::call(Fetch::Url(url.parse().ok()?))
         .await
         .ok()?;

@@ -20,7 +20,7 @@ use worker_support::now;
 
 /// Any S3-compatible endpoint, reached with SigV4-signed `fetch`.
 pub struct S3Store {
-    pub config: S3Config,
+    pub config: std::rc::Rc<S3Config>,
 }
 
 impl S3Store {
