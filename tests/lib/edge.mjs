@@ -121,7 +121,9 @@ export async function startEdge({ port, upstreamPort, limit }) {
     });
   }
 
-  const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 65_000 });
+  // Headers up to Cloudflare's own limit (128 KB in all) reach the Worker,
+  // which answers what it finds too large itself (Node's default is 16 KiB).
+  const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 65_000, maxHeaderSize: 128 * 1024 });
   server.on('request', forward);
   // A client that waits for `100 Continue` gets the 413 instead, unsent.
   server.on('checkContinue', (req, res) => {
