@@ -132,13 +132,25 @@ export async function startEdge({ port, upstreamPort, limit }) {
     forward(req, res);
   });
 
-  edge.open = () => new Promise((resolve, reject) => {
+  const listen = () => new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });
   });
+  // The port was free when the stack chose it; a short-lived connection may
+  // hold it as its local port for a moment since. Try again for a while.
+  edge.open = async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await listen();
+      } catch (err) {
+        if (err.code !== 'EADDRINUSE' || attempt >= 40) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  };
   edge.close = () => new Promise((resolve) => {
     if (!server.listening) return resolve();
     server.close(() => resolve());
