@@ -126,13 +126,14 @@ pub async fn find_manifest(
             && r["value"]["repository"].as_str() == Some(repository)
     };
     let key = manifest_record_key(repository, digest);
-    let (by_key, indexed) = futures_util::join!(
-        get_record(&owner.pds, &owner.did, collections::MANIFEST, &key),
-        index::manifest_record(env, &owner.did, repository, digest),
-    );
-    if let Some(record) = by_key.map_err(pds_unavailable)?.filter(is_it) {
+    let by_key = get_record(&owner.pds, &owner.did, collections::MANIFEST, &key)
+        .await
+        .map_err(pds_unavailable)?;
+    if let Some(record) = by_key.filter(is_it) {
         return Ok(Some(record));
     }
+    // Only a miss asks D1: records under older keys are the rare case.
+    let indexed = index::manifest_record(env, &owner.did, repository, digest).await;
     let Some(uri) = indexed.map_err(internal)? else {
         return Ok(None);
     };
