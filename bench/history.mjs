@@ -54,10 +54,14 @@ try {
     rows.push([size, 'manifest GET by digest, warm', ...await measure(fresh, `/v2/${small}/manifests/${sbom}`, freshToken, requests)]);
     rows.push([size, 'tags list', ...await measure(stack.urls.appview, `/v2/${small}/tags/list`, pull, requests)]);
     rows.push([size, 'referrers', ...await measure(stack.urls.appview, `/v2/${small}/referrers/${image.manifest}`, pull, requests)]);
+    // The same key-range read the tag list makes, asked of the PDS alone.
+    const range = `/xrpc/com.atproto.repo.listRecords?repo=${alice.did}&collection=io.atcr.tag&cursor=small:&reverse=true&limit=100`;
+    rows.push([size, 'PDS alone: tag range read', ...await measure(stack.urls.pds, range, null, requests)]);
   }
 
   console.log(`\none small repository's reads as alice's history grows (records of each kind); ${requests} requests per call, one at a time`);
-  console.log('subrequests = fetches the appview made for one request (Workers Free allows 50)\n');
+  console.log('subrequests = fetches the appview made for one request (Workers Free allows 50)');
+  console.log('PDS alone = the listRecords page the tag list asks for, timed straight against the PDS\n');
   const fmt = (r) => `${String(r[0]).padStart(8)}  ${r[1].padEnd(30)} ${r[2].padStart(9)} ${r[3].padStart(9)} ${String(r[4]).padStart(12)}`;
   console.log(fmt(['records', 'call', 'p50 ms', 'p90 ms', 'subrequests']));
   for (const r of rows) console.log(fmt(r));
@@ -71,11 +75,12 @@ async function measure(appview, path, token, n) {
   let subrequests;
   for (let i = 0; i < n; i++) {
     const started = performance.now();
-    const res = await fetch(new URL(path, appview), { headers: { authorization: `Bearer ${token}`, accept: OCI_MANIFEST } });
+    const headers = token ? { authorization: `Bearer ${token}`, accept: OCI_MANIFEST } : {};
+    const res = await fetch(new URL(path, appview), { headers });
     await res.arrayBuffer();
     times.push(performance.now() - started);
     if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
-    subrequests = res.headers.get('atcr-subrequests');
+    subrequests = res.headers.get('atcr-subrequests') ?? '-';
   }
   times.sort((a, b) => a - b);
   const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))].toFixed(1);

@@ -8,9 +8,17 @@ use worker::{Response, Result};
 /// Every registry response names the API version it speaks.
 pub const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
-/// A runtime failure, as a refusal (500, logged when answered).
+/// A runtime failure, as a refusal (500, logged when answered). A failed
+/// D1 query is named as the database, so a client can tell what is down.
 pub fn internal(e: worker::Error) -> Refusal {
-    (OciCode::Internal, e.to_string())
+    let message = e.to_string();
+    if matches!(e, worker::Error::D1(_)) || message.contains("D1_") {
+        return (
+            OciCode::Internal,
+            format!("the appview's database (D1) failed: {message}"),
+        );
+    }
+    (OciCode::Internal, message)
 }
 
 /// An OCI error response: the status of `code` and the spec's JSON envelope.

@@ -151,3 +151,101 @@ test('the hold down mid-pull: blob requests fail with a 5xx naming the hold, man
   await pushImage(stack, name, 'after-hold-back', token);
   await assertConsistent();
 });
+
+/** A one-layer manifest over blobs already pushed to `name`. */
+async function manifestOver(blobs) {
+  const [config, layer] = await Promise.all(blobs.map((b) => pushBlob(stack, name, b, token)));
+  return Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size: blobs[0].length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layer, size: blobs[1].length }],
+  }));
+}
+
+test('the PDS down mid-push: the manifest PUT fails with a 5xx naming the PDS, no record or tag appears, and the same push succeeds once it is back', { timeout: 300_000 }, async () => {
+  const manifest = await manifestOver([Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', pds: 'down' })), crypto.randomBytes(3000)]);
+  const digest = digestOf('sha256', manifest);
+  const put = () => fetch(registry(`/v2/${name}/manifests/while-pds-down`), {
+    method: 'PUT', headers: { ...bearer, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest,
+  });
+  await stack.stopService('pds');
+  try {
+    await assertFault(put, /PDS/);
+    // Reading the repository's tags needs the PDS too.
+    await assertFault(() => fetch(registry(`/v2/${name}/tags/list`), { headers: bearer }), /PDS/);
+  } finally {
+    await stack.startService('pds');
+  }
+  const tags = (await records('io.atcr.tag')).filter((t) => t.value.repository === 'races' && t.value.tag === 'while-pds-down');
+  assert.deepEqual(tags, [], 'no tag record');
+  assert.ok(!(await records('io.atcr.manifest')).some((m) => m.value.digest === digest), 'no manifest record');
+  const missing = await fetch(registry(`/v2/${name}/manifests/while-pds-down`), { method: 'HEAD', headers: bearer });
+  assert.equal(missing.status, 404);
+
+  const again = await put();
+  assert.equal(again.status, 201, await again.text());
+  const served = await fetch(registry(`/v2/${name}/manifests/while-pds-down`), { headers: { ...bearer, accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  assert.ok(Buffer.from(await served.arrayBuffer()).equals(manifest), 'the manifest comes back byte-identical');
+  await assertConsistent();
+});
+
+test('the PDS down mid-pull: what needs it fails with a 5xx naming the PDS, what was read answers whole, and blobs still come from the hold', { timeout: 300_000 }, async () => {
+  const image = await pushImage(stack, name, 'pulled-while-pds-down', token);
+  const accept = { ...bearer, accept: 'application/vnd.oci.image.manifest.v1+json' };
+  await stack.stopService('pds');
+  try {
+    // A manifest by digest is either whole (cached) or refused, never partial.
+    const byDigest = await fetch(registry(`/v2/${name}/manifests/${image.manifest}`), { headers: accept });
+    const body = Buffer.from(await byDigest.arrayBuffer());
+    if (byDigest.status === 200) assert.equal(digestOf('sha256', body), image.manifest);
+    else assert.match(JSON.parse(body).errors[0].message, /PDS/, `${byDigest.status} ${body}`);
+    // A tag never read before must be read from the PDS.
+    await assertFault(() => fetch(registry(`/v2/${name}/manifests/never-read-${crypto.randomUUID()}`), { headers: accept }), /PDS/);
+    // Blob bytes live in the hold, which answers without the PDS.
+    const blob = await fetch(registry(`/v2/${name}/blobs/${image.layer}`), { headers: bearer, redirect: 'manual' });
+    assert.equal(blob.status, 307, await blob.text());
+    assert.equal(digestOf('sha256', Buffer.from(await (await fetch(blob.headers.get('location'))).arrayBuffer())), image.layer);
+  } finally {
+    await stack.startService('pds');
+  }
+  const byTag = await fetch(registry(`/v2/${name}/manifests/pulled-while-pds-down`), { headers: accept });
+  assert.equal(byTag.status, 200);
+  assert.equal(digestOf('sha256', Buffer.from(await byTag.arrayBuffer())), image.manifest);
+});
+
+test('D1 down mid-push: the manifest PUT fails with a 5xx naming the database, nothing is written, and the same push succeeds once it is back', { timeout: 300_000 }, async () => {
+  const manifest = await manifestOver([Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', d1: 'down' })), crypto.randomBytes(3000)]);
+  const digest = digestOf('sha256', manifest);
+  const put = () => fetch(registry(`/v2/${name}/manifests/while-d1-down`), {
+    method: 'PUT', headers: { ...bearer, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest,
+  });
+  await stack.stopService('d1');
+  try {
+    await assertFault(put, /database|D1/);
+  } finally {
+    await stack.startService('d1');
+  }
+  assert.ok(!(await records('io.atcr.tag')).some((t) => t.value.repository === 'races' && t.value.tag === 'while-d1-down'), 'no tag record');
+  assert.ok(!(await records('io.atcr.manifest')).some((m) => m.value.digest === digest), 'no manifest record');
+  const again = await put();
+  assert.equal(again.status, 201, await again.text());
+  await assertConsistent();
+});
+
+test('D1 down mid-pull: manifests still come from the PDS, blob requests fail with a 5xx naming the database, and pulls work once it is back', { timeout: 300_000 }, async () => {
+  const image = await pushImage(stack, name, 'pulled-while-d1-down', token);
+  const accept = { ...bearer, accept: 'application/vnd.oci.image.manifest.v1+json' };
+  await stack.stopService('d1');
+  try {
+    const byTag = await fetch(registry(`/v2/${name}/manifests/pulled-while-d1-down`), { headers: accept });
+    assert.equal(byTag.status, 200, 'the manifest lives in the PDS');
+    assert.equal(digestOf('sha256', Buffer.from(await byTag.arrayBuffer())), image.manifest);
+    // Whether a blob was deleted from this repository is known only to D1: no answer without it.
+    await assertFault(() => fetch(registry(`/v2/${name}/blobs/${image.layer}`), { headers: bearer, redirect: 'manual' }), /database|D1/);
+  } finally {
+    await stack.startService('d1');
+  }
+  const blob = await fetch(registry(`/v2/${name}/blobs/${image.layer}`), { headers: bearer, redirect: 'manual' });
+  assert.equal(blob.status, 307);
+  assert.equal(digestOf('sha256', Buffer.from(await (await fetch(blob.headers.get('location'))).arrayBuffer())), image.layer);
+});

@@ -104,6 +104,15 @@ export async function startStack(opts = {}) {
     return internal;
   }
   let network;
+  let startPds;
+  let startAppviewWrangler;
+  /** The appview restarted on `persist`, its local state (D1 among it). */
+  async function restartAppview(persist, readyStatuses) {
+    const i = children.findIndex((c) => c.label === 'appview');
+    await stopChild(children[i]);
+    children[i] = startAppviewWrangler(persist);
+    await serviceReady('appview', `${stack.urls.appview}/health`, readyStatuses);
+  }
   const stack = {
     dir,
     reused: Boolean(saved),
@@ -162,8 +171,20 @@ export async function startStack(opts = {}) {
     processGroup(label) {
       return children.find((c) => c.label === label)?.pid;
     },
-    /** Stops one service (by label) to observe failures; a Worker's port stops answering too. */
+    /**
+     * Stops one service (by label: s3s-fs, hold, appview, pds, d1) to observe
+     * failures; a Worker's port stops answering too.
+     */
     async stopService(label) {
+      if (label === 'pds') {
+        await network.pds.close();
+        network.pds = null;
+        return;
+      }
+      // D1 lives inside the appview's workerd, which keeps its file locked;
+      // "down" is the appview restarted on a database without its tables,
+      // so every query fails as it does when D1 is unreachable.
+      if (label === 'd1') return restartAppview(path.join(dir, 'appview-state-d1-down'), [503]);
       await Promise.all(children.filter((c) => c.label === label).map(stopChild));
       await fronts.get(label)?.close();
     },
@@ -172,6 +193,14 @@ export async function startStack(opts = {}) {
      * started (same port, same state), and resolves once `readyUrl` answers.
      */
     async startService(label, readyUrl) {
+      if (label === 'pds') {
+        if (network.pds) throw new Error('pds is not a stopped service');
+        return startPds();
+      }
+      if (label === 'd1') {
+        rmSync(path.join(dir, 'appview-state-d1-down'), { recursive: true, force: true });
+        return restartAppview(stack.appviewStateDir, [200]);
+      }
       const i = children.findIndex((c) => c.label === label);
       if (i < 0 || !children[i].exited) throw new Error(`${label} is not a stopped service`);
       children[i] = children[i].again();
@@ -217,18 +246,22 @@ export async function startStack(opts = {}) {
     network = { plc: null, pds: null, async close() { await this.pds?.close(); await this.plc?.close(); } };
     network.plc = await startPersistentPlc(devEnv, ports.plc, dir);
     mkdirSync(path.join(dir, 'pds'), { recursive: true });
-    network.pds = await devEnv.TestPds.create({
-      didPlcUrl: network.plc.url,
-      port: ports.pds,
-      dataDirectory: path.join(dir, 'pds'),
-      blobstoreDiskLocation: path.join(dir, 'pds-blobs'),
-      // Manifests are stored as PDS blobs; allow large image indexes.
-      blobUploadLimit: 16 * 1024 * 1024,
-      // Repository imports (account migrations; tests that add 100,000 records at once).
-      maxImportSize: 512 * 1024 * 1024,
-      plcRotationKeyK256PrivateKeyHex: state.pds.plcRotationKeyHex,
-    });
-    devEnv.mockNetworkUtilities(network.pds);
+    // Also how stopService('pds') / startService('pds') bring it back: same port, same data.
+    startPds = async () => {
+      network.pds = await devEnv.TestPds.create({
+        didPlcUrl: network.plc.url,
+        port: ports.pds,
+        dataDirectory: path.join(dir, 'pds'),
+        blobstoreDiskLocation: path.join(dir, 'pds-blobs'),
+        // Manifests are stored as PDS blobs; allow large image indexes.
+        blobUploadLimit: 16 * 1024 * 1024,
+        // Repository imports (account migrations; tests that add 100,000 records at once).
+        maxImportSize: 512 * 1024 * 1024,
+        plcRotationKeyK256PrivateKeyHex: state.pds.plcRotationKeyHex,
+      });
+      devEnv.mockNetworkUtilities(network.pds);
+    };
+    await startPds();
     stack.urls.plc = network.plc.url;
     stack.urls.pds = network.pds.url;
     for (const acct of DEMO_ACCOUNTS) {
@@ -359,11 +392,11 @@ export async function startStack(opts = {}) {
       APPVIEW_SECRET_KEY: opts.appview?.secretKey ?? state.appview.secretKey,
     });
     stack.appviewStateDir = appviewState;
-    children.push(
-      startWrangler('appview', path.join(ROOT, 'wrangler.toml'), {
-        port: await front('appview', ports.appview), inspector: ports.appviewInspector, envFile: appviewEnv, persist: appviewState, log,
-      }),
-    );
+    const appviewPort = await front('appview', ports.appview);
+    startAppviewWrangler = (persist) => startWrangler('appview', path.join(ROOT, 'wrangler.toml'), {
+      port: appviewPort, inspector: ports.appviewInspector, envFile: appviewEnv, persist, log,
+    });
+    children.push(startAppviewWrangler(appviewState));
     await serviceReady('hold', `${stack.urls.hold}/health`, [200]);
     await serviceReady('appview', `${stack.urls.appview}/health`, [200]);
     if (opts.byoHold) {

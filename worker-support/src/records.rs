@@ -112,10 +112,10 @@ async fn list(
     let parsed = url.parse().map_err(|e| format!("{url}: {e}"))?;
     let mut resp = call(Fetch::Url(parsed))
         .await
-        .map_err(|e| format!("{pds} unreachable: {e}"))?;
+        .map_err(|e| format!("the PDS {pds} is unreachable: {e}"))?;
     if resp.status_code() != 200 {
         return Err(format!(
-            "{pds} answered {} to listRecords",
+            "the PDS {pds} answered {} to listRecords",
             resp.status_code()
         ));
     }

@@ -48,7 +48,7 @@ pub async fn create_session(pds: &str, did: &Did, password: &str) -> Result<PdsT
         Request::new_with_init(&url, &init).map_err(|e| LoginError::Unavailable(e.to_string()))?;
     let mut resp = worker_support::call(Fetch::Request(req))
         .await
-        .map_err(|e| LoginError::Unavailable(format!("{pds} unreachable: {e}")))?;
+        .map_err(|e| LoginError::Unavailable(unreachable(pds, e)))?;
     match resp.status_code() {
         200 => {
             let session: CreatedSession = resp
@@ -108,7 +108,7 @@ pub async fn call(
     let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
     let mut resp = worker_support::call(Fetch::Request(req))
         .await
-        .map_err(|e| format!("{pds} unreachable: {e}"))?;
+        .map_err(|e| unreachable(pds, e))?;
     let status = resp.status_code();
     let answer = resp.json().await.unwrap_or(serde_json::Value::Null);
     Ok((status, answer))
@@ -127,7 +127,7 @@ pub async fn refresh_session(pds: &str, refresh_jwt: &str) -> Result<Option<PdsT
     let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
     let mut resp = worker_support::call(Fetch::Request(req))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| unreachable(pds, e))?;
     if resp.status_code() != 200 {
         return Ok(None);
     }
@@ -168,11 +168,11 @@ pub async fn get_record(
     let mut resp =
         worker_support::call(Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unreachable(pds, e))?;
     match resp.status_code() {
         200 => resp.json().await.map(Some).map_err(|e| e.to_string()),
         400 | 404 => Ok(None),
-        s => Err(format!("{pds} answered {s} to getRecord")),
+        s => Err(format!("the PDS {pds} answered {s} to getRecord")),
     }
 }
 
@@ -182,9 +182,12 @@ pub async fn get_blob(pds: &str, did: &Did, cid: &str) -> Result<Vec<u8>, String
     let mut resp =
         worker_support::call(Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unreachable(pds, e))?;
     if resp.status_code() != 200 {
-        return Err(format!("{pds} answered {} to getBlob", resp.status_code()));
+        return Err(format!(
+            "the PDS {pds} answered {} to getBlob",
+            resp.status_code()
+        ));
     }
     resp.bytes().await.map_err(|e| e.to_string())
 }
@@ -216,4 +219,9 @@ pub async fn repository_records(
         .records
         .retain(|r| r["value"]["repository"].as_str() == Some(repository));
     Ok(range)
+}
+
+/// What a client is told when a user's PDS does not answer: the PDS, named.
+fn unreachable(pds: &str, e: impl std::fmt::Display) -> String {
+    format!("the PDS {pds} is unreachable: {e}")
 }

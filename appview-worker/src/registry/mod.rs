@@ -16,13 +16,31 @@ mod tags;
 mod uploads;
 
 use crate::config::AppConfig;
-use crate::oci_error::{error, API_VERSION_HEADER};
+use crate::oci_error::{error, internal, refuse, API_VERSION_HEADER};
 use access::{authorize, signed_in};
 use atcr_protocol::route::{Route, RouteError};
 use atcr_protocol::{Did, OciCode};
 use worker::{Context, Env, Method, Request, Response, Result};
 
+/// Every answer under `/v2/` is an OCI one: a failure a handler did not
+/// turn into a refusal (a D1 or runtime error) becomes a 500 `INTERNAL`
+/// envelope naming it, never the runtime's bare text.
 pub async fn handle(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    config: &AppConfig,
+) -> Result<Response> {
+    match dispatch(req, env, ctx, config).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            worker::console_error!("registry request failed: {e}");
+            refuse(internal(e))
+        }
+    }
+}
+
+async fn dispatch(
     mut req: Request,
     env: &Env,
     ctx: &Context,
