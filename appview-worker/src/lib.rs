@@ -38,6 +38,29 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     worker_support::subrequests::reported(&env, serve(req, &env, &ctx)).await
 }
 
+/// The `PULLS` queue's consumer: a batch of pull events becomes one D1
+/// batch; if D1 refuses it, the queue delivers the batch again later.
+#[event(queue)]
+async fn queue(
+    batch: MessageBatch<atcr_protocol::pulls::PullEvent>,
+    env: Env,
+    _: Context,
+) -> Result<()> {
+    let events = batch.messages()?;
+    let tallies = atcr_protocol::pulls::tally(events.iter().map(|m| m.body()));
+    match index::write_tallies(&env, &tallies).await {
+        Ok(()) => batch.ack_all(),
+        Err(e) => {
+            console_error!(
+                "pull counts not written ({} events), retried later: {e}",
+                events.len()
+            );
+            batch.retry_all();
+        }
+    }
+    Ok(())
+}
+
 async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let config = match AppConfig::cached(env) {
         Ok(config) => config,

@@ -21,6 +21,7 @@ pub mod markdown;
 pub mod oauth;
 pub mod pagination;
 pub mod paths;
+pub mod pulls;
 pub mod quota;
 pub mod reference;
 pub mod registry_token;

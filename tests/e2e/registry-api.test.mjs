@@ -68,9 +68,12 @@ test('the D1 index follows pushes, tags and pulls (write-through, ready for the 
     await res.arrayBuffer();
   }
   await fetch(registry(`/v2/${name}/manifests/v1`), { method: 'HEAD', headers: bearer(pull) });
-  // Counting happens after the answer; give it a moment.
-  await new Promise((r) => setTimeout(r, 500));
-  assert.equal(rows(`SELECT count FROM pulls WHERE owner_did = '${alice.did}' AND repository = 'indexed'`)[0]?.count, 2, 'one per GET, none for HEAD');
+  // Pulls are counted after the answer, through the PULLS queue, whose
+  // consumer writes a batch at least every 5 s.
+  const counted = () => rows(`SELECT count FROM pulls WHERE owner_did = '${alice.did}' AND repository = 'indexed'`)[0]?.count ?? 0;
+  const deadline = Date.now() + 60_000;
+  while (counted() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+  assert.equal(counted(), 2, 'one per GET, none for HEAD');
 });
 
 test('the catalog lists repositories by handle, paginated with n/last and a Link header', async () => {

@@ -38,6 +38,12 @@ before(async () => {
     assert.equal(res.status, 200);
     await res.arrayBuffer();
   }
+  // Pulls are counted through a queue: the page shows them within a minute.
+  const counted = Date.now() + 60_000;
+  while (!/2 pulls/.test(await (await fetch(new URL(`/r/${alice.handle}/webapp`, stack.urls.appview))).text())) {
+    assert.ok(Date.now() < counted, 'the repository page shows both pulls within a minute');
+    await new Promise((r) => setTimeout(r, 250));
+  }
   // A repository its owner describes with an io.atcr.repo.page record (Markdown)...
   const documented = `${alice.handle}/documented`;
   await pushImage(stack, documented, 'v1', await registryToken(stack, `repository:${documented}:pull,push`, alice));

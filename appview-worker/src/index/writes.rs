@@ -110,19 +110,6 @@ pub async fn manifest_record(
     Ok(row.and_then(|r| r["record_uri"].as_str().map(str::to_string)))
 }
 
-/// One more pull of `repository`.
-pub async fn count_pull(env: &Env, owner: &Did, repository: &str) -> Result<()> {
-    env.d1(DB_BINDING)?
-        .prepare(
-            "INSERT INTO pulls (owner_did, repository, count, last_pull) VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT (owner_did, repository) DO UPDATE SET count = count + 1, last_pull = excluded.last_pull",
-        )
-        .bind(&[owner.as_str().into(), repository.into(), now_ms().into()])?
-        .run()
-        .await?;
-    Ok(())
-}
-
 pub async fn tag_deleted(env: &Env, owner: &Did, repository: &str, tag: &str) -> Result<()> {
     env.d1(DB_BINDING)?
         .prepare("DELETE FROM tags WHERE owner_did = ?1 AND repository = ?2 AND tag = ?3")
