@@ -14,6 +14,7 @@ import path from 'node:path';
 import { startStack, freePort } from '../tests/lib/stack.mjs';
 import { buildImage } from '../tests/lib/image.mjs';
 import { PLAN_BODY_LIMITS } from '../tests/lib/edge.mjs';
+import { load as loadUrl } from './lib/load.mjs';
 
 const layerMb = Number(process.argv[2] ?? 200);
 const requests = Number(process.argv[3] ?? 2000);
@@ -110,26 +111,8 @@ function headers(side) {
 }
 
 /** `requests` GETs of `path`, CONCURRENCY at a time, after a warm-up. */
-async function load(side, path) {
-  const url = `http://${side.host}${path}`;
-  const get = async () => {
-    const t = performance.now();
-    const res = await fetch(url, { headers: headers(side) });
-    await res.arrayBuffer();
-    if (res.status !== 200) throw new Error(`${side.label}: GET ${path} answered ${res.status}`);
-    return performance.now() - t;
-  };
-  for (let i = 0; i < 100; i++) await get();
-  const latencies = [];
-  let next = 0;
-  const start = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next++ < requests) latencies.push(await get());
-  }));
-  const elapsed = performance.now() - start;
-  latencies.sort((a, b) => a - b);
-  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
-  return { rps: (latencies.length / elapsed) * 1000, p50: pct(50), p99: pct(99) };
+function load(side, path) {
+  return loadUrl(`http://${side.host}${path}`, { headers: headers(side), requests, concurrency: CONCURRENCY });
 }
 
 function median(xs) {

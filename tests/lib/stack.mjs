@@ -207,6 +207,20 @@ export async function startStack(opts = {}) {
       await fronts.get(label)?.open();
       await serviceReady(label, readyUrl, [200, 403, 404]);
     },
+    /**
+     * Another Worker served as ours are (wrangler dev behind the local edge),
+     * e.g. the benchmarks' floor; its crate must be built. Resolves to its URL.
+     */
+    async startWorker(label, config) {
+      const port = await freePort();
+      children.push(startWrangler(label, config, {
+        port: await front(label, port), inspector: await freePort(), envFile: writeEnvFile(dir, `${label}.env`, {}),
+        persist: path.join(dir, `${label}-state`), log,
+      }));
+      const url = `http://127.0.0.1:${port}`;
+      await serviceReady(label, `${url}/`, [200]);
+      return url;
+    },
     async stop() {
       await Promise.all(children.map(stopChild));
       await Promise.all([...fronts.values()].map((f) => f.close()));

@@ -1,0 +1,56 @@
+// The registry against the runtime's floor: a Rust Worker built with the
+// same toolchain and served by the same wrangler dev behind the same local
+// edge (bench/floor-worker: an empty 200 to everything). The registry's
+// cheapest answers are loaded the same way, in alternating rounds so drift
+// of the machine falls on both, and each is shown as a share of the floor's
+// requests/s: what the registry's own work costs on top of the runtime.
+//
+//   ./dev bench floor [requests per round, default 2000] [rounds, default 3]
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { startStack, ROOT } from '../tests/lib/stack.mjs';
+import { registryToken, pushImage } from '../tests/lib/registry.mjs';
+import { load } from './lib/load.mjs';
+
+const requests = Number(process.argv[2] ?? 2000);
+const rounds = Number(process.argv[3] ?? 3);
+const log = (m) => process.stderr.write(`${m}\n`);
+
+if (process.env.ATCR_E2E_NO_BUILD !== '1') {
+  log('building bench/floor-worker ...');
+  execFileSync('bash', [path.join(ROOT, 'scripts', 'build-worker'), 'bench/floor-worker'], { stdio: 'inherit' });
+}
+const stack = await startStack({ log });
+try {
+  const floor = await stack.startWorker('floor', path.join(ROOT, 'bench', 'floor-worker', 'wrangler.toml'));
+  const alice = stack.accounts.alice;
+  const name = `${alice.handle}/floor`;
+  const image = await pushImage(stack, name, 'v1', await registryToken(stack, `repository:${name}:pull,push`, alice));
+  const pull = { authorization: `Bearer ${await registryToken(stack, `repository:${name}:pull`)}` };
+  const accept = 'application/vnd.oci.image.manifest.v1+json';
+  const registry = (p) => new URL(p, stack.urls.appview).href;
+  const cases = [
+    ['floor: empty 200 (trivial Rust Worker)', `${floor}/`, {}],
+    ['GET /v2/ without a token (401)', registry('/v2/'), { expect: 401 }, 0.9],
+    ['manifest GET by tag, authorized', registry(`/v2/${name}/manifests/v1`), { headers: { ...pull, accept } }, 0.8],
+    ['manifest HEAD by digest, authorized', registry(`/v2/${name}/manifests/${image.manifest}`), { method: 'HEAD', headers: { ...pull, accept } }, 0.8],
+  ];
+  const results = cases.map(() => []);
+  for (let round = 1; round <= rounds; round++) {
+    log(`round ${round} of ${rounds} ...`);
+    for (const [i, [, url, opts]] of cases.entries()) results[i].push(await load(url, { requests, ...opts }));
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const floorRps = median(results[0].map((r) => r.rps));
+  console.log(`\nthe registry against the runtime's floor (wrangler dev, workerd, the local edge), same machine, one run`);
+  console.log(`${requests} requests a round, 16 at a time, ${rounds} rounds alternating; medians of the rounds\n`);
+  const row = (c) => `${c[0].padEnd(42)}${c[1].padStart(10)}${c[2].padStart(10)}${c[3].padStart(10)}${c[4].padStart(12)}${c[5].padStart(8)}`;
+  console.log(row(['', 'req/s', 'p50 ms', 'p99 ms', 'of floor', 'target']));
+  for (const [i, [what, , , target]] of cases.entries()) {
+    const rps = median(results[i].map((r) => r.rps));
+    console.log(row([what, rps.toFixed(0), median(results[i].map((r) => r.p50)).toFixed(1), median(results[i].map((r) => r.p99)).toFixed(1),
+      i === 0 ? '1.00' : (rps / floorRps).toFixed(2), target ? `≥ ${target}` : '']));
+  }
+} finally {
+  await stack.stop();
+}
