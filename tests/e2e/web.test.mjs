@@ -94,9 +94,10 @@ test('the home page lists the pushed repository and links to its page', async ()
   assert.equal(res.status(), 200);
   assert.match(await page.title(), /container registry on the AT Protocol/);
   assert.match(await page.textContent('main'), new RegExp(`podman push web:1.0 ${service.replace(/[.]/g, '\\.')}/`));
-  const link = page.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`);
+  const recent = page.locator('section', { has: page.locator('h2', { hasText: 'Recently pushed' }) });
+  const link = recent.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`);
   assert.equal(await link.count(), 1);
-  assert.match(await page.locator('ul.repos li', { has: link }).textContent(), /2 tags · 2 pulls/);
+  assert.match(await recent.locator('ul.repos li', { has: page.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`) }).textContent(), /2 tags · 2 pulls/);
   await link.click();
   await page.waitForURL(url(`/r/${alice.handle}/webapp`));
 });
@@ -109,16 +110,74 @@ test('a repository page shows each tag\'s kind, platforms, size and digest, the 
   const row = (tag) => page.locator('table.tags tbody tr', { has: page.locator('td.tag', { hasText: new RegExp(`^${tag}$`) }) });
   const cells = async (tag) => (await row(tag).locator('td').allTextContents()).map((t) => t.trim());
 
-  const [tagV1, kindV1, , sizeV1, digestV1] = await cells('v1');
+  const [tagV1, kindV1, , sizeV1] = await cells('v1');
   assert.equal(tagV1, 'v1');
   assert.equal(kindV1, 'image');
   assert.equal(sizeV1, `${(image.size / 1000).toFixed(1)} kB`, 'config plus layer, from the manifest record');
+  const digestV1 = await row('v1').locator('td.digest code').textContent();
   assert.ok(image.manifest.startsWith(digestV1), `${digestV1} abbreviates ${image.manifest}`);
   assert.equal(await row('v1').locator('code').getAttribute('title'), image.manifest);
 
   const [, kindMulti, platforms] = await cells('multi');
   assert.equal(kindMulti, 'multi-platform index');
   assert.equal(platforms, 'linux/amd64, linux/arm64');
+});
+
+test('a repository page pages and sorts its tags, names its hold, tells each tag\'s age and copies the pull command', async () => {
+  const name = `${alice.handle}/many`;
+  const token = await registryToken(stack, `repository:${name}:pull,push`, alice);
+  const first = await pushImage(stack, name, 't01', token);
+  const bytes = Buffer.from(await (await fetch(url(`/v2/${name}/manifests/t01`), { headers: { authorization: `Bearer ${token}`, accept: OCI_MANIFEST } })).arrayBuffer());
+  for (let i = 2; i <= 30; i++) {
+    const res = await fetch(url(`/v2/${name}/manifests/t${String(i).padStart(2, '0')}`), {
+      method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': OCI_MANIFEST }, body: bytes,
+    });
+    assert.equal(res.status, 201, await res.text());
+  }
+  const tagsShown = () => page.locator('table.tags td.tag').allTextContents();
+
+  await page.goto(url(`/r/${name}`));
+  assert.equal((await tagsShown()).length, 25, 'a page holds 25 tags');
+  assert.equal((await tagsShown())[0], 't30', 'newest push first');
+  assert.match(await page.textContent('p.tag-count'), /30 tags, 1–25 shown/);
+  assert.equal(await page.textContent('code.hold'), stack.holdDid, 'the hold the images live in');
+  assert.equal(await page.locator('table.tags td.age').first().textContent(), 'just now');
+  assert.ok(!Number.isNaN(Date.parse(await page.locator('table.tags td.age time').first().getAttribute('datetime'))));
+  await page.click('a[rel="next"]');
+  assert.equal((await tagsShown()).length, 5);
+  assert.match(await page.textContent('p.tag-count'), /26–30 shown/);
+
+  await page.click('nav.sort a:text("name")');
+  assert.deepEqual((await tagsShown()).slice(0, 3), ['t01', 't02', 't03'], 'by name');
+  assert.equal(await page.locator('table.tags tbody tr', { has: page.locator('td.tag', { hasText: 't01' }) }).locator('td.digest code').getAttribute('title'), first.manifest);
+
+  // Copy buttons appear with the clipboard, and copy what they sit by.
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(stack.urls.appview).origin });
+  await page.click('button[data-copy-from="pull-command"]');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), (await page.textContent('code.pull')).trim());
+  await page.locator('td.digest button.copy').first().click();
+  assert.match(await page.evaluate(() => navigator.clipboard.readText()), /^sha256:[0-9a-f]{64}$/);
+});
+
+test('at phone width (360 px) the home, search, repository and manifest pages fit the screen', async () => {
+  const phone = await browser.newPage({ viewport: { width: 360, height: 780 } });
+  try {
+    for (const p of ['/', `/search?q=${alice.handle}`, `/r/${alice.handle}/webapp`, `/r/${alice.handle}/many`, `/r/${alice.handle}/webapp/v1`]) {
+      assert.equal((await phone.goto(url(p))).status(), 200, p);
+      const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 360, `${p} is ${width} px wide`);
+    }
+  } finally {
+    await phone.close();
+  }
+});
+
+test('the home page lists the most pulled repositories', async () => {
+  await page.goto(url('/'));
+  const popular = page.locator('section.popular');
+  assert.match(await popular.locator('h2').textContent(), /Most pulled/);
+  assert.equal(await popular.locator(`a.repo-name[href="/r/${alice.handle}/webapp"]`).count(), 1);
+  assert.match(await popular.locator('li').first().textContent(), /2 pulls/);
 });
 
 test('search finds repositories by handle or name; the user page lists theirs', async () => {
@@ -201,7 +260,7 @@ test('a repository page shows its owner\'s Markdown description, rendered safely
   assert.equal(await description.locator('strong').textContent(), 'pages');
   assert.equal(await description.locator('a', { hasText: 'the docs' }).getAttribute('href'), 'https://example.com/docs');
   assert.match(await description.textContent(), /<script>document\.title="owned"<\/script>/, 'raw HTML is shown as text');
-  assert.equal(await page.locator('main script').count(), 0);
+  assert.equal(await description.locator('script').count(), 0, 'nothing of the description runs');
   assert.notEqual(await description.locator('a', { hasText: 'click' }).getAttribute('href'), 'javascript:document.title="owned"');
   await description.locator('a', { hasText: 'click' }).click().catch(() => {});
   assert.notEqual(await page.title(), 'owned');

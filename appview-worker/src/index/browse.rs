@@ -37,6 +37,18 @@ const REPOSITORY_COLUMNS: &str = "SELECT u.handle AS handle, r.name AS name, r.o
      LEFT JOIN pulls p ON p.owner_did = r.owner_did AND p.repository = r.name
      WHERE u.handle IS NOT NULL";
 
+/// The repositories pulled most, most first.
+pub async fn most_pulled_repositories(env: &Env, limit: u32) -> Result<Vec<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} AND p.count > 0 ORDER BY p.count DESC, r.updated_at DESC LIMIT ?1"
+        ))
+        .bind(&[limit.into()])?
+        .all()
+        .await?
+        .results()
+}
+
 pub async fn recent_repositories(env: &Env, limit: u32) -> Result<Vec<RepositoryRow>> {
     env.d1(DB_BINDING)?
         .prepare(format!(
@@ -69,19 +81,40 @@ pub async fn repository(env: &Env, handle: &str, name: &str) -> Result<Option<Re
         .await
 }
 
-/// The repository's tags, newest first, with the manifests they name.
-pub async fn tags(env: &Env, owner: &str, repository: &str) -> Result<Vec<TagRow>> {
+/// How the repository page orders its tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOrder {
+    /// Newest push first.
+    Pushed,
+    /// By name, A to Z.
+    Name,
+}
+
+/// One page of the repository's tags, with the manifests they name.
+pub async fn tags(
+    env: &Env,
+    owner: &str,
+    repository: &str,
+    order: TagOrder,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<TagRow>> {
+    // Chosen from a fixed set, never from the request's text.
+    let order_by = match order {
+        TagOrder::Pushed => "t.updated_at DESC, t.tag",
+        TagOrder::Name => "t.tag",
+    };
     env.d1(DB_BINDING)?
-        .prepare(
+        .prepare(format!(
             "SELECT t.tag AS tag, t.digest AS digest, t.updated_at AS updated_at,
                     m.media_type AS media_type, m.artifact_type AS artifact_type,
                     m.platforms AS platforms, m.record_uri AS record_uri
              FROM tags t LEFT JOIN manifests m
                ON m.owner_did = t.owner_did AND m.repository = t.repository AND m.digest = t.digest
              WHERE t.owner_did = ?1 AND t.repository = ?2
-             ORDER BY t.updated_at DESC LIMIT 100",
-        )
-        .bind(&[owner.into(), repository.into()])?
+             ORDER BY {order_by} LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(&[owner.into(), repository.into(), limit.into(), offset.into()])?
         .all()
         .await?
         .results()
@@ -137,7 +170,8 @@ pub async fn referrers(
         .results()
 }
 
-/// The holds the repository's indexed manifests were pushed to.
+/// The holds the repository's indexed manifests were pushed to, the hold
+/// of the newest push first.
 pub async fn repository_holds(env: &Env, owner: &str, repository: &str) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Row {
@@ -146,8 +180,9 @@ pub async fn repository_holds(env: &Env, owner: &str, repository: &str) -> Resul
     let rows: Vec<Row> = env
         .d1(DB_BINDING)?
         .prepare(
-            "SELECT DISTINCT hold_did FROM manifests
-             WHERE owner_did = ?1 AND repository = ?2 AND hold_did IS NOT NULL",
+            "SELECT hold_did FROM manifests
+             WHERE owner_did = ?1 AND repository = ?2 AND hold_did IS NOT NULL
+             GROUP BY hold_did ORDER BY max(created_at) DESC",
         )
         .bind(&[owner.into(), repository.into()])?
         .all()

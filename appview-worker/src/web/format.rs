@@ -54,3 +54,48 @@ pub fn when(ms: f64) -> String {
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
 }
+
+/// How long ago `ms` was, at `now_ms` (both Unix milliseconds), in the
+/// largest whole unit: "just now", "1 minute ago", "3 days ago".
+pub fn age(ms: f64, now_ms: f64) -> String {
+    let seconds = ((now_ms - ms) / 1000.0).max(0.0) as u64;
+    const UNITS: [(u64, &str); 6] = [
+        (365 * 86_400, "year"),
+        (30 * 86_400, "month"),
+        (7 * 86_400, "week"),
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+    ];
+    match UNITS.iter().find(|(size, _)| seconds >= *size) {
+        Some((size, unit)) => {
+            let n = seconds / size;
+            format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+        }
+        None => "just now".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    const MINUTE: f64 = 60_000.0;
+
+    #[test]
+    fn ages_read_in_the_largest_whole_unit() {
+        let now = 1_800_000_000_000.0;
+        assert_eq!(age(now - 10_000.0, now), "just now");
+        assert_eq!(age(now - MINUTE, now), "1 minute ago");
+        assert_eq!(age(now - 59.0 * MINUTE, now), "59 minutes ago");
+        assert_eq!(age(now - 90.0 * MINUTE, now), "1 hour ago");
+        assert_eq!(age(now - 3.0 * 1440.0 * MINUTE, now), "3 days ago");
+        assert_eq!(age(now - 15.0 * 1440.0 * MINUTE, now), "2 weeks ago");
+        assert_eq!(age(now - 400.0 * 1440.0 * MINUTE, now), "1 year ago");
+    }
+
+    #[test]
+    fn a_time_ahead_of_the_clock_is_just_now() {
+        assert_eq!(age(2_000.0, 1_000.0), "just now");
+    }
+}

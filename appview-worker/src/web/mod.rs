@@ -3,10 +3,10 @@
 //!
 //! | path | page |
 //! |---|---|
-//! | `/` | what ATCR is, how to push, recently pushed repositories |
+//! | `/` | what ATCR is, how to push, recently pushed and most pulled repositories |
 //! | `/search?q=&page=` | repositories matching the words (owner, name, description), ranked, 20 a page, with the count |
 //! | `/u/<handle>` | a user's repositories |
-//! | `/r/<handle>/<repository>` | description, tags with kind, platforms, size, digest; pull count and command (`repository`) |
+//! | `/r/<handle>/<repository>?sort=&page=` | description, holds, tags (25 a page, by push or name) with kind, platforms, size, digest, age; pull count and command (`repository`) |
 //! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
 //!
 //! Pages read the D1 index and, for what it lacks, the owners' PDSs (and a
@@ -27,6 +27,7 @@ use worker::{Env, Method, Request, Response, Result};
 use worker_support::query_param;
 
 const RECENT: u32 = 20;
+const POPULAR: u32 = 10;
 const SEARCH_PAGE: u32 = 20;
 /// Pages beyond this are not served: refine the search instead.
 const MAX_SEARCH_PAGE: u32 = 50;
@@ -43,7 +44,9 @@ pub async fn serve(req: &Request, env: &Env, config: &AppConfig) -> Option<Resul
         p => match (p.strip_prefix("/u/"), p.strip_prefix("/r/")) {
             (Some(handle), _) => user(env, handle).await,
             (_, Some(rest)) => match rest.split_once('/') {
-                Some((handle, name)) => repository_or_manifest(env, config, handle, name).await,
+                Some((handle, name)) => {
+                    repository_or_manifest(req, env, config, handle, name).await
+                }
                 None => not_found(format!("{rest} names no repository")),
             },
             _ => return None,
@@ -82,12 +85,16 @@ pub(crate) fn not_found(message: String) -> Page {
 }
 
 async fn home(env: &Env, config: &AppConfig) -> Page {
-    let rows = index::recent_repositories(env, RECENT).await?;
+    let (recent, popular) = futures_util::join!(
+        index::recent_repositories(env, RECENT),
+        index::most_pulled_repositories(env, POPULAR)
+    );
     render(&Home {
         query: String::new(),
         host: config.service.clone(),
-        repos: rows.iter().map(RepoItem::from).collect(),
+        repos: recent?.iter().map(RepoItem::from).collect(),
         empty: "Nothing has been pushed here yet.",
+        popular: popular?.iter().map(RepoItem::from).collect(),
     })
 }
 
@@ -135,7 +142,13 @@ async fn user(env: &Env, handle: &str) -> Page {
 
 /// `/r/<handle>/<rest>`: a repository page when `rest` names a repository
 /// (names may hold `/`), else the manifest page of `<repository>/<reference>`.
-async fn repository_or_manifest(env: &Env, config: &AppConfig, handle: &str, rest: &str) -> Page {
+async fn repository_or_manifest(
+    req: &Request,
+    env: &Env,
+    config: &AppConfig,
+    handle: &str,
+    rest: &str,
+) -> Page {
     if let Some((name, reference)) = rest.rsplit_once('/') {
         if index::repository(env, handle, rest).await?.is_none() {
             return match index::repository(env, handle, name).await? {
@@ -144,5 +157,5 @@ async fn repository_or_manifest(env: &Env, config: &AppConfig, handle: &str, res
             };
         }
     }
-    repository(env, config, handle, rest).await
+    repository(req, env, config, handle, rest).await
 }

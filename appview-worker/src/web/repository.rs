@@ -1,29 +1,63 @@
-//! The repository page: its tags with kind, platforms, size and digest (each
-//! tag's manifest record read from the owner's PDS, all at once), the pull
-//! count and command, and the description.
+//! The repository page: its tags with kind, platforms, size, digest and age
+//! (each tag's manifest record read from the owner's PDS, all at once), 25
+//! a page, newest push or name first; the holds its images live in; the
+//! pull count and command, and the description.
 
-use super::format::{human_bytes, is_index, kind, platform_name, short_digest, when};
+use super::format::{age, human_bytes, is_index, kind, platform_name, short_digest, when};
 use super::views::{Repository, TagItem};
 use super::{not_found, render, Page};
 use crate::atproto::pds::get_record;
 use crate::config::AppConfig;
-use crate::index::{self, RepositoryRow, TagRow};
+use crate::index::{self, RepositoryRow, TagOrder, TagRow};
 use atcr_protocol::markdown::to_safe_html;
 use atcr_protocol::Did;
 use atcr_protocol::{collections, manifest};
-use worker::Env;
-use worker_support::IsolateCache;
+use worker::{Date, Env, Request};
+use worker_support::{query_param, IsolateCache};
 
-pub async fn repository(env: &Env, config: &AppConfig, handle: &str, name: &str) -> Page {
+/// Tags a page shows.
+const TAGS_PER_PAGE: u32 = 25;
+
+pub async fn repository(
+    req: &Request,
+    env: &Env,
+    config: &AppConfig,
+    handle: &str,
+    name: &str,
+) -> Page {
     let Some(repo) = index::repository(env, handle, name).await? else {
         return not_found(format!("No repository {handle}/{name} is known here."));
     };
-    let rows = index::tags(env, &repo.owner_did, &repo.name).await?;
+    let (order, sort) = match query_param(req, "sort").as_deref() {
+        Some("name") => (TagOrder::Name, "name"),
+        _ => (TagOrder::Pushed, "pushed"),
+    };
+    let tag_count = repo.tags as u32;
+    let pages = tag_count.div_ceil(TAGS_PER_PAGE).max(1);
+    let page = query_param(req, "page")
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let offset = (page - 1) * TAGS_PER_PAGE;
+    let (rows, holds) = futures_util::join!(
+        index::tags(
+            env,
+            &repo.owner_did,
+            &repo.name,
+            order,
+            TAGS_PER_PAGE,
+            offset
+        ),
+        index::repository_holds(env, &repo.owner_did, &repo.name)
+    );
+    let rows = rows?;
     // Each tag may need its manifest record from the PDS: ask for them all at once.
+    let now = Date::now().as_millis() as f64;
     let (tags, description_html) = futures_util::join!(
-        futures_util::future::join_all(rows.iter().map(|row| tag_item(row, &repo))),
+        futures_util::future::join_all(rows.iter().map(|row| tag_item(row, &repo, now))),
         page_description(&repo)
     );
+    let link = |page: u32| format!("/r/{}/{}?sort={sort}&page={page}", repo.handle, repo.name);
     // The owner's page record, else the newest image's own description.
     let summary = match description_html {
         Some(_) => None,
@@ -42,13 +76,20 @@ pub async fn repository(env: &Env, config: &AppConfig, handle: &str, name: &str)
             .or(tags.first())
             .map(|t| t.tag.clone())
             .unwrap_or_else(|| "latest".into()),
+        holds: holds?,
+        first: u64::from(offset) + 1,
+        last: u64::from(offset) + tags.len() as u64,
+        tag_count: u64::from(tag_count),
         tags,
+        sort,
+        previous: (page > 1).then(|| link(page - 1)),
+        next: (page < pages).then(|| link(page + 1)),
         description_html,
         summary,
     })
 }
 
-async fn tag_item(row: &TagRow, repo: &RepositoryRow) -> TagItem {
+async fn tag_item(row: &TagRow, repo: &RepositoryRow, now: f64) -> TagItem {
     let is_index = is_index(row.media_type.as_deref());
     let kind = kind(row.media_type.as_deref(), row.artifact_type.as_deref());
     let platforms = row
@@ -76,6 +117,10 @@ async fn tag_item(row: &TagRow, repo: &RepositoryRow) -> TagItem {
         platforms,
         size,
         updated: when(row.updated_at),
+        updated_iso: chrono::DateTime::from_timestamp_millis(row.updated_at as i64)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default(),
+        age: age(row.updated_at, now),
     }
 }
 

@@ -34,7 +34,10 @@ pub struct TagItem {
     pub kind: String,
     pub platforms: Vec<String>,
     pub size: String,
+    /// When it was pushed: a date and time, and how long ago.
     pub updated: String,
+    pub updated_iso: String,
+    pub age: String,
 }
 
 #[derive(Template)]
@@ -42,8 +45,11 @@ pub struct TagItem {
 pub struct Home {
     pub query: String,
     pub host: String,
+    /// Recently pushed.
     pub repos: Vec<RepoItem>,
     pub empty: &'static str,
+    /// Pulled most.
+    pub popular: Vec<RepoItem>,
 }
 
 #[derive(Template)]
@@ -80,7 +86,17 @@ pub struct Repository {
     pub pulls: u64,
     pub updated: String,
     pub latest: String,
+    /// The holds its images are stored in, the newest push's first.
+    pub holds: Vec<String>,
     pub tags: Vec<TagItem>,
+    /// Tags in all, and which of them this page shows.
+    pub tag_count: u64,
+    pub first: u64,
+    pub last: u64,
+    /// "pushed" or "name".
+    pub sort: &'static str,
+    pub previous: Option<String>,
+    pub next: Option<String>,
     /// From the owner's `io.atcr.repo.page` record: safe HTML.
     pub description_html: Option<String>,
     /// Else the newest image's description annotation: plain text.
