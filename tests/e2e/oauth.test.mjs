@@ -171,11 +171,15 @@ test('a callback with a forged state, or with the issuer swapped, is refused and
   assert.equal(forged.status(), 400);
   assert.match(await p.textContent('main'), /Sign-in failed[\s\S]*(not valid|did not start)/);
 
-  // A real sign-in whose callback comes back naming another issuer.
-  await p.route('**/oauth/callback?**', (route) => {
-    const u = new URL(route.request().url());
-    u.searchParams.set('iss', 'http://127.0.0.1:9');
-    return route.continue({ url: u.toString() });
+  // A real sign-in whose callback comes back naming another issuer: the
+  // PDS's last page (its redirect endpoint, which carries code, state and
+  // iss on to the callback) answers with the same redirect, iss swapped.
+  await p.route((u) => u.origin === new URL(stack.urls.pds).origin && u.pathname === '/oauth/authorize/redirect', (route) => {
+    const from = new URL(route.request().url());
+    const to = new URL(from.searchParams.get('redirect_uri'));
+    for (const name of ['code', 'state']) to.searchParams.set(name, from.searchParams.get(name));
+    to.searchParams.set('iss', 'http://127.0.0.1:9');
+    return route.fulfill({ status: 303, headers: { location: to.toString() } });
   });
   const callback = p.waitForResponse((r) => r.url().includes('/oauth/callback'));
   await signIn(p);

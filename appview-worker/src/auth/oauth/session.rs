@@ -164,7 +164,14 @@ impl OAuthSession {
                     .await
                     .map_err(failed)?
                 {
-                    return Err(ended(config, &did, "it was replaced while refreshing"));
+                    // A new sign-in replaced the session meanwhile: use that.
+                    return match store::load(env, config, &did).await.map_err(failed)? {
+                        Some(newer) => {
+                            *self = Self::from_stored(newer)?;
+                            Ok(())
+                        }
+                        None => Err(ended(config, &did, "it was signed out")),
+                    };
                 }
                 self.stored.secrets = secrets;
                 self.stored.generation = generation + 1;
