@@ -1,7 +1,7 @@
 // Signing in with ATProto OAuth, in a real browser (headless Chromium)
 // against the dev-env PDS's own OAuth server: alice types her handle at
 // the appview, signs in and consents on her PDS's pages, and comes back
-// signed in; the appview then writes her records through that OAuth
+// signed in (her handle and avatar in the header); the appview then writes her records through that OAuth
 // session (DPoP-bound tokens; she has no app-password session with it), a
 // refresh of an expired session spends its refresh token once however many
 // requests want it, and signing out revokes the grant at her PDS. Refused,
@@ -22,7 +22,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { startStack, queryD1, freePort, ROOT } from '../lib/stack.mjs';
 import { pushImage } from '../lib/registry.mjs';
-import { xrpc } from '../lib/atproto.mjs';
+import { xrpc, login, putRecord } from '../lib/atproto.mjs';
 import { openSealed, registryTokenFor, dpopPost } from '../lib/oauth.mjs';
 
 const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
@@ -60,8 +60,8 @@ async function tagRecord(repo, tag) {
 
 /**
  * Signs alice in from `/login` in `page`: her handle at the appview, then
- * her password and consent on her PDS's own pages. With `beforeReturn`, the
- * callback request is handed to it instead of being awaited as a success.
+ * her password and consent on her PDS's own pages (consent is asked once).
+ * Resolves once the browser is back at the appview.
  */
 async function signIn(page, { returnTo } = {}) {
   await page.goto(url(returnTo ? `/login?return_to=${encodeURIComponent(returnTo)}` : '/login'));
@@ -105,12 +105,28 @@ test('the appview publishes its confidential client metadata and JWKS, and a sig
 
 let context, page;
 
+/** Gives alice an app.bsky.actor.profile with a 1×1 PNG avatar; resolves to the avatar's CID. */
+async function giveAliceAnAvatar() {
+  const token = await login(stack.urls.pds, alice);
+  const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+  const res = await fetch(`${stack.urls.pds}/xrpc/com.atproto.repo.uploadBlob`, {
+    method: 'POST', headers: { 'content-type': 'image/png', authorization: `Bearer ${token}` }, body: png,
+  });
+  const { blob } = await res.json();
+  await putRecord(stack.urls.pds, token, alice.did, 'app.bsky.actor.profile', 'self', { displayName: 'Alice', avatar: blob });
+  return blob.ref.$link;
+}
+
 test('Chromium signs alice in through her PDS\'s own OAuth pages and comes back signed in', async () => {
+  const avatar = await giveAliceAnAvatar();
   context = await browser.newContext();
   page = await context.newPage();
   await signIn(page, { returnTo: '/search?q=oauth' });
   await page.waitForURL(url('/search?q=oauth'));
   assert.equal(await signedInAs(page), alice.handle);
+  const img = page.locator('nav .account img.avatar');
+  assert.equal(await img.getAttribute('src'), `${stack.urls.pds}/xrpc/com.atproto.sync.getBlob?did=${alice.did}&cid=${avatar}`);
+  assert.equal(await img.evaluate((i) => i.complete && i.naturalWidth), 1, 'her avatar loads from her PDS');
   const cookie = (await context.cookies(stack.urls.appview)).find((c) => c.name === 'atcr_session');
   assert.ok(cookie, 'a session cookie');
   assert.equal(cookie.httpOnly, true);
