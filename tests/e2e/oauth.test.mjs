@@ -309,3 +309,26 @@ test('a user whose PDS ended the session is told to sign in again, not shown an 
   assert.equal(home.status(), 200);
   assert.match(await page.textContent('nav .account'), /Your sign-in has ended\.\s*Sign in again/);
 });
+
+test('sign-ins beyond the limit from one address get 429 with Retry-After, without reaching any PDS', async () => {
+  const form = await fetch(url('/login'));
+  const cookie = form.headers.getSetCookie().find((c) => c.startsWith('atcr_sign_in=')).split(';')[0];
+  const csrf = (await form.text()).match(/name="csrf" value="([0-9a-f]+)"/)[1];
+  const statuses = [];
+  for (let i = 0; i < 12 && !statuses.includes(429); i++) {
+    const res = await fetch(url('/login'), {
+      method: 'POST', redirect: 'manual',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf, handle: 'nobody.test', return_to: '/' }).toString(),
+    });
+    statuses.push(res.status);
+    if (res.status === 429) {
+      assert.equal(res.headers.get('retry-after'), '60');
+      assert.match(await res.text(), /Too many sign-ins from your address/);
+    } else {
+      assert.match(await res.text(), /no such handle nobody\.test/);
+    }
+  }
+  assert.equal(statuses.at(-1), 429, `statuses: ${statuses}`);
+  assert.ok(statuses.slice(0, -1).every((s) => s === 400), `statuses: ${statuses}`);
+});

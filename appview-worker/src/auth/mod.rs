@@ -3,9 +3,10 @@
 //! the appview (`oauth`), the browsers signed in to the web pages
 //! (`web_sessions`), the app-password PDS sessions (`sessions`, encrypted in
 //! D1), and writing to a user's PDS with whichever session it holds
-//! (`writer`). Imports `atproto` below it; nothing here imports `registry`
-//! or `web`.
+//! (`writer`), and how often a source may sign in (`limiter`). Imports
+//! `atproto` below it; nothing here imports `registry` or `web`.
 
+pub mod limiter;
 pub mod oauth;
 pub mod sessions;
 pub mod token;

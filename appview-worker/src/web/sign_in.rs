@@ -13,10 +13,11 @@
 
 use super::views::{Account, AccountUser, Login, Notice};
 use super::{render, Page};
+use crate::auth::limiter;
 use crate::auth::oauth::session::OAuthSession;
 use crate::auth::oauth::sign_in::{self, SignInError};
 use crate::auth::web_sessions::{self, WebSession};
-use crate::config::AppConfig;
+use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
 use atcr_protocol::web_session::{
     clear_cookie, cookie, csrf_ok, csrf_token, is_well_formed, new_cookie_value, safe_return_path,
     same_origin_post, set_cookie, SESSION_COOKIE, SESSION_LIFETIME_SECS, SIGN_IN_COOKIE,
@@ -242,6 +243,22 @@ pub async fn login_submit(req: &mut Request, env: &Env, config: &AppConfig) -> R
         )?;
         return page_response(page, &viewer, config);
     };
+    // Each sign-in costs the user's PDS work: only so many per source.
+    if !limiter::allowed(env, format!("oauth {}", limiter::source_address(req))).await {
+        let page = login_form(
+            config,
+            &cookie,
+            handle,
+            return_to,
+            Some(format!(
+                "Too many sign-ins from your address: wait {SIGN_IN_LIMIT_PERIOD_SECS} seconds."
+            )),
+        )?;
+        let mut resp = page_response((429, page.1), &viewer, config)?;
+        resp.headers_mut()
+            .set("Retry-After", &SIGN_IN_LIMIT_PERIOD_SECS.to_string())?;
+        return Ok(resp);
+    }
     match sign_in::start(config, &handle, &cookie, return_to.clone()).await {
         Ok(location) => see_other(&location),
         Err(e) => {
