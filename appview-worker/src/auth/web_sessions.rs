@@ -45,21 +45,26 @@ pub async fn create(
         .map_err(|e| worker::Error::RustError(format!("no randomness: {e}")))?;
     let value = new_cookie_value(random);
     let now = now_ms();
-    env.d1(DB_BINDING)?
-        .prepare(
-            "INSERT INTO web_sessions (id_hash, did, handle, avatar_url, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&[
-            id_hash(&value).into(),
-            did.as_str().into(),
-            handle.into(),
-            avatar_url.map(JsValue::from).unwrap_or(JsValue::NULL),
-            now.into(),
-            (now + (SESSION_LIFETIME_SECS * 1000) as f64).into(),
-        ])?
+    let db = env.d1(DB_BINDING)?;
+    // The user's expired sessions go as a new one comes.
+    db.prepare("DELETE FROM web_sessions WHERE did = ?1 AND expires_at <= ?2")
+        .bind(&[did.as_str().into(), now.into()])?
         .run()
         .await?;
+    db.prepare(
+        "INSERT INTO web_sessions (id_hash, did, handle, avatar_url, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(&[
+        id_hash(&value).into(),
+        did.as_str().into(),
+        handle.into(),
+        avatar_url.map(JsValue::from).unwrap_or(JsValue::NULL),
+        now.into(),
+        (now + (SESSION_LIFETIME_SECS * 1000) as f64).into(),
+    ])?
+    .run()
+    .await?;
     Ok(value)
 }
 
@@ -79,11 +84,11 @@ pub async fn find(env: &Env, cookie_value: &str) -> Result<Option<WebSession>> {
         .await
 }
 
-/// Ends every web session of `did` (and any expired ones on the way).
+/// Ends every web session of `did`.
 pub async fn delete_all_of(env: &Env, did: &str) -> Result<()> {
     env.d1(DB_BINDING)?
-        .prepare("DELETE FROM web_sessions WHERE did = ?1 OR expires_at <= ?2")
-        .bind(&[did.into(), now_ms().into()])?
+        .prepare("DELETE FROM web_sessions WHERE did = ?1")
+        .bind(&[did.into()])?
         .run()
         .await
         .map(|_| ())
