@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '3');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '4');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -142,6 +142,35 @@ CREATE TABLE IF NOT EXISTS pds_sessions (
   expires_at        INTEGER NOT NULL,
   updated_at        INTEGER NOT NULL
 );
+
+-- ATProto OAuth sessions (migration 0004): per user, the tokens an OAuth
+-- sign-in gave the appview and the DPoP key they are bound to, sealed with
+-- the appview's secret key; the appview writes the user's records with them
+-- (before an app-password session). A refresh claims the row
+-- (refreshing_until) for the generation it read and stores new tokens only
+-- over that generation, so a single-use refresh token is spent once.
+CREATE TABLE IF NOT EXISTS oauth_sessions (
+  did                TEXT PRIMARY KEY,
+  issuer             TEXT NOT NULL,
+  pds_endpoint       TEXT NOT NULL,
+  session_ciphertext TEXT NOT NULL,         -- base64 of secret_box::seal(JSON tokens + DPoP key)
+  generation         INTEGER NOT NULL DEFAULT 0,
+  refreshing_until   INTEGER,               -- unix ms: a refresh in flight holds the row until then
+  dpop_nonce         TEXT,                  -- the PDS's latest DPoP nonce (not secret)
+  expires_at         INTEGER NOT NULL,      -- unix ms
+  updated_at         INTEGER NOT NULL
+);
+
+-- Browsers signed in to the web pages, by the SHA-256 of their cookie.
+CREATE TABLE IF NOT EXISTS web_sessions (
+  id_hash    TEXT PRIMARY KEY,              -- SHA-256 (hex) of the cookie's random value
+  did        TEXT NOT NULL,
+  handle     TEXT NOT NULL,
+  avatar_url TEXT,
+  created_at INTEGER NOT NULL,              -- unix ms
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS web_sessions_did ON web_sessions (did);
 
 -- Credential-helper devices: a revocable secret per device, stored hashed.
 CREATE TABLE IF NOT EXISTS devices (

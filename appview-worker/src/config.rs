@@ -1,8 +1,11 @@
 //! The appview's configuration: `[vars]` in the top-level `wrangler.toml`,
 //! plus two secrets set with `wrangler secret put`.
 
+use atcr_protocol::oauth::client::ClientKey;
 use atcr_protocol::secret_box::{key_from_hex, KEY_LEN};
 use atcr_protocol::Did;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::cell::OnceCell;
 use std::rc::Rc;
 use worker::Env;
@@ -36,6 +39,9 @@ pub struct AppConfig {
     pub signing_key: p256::ecdsa::SigningKey,
     /// Encrypts PDS sessions at rest (`APPVIEW_SECRET_KEY`, 64 hex).
     pub secret_key: [u8; KEY_LEN],
+    /// Signs the appview's OAuth client assertions (`private_key_jwt`);
+    /// derived from `APPVIEW_SECRET_KEY`, published at `/oauth/jwks.json`.
+    pub oauth_client_key: ClientKey,
     /// The largest request body that reaches the Worker
     /// (`EDGE_BODY_LIMIT_BYTES`; Cloudflare's edge answers 413 to larger
     /// ones): the largest upload chunk announced stays under it. 0: no limit.
@@ -89,7 +95,9 @@ impl AppConfig {
             .map_err(|e| format!("APPVIEW_SIGNING_KEY: {e}"))?;
         let secret_key = key_from_hex(&var("APPVIEW_SECRET_KEY")?)
             .map_err(|e| format!("APPVIEW_SECRET_KEY: {e}"))?;
+        let oauth_client_key = oauth_client_key(&secret_key)?;
         Ok(AppConfig {
+            oauth_client_key,
             service: var("REGISTRY_SERVICE").unwrap_or(default_service),
             did: Did::web_for_url(&public_url).map_err(|e| format!("PUBLIC_URL: {e}"))?,
             plc_url: var("PLC_URL")
@@ -122,4 +130,19 @@ impl AppConfig {
     pub fn token_realm(&self) -> String {
         format!("{}/auth/token", self.public_url)
     }
+}
+
+/// The OAuth client key: a P-256 key derived from the secret key (HMAC
+/// under its own label), so it needs no secret of its own and every
+/// isolate derives the same one; `kid` is a prefix of its JWK thumbprint,
+/// so a new secret publishes a new `kid`.
+fn oauth_client_key(secret_key: &[u8; KEY_LEN]) -> Result<ClientKey, String> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret_key).expect("any key length");
+    mac.update(b"atcr-oauth-client-key");
+    let scalar = mac.finalize().into_bytes();
+    let key = p256::ecdsa::SigningKey::from_slice(&scalar)
+        .map_err(|_| "APPVIEW_SECRET_KEY derives no P-256 key: choose another".to_string())?;
+    let thumbprint =
+        atcr_protocol::oauth::jws::PublicJwk::from_key(key.verifying_key()).thumbprint();
+    Ok(ClientKey::new(&thumbprint[..16], key))
 }

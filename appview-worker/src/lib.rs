@@ -23,6 +23,7 @@ mod registry;
 mod web;
 
 use atcr_protocol::identity::{DidDocument, Service};
+use atcr_protocol::oauth::client as oauth;
 use atcr_protocol::service_auth::PublicKey;
 use atcr_protocol::OciCode;
 use config::AppConfig;
@@ -61,7 +62,7 @@ async fn queue(
     Ok(())
 }
 
-async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
+async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let config = match AppConfig::cached(env) {
         Ok(config) => config,
         Err(message) => {
@@ -77,13 +78,15 @@ async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     if path == "/v2" || path.starts_with("/v2/") {
         return registry::handle(req, env, ctx, &config).await;
     }
-    if let Some(page) = web::serve(&req, env, &config).await {
+    if let Some(page) = web::serve(&mut req, env, &config).await {
         return page;
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(env, &config).await,
         (Method::Get | Method::Post, "/auth/token") => auth::token::issue(req, env, &config).await,
         (Method::Get, "/.well-known/did.json") => did_document(&config),
+        (Method::Get, oauth::METADATA_PATH) => auth::oauth::client::metadata_document(&config),
+        (Method::Get, oauth::JWKS_PATH) => auth::oauth::client::jwks(&config),
         _ => worker_support::json(404, &serde_json::json!({ "error": "not found" })),
     }
 }

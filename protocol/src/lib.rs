@@ -32,6 +32,7 @@ pub mod secret_box;
 pub mod service_auth;
 pub mod tid;
 pub mod upload_session;
+pub mod web_session;
 
 pub use digest::Digest;
 pub use error::{ErrorEnvelope, OciCode, Refusal};

@@ -1,8 +1,14 @@
-//! Who a request is and what the appview may do for them: the Docker token
-//! service (`token`), the PDS sessions the appview holds for users
-//! (`sessions`, encrypted in D1), and writing to a user's PDS with them
-//! (`writer`). Imports `atproto` below it; nothing here imports `registry`.
+//! Who a user is and what the appview may do for them: the Docker token
+//! service (`token`), ATProto OAuth sign-in and the OAuth sessions it gives
+//! the appview (`oauth`), the browsers signed in to the web pages
+//! (`web_sessions`), the app-password PDS sessions (`sessions`, encrypted in
+//! D1), and writing to a user's PDS with whichever session it holds
+//! (`writer`), and how often a source may sign in (`limiter`). Imports
+//! `atproto` below it; nothing here imports `registry` or `web`.
 
+pub mod limiter;
+pub mod oauth;
 pub mod sessions;
 pub mod token;
+pub mod web_sessions;
 pub mod writer;

@@ -12,8 +12,9 @@
 
 use crate::atproto::pds::{create_session, LoginError};
 use crate::atproto::resolve::{resolve_owner, resolve_user, ResolveError};
+use crate::auth::limiter;
 use crate::auth::sessions;
-use crate::config::{AppConfig, SIGN_IN_LIMITER_BINDING, SIGN_IN_LIMIT_PERIOD_SECS};
+use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
 use crate::oci_error::error;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::registry_token::{sign, Access, RefreshGrant, RegistryClaims, CATALOG_SCOPE};
@@ -82,7 +83,7 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
     let signed_in = match request.credential {
         Credential::Anonymous => None,
         Credential::Password { user, password } => {
-            let source = source_address(&req);
+            let source = limiter::source_address(&req);
             match login(env, config, &user, &password, &source).await {
                 Ok(session) => Some(session),
                 Err((OciCode::TooManyRequests, msg)) => return too_many(msg),
@@ -295,7 +296,7 @@ async fn login(
     }
     // Only a credential not seen before reaches the PDS, and only so often
     // per source and account: guessing app passwords is slow.
-    if !sign_in_allowed(env, source, &identity.did).await {
+    if !limiter::allowed(env, format!("{source} {}", identity.did)).await {
         return Err((
             OciCode::TooManyRequests,
             format!("too many sign-ins for {user} from {source}: wait a minute"),
@@ -315,30 +316,6 @@ async fn login(
         .await
         .map_err(internal)?;
     Ok((identity.did, mac))
-}
-
-/// Whether the sign-in limiter lets one more sign-in of `did` from `source`
-/// through. Without the binding (not configured) every sign-in goes through.
-async fn sign_in_allowed(env: &Env, source: &str, did: &Did) -> bool {
-    let Ok(limiter) = env.rate_limiter(SIGN_IN_LIMITER_BINDING) else {
-        return true;
-    };
-    match limiter.limit(format!("{source} {did}")).await {
-        Ok(outcome) => outcome.success,
-        Err(e) => {
-            worker::console_error!("sign-in limiter failed: {e}");
-            true
-        }
-    }
-}
-
-/// The client's address as Cloudflare's edge reports it.
-fn source_address(req: &Request) -> String {
-    req.headers()
-        .get("CF-Connecting-IP")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// 429 `TOOMANYREQUESTS` with `Retry-After`.

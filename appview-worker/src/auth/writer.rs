@@ -1,11 +1,13 @@
 //! Writing to a user's PDS as them, with the session the appview holds for
-//! them (today the app-password session in `sessions`), refreshed once when
-//! the PDS says it expired.
+//! them: their OAuth session (DPoP-bound tokens) when they signed in with
+//! ATProto OAuth, else the app-password session of `sessions` (CI's `docker
+//! login`), refreshed once when the PDS says it expired.
 
 use crate::atproto::pds::{call, finish, refresh_session, Body, PdsTokens};
+use crate::auth::oauth::session::{OAuthSession, SessionError};
 use crate::auth::sessions;
 use crate::config::AppConfig;
-use atcr_protocol::Did;
+use atcr_protocol::{Did, OciCode, Refusal};
 use worker::Env;
 
 /// How often a PDS fault (5xx) is retried, waiting a little longer each time.
@@ -20,30 +22,49 @@ fn retry_delay(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(base + base * u64::from(noise[0]) / 512)
 }
 
+/// The session a writer writes with.
+enum Session {
+    OAuth(Box<OAuthSession>),
+    AppPassword(PdsTokens),
+}
+
 pub struct PdsWriter<'a> {
     env: &'a Env,
     config: &'a AppConfig,
     did: Did,
     pub pds: String,
-    tokens: PdsTokens,
+    session: Session,
+}
+
+fn internal(message: String) -> Refusal {
+    (OciCode::Internal, message)
 }
 
 impl<'a> PdsWriter<'a> {
-    /// `None` when the appview holds no session for `did` (they must log in).
+    /// `None` when the appview holds no session for `did` (they must sign in).
     pub async fn for_user(
         env: &'a Env,
         config: &'a AppConfig,
         did: &Did,
     ) -> worker::Result<Option<PdsWriter<'a>>> {
+        let writer = |pds: String, session| PdsWriter {
+            env,
+            config,
+            did: did.clone(),
+            pds,
+            session,
+        };
+        match OAuthSession::load(env, config, did).await {
+            Ok(Some(oauth)) => {
+                let pds = oauth.pds().to_string();
+                return Ok(Some(writer(pds, Session::OAuth(Box::new(oauth)))));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(worker::Error::RustError(e.to_string())),
+        }
         Ok(sessions::load(env, config, did)
             .await?
-            .map(|(pds, tokens)| PdsWriter {
-                env,
-                config,
-                did: did.clone(),
-                pds,
-                tokens,
-            }))
+            .map(|(pds, tokens)| writer(pds, Session::AppPassword(tokens))))
     }
 
     /// The user written as.
@@ -51,36 +72,67 @@ impl<'a> PdsWriter<'a> {
         &self.did
     }
 
-    /// POSTs to an XRPC procedure; returns the JSON answer or the PDS's words.
+    /// POSTs to an XRPC procedure; returns the JSON answer, or a refusal
+    /// with the PDS's words (`DENIED` when the user must sign in again).
     /// Every procedure the appview calls is idempotent (`putRecord` with a
     /// key, `deleteRecord`, `uploadBlob`), so a PDS fault is retried: the
     /// reference PDS answers 500 when writes to one repository collide.
-    pub async fn post(&mut self, nsid: &str, body: Body<'_>) -> Result<serde_json::Value, String> {
-        let mut refreshed = false;
+    pub async fn post(&mut self, nsid: &str, body: Body<'_>) -> Result<serde_json::Value, Refusal> {
         let mut attempt = 0;
         loop {
-            let (status, answer) = call(&self.pds, &self.tokens.access_jwt, nsid, &body).await?;
-            let expired = status == 401 || (status == 400 && answer["error"] == "ExpiredToken");
-            if expired && !refreshed {
-                self.refresh().await?;
-                refreshed = true;
-                continue;
-            }
+            let (status, answer) = self.send(nsid, &body).await?;
             if status >= 500 && attempt < FAULT_RETRIES {
                 attempt += 1;
                 worker::Delay::from(retry_delay(attempt)).await;
                 continue;
             }
-            return finish(nsid, status, answer);
+            return finish(nsid, status, answer).map_err(internal);
         }
     }
 
-    async fn refresh(&mut self) -> Result<(), String> {
-        self.tokens = refresh_session(&self.pds, &self.tokens.refresh_jwt)
-            .await?
-            .ok_or_else(|| format!("the PDS session of {} has ended: log in again", self.did))?;
-        sessions::replace_tokens(self.env, self.config, &self.did, &self.tokens)
-            .await
-            .map_err(|e| e.to_string())
+    async fn send(
+        &mut self,
+        nsid: &str,
+        body: &Body<'_>,
+    ) -> Result<(u16, serde_json::Value), Refusal> {
+        match &mut self.session {
+            Session::OAuth(oauth) => {
+                let (content_type, bytes) = match body {
+                    Body::Json(v) => ("application/json", v.to_string().into_bytes()),
+                    Body::Bytes(bytes, mime) => (*mime, bytes.to_vec()),
+                };
+                oauth
+                    .post(self.env, self.config, nsid, content_type, &bytes)
+                    .await
+                    .map_err(|e| match e {
+                        SessionError::Ended(m) => (OciCode::Denied, m),
+                        SessionError::Failed(m) => internal(m),
+                    })
+            }
+            Session::AppPassword(tokens) => {
+                let (status, answer) = call(&self.pds, &tokens.access_jwt, nsid, body)
+                    .await
+                    .map_err(internal)?;
+                let expired = status == 401 || (status == 400 && answer["error"] == "ExpiredToken");
+                if !expired {
+                    return Ok((status, answer));
+                }
+                *tokens = refresh_session(&self.pds, &tokens.refresh_jwt)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| {
+                        (
+                            OciCode::Denied,
+                            format!("the PDS session of {} has ended: log in again", self.did),
+                        )
+                    })?;
+                sessions::replace_tokens(self.env, self.config, &self.did, tokens)
+                    .await
+                    .map_err(|e| internal(e.to_string()))?;
+                call(&self.pds, &tokens.access_jwt, nsid, body)
+                    .await
+                    .map_err(internal)
+            }
+        }
     }
 }

@@ -57,6 +57,10 @@ pub async fn writer_for<'a>(
         .map_err(|e| (OciCode::Internal, e.to_string()))?
         .ok_or((
             OciCode::Denied,
-            format!("the registry holds no PDS session for {user}: log in again"),
+            format!(
+                "the registry holds no session with the PDS of {user}: sign in at {}/login \
+                 (or log in with an app password)",
+                config.public_url
+            ),
         ))
 }

@@ -8,14 +8,20 @@
 //! | `/u/<handle>` | a user's repositories |
 //! | `/r/<handle>/<repository>?sort=&page=` | description, holds, tags (25 a page, by push or name) with kind, platforms, size, digest, age; pull count and command (`repository`) |
 //! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
+//! | `/login`, `/oauth/callback`, `/logout` | signing in and out with ATProto OAuth (`sign_in`) |
+//!
+//! Every page's header shows who is signed in (`sign_in::viewer`): pages
+//! are put together without knowing who looks, and the account corner is
+//! put in last.
 //!
 //! Pages read the D1 index and, for what it lacks, the owners' PDSs (and a
-//! hold, for an image's config); they import `index`, `atproto` and
-//! `holds`, never `registry`.
+//! hold, for an image's config); they import `index`, `atproto`, `holds`
+//! and `auth` (sign-in), never `registry`.
 
 mod format;
 mod manifest;
 mod repository;
+mod sign_in;
 mod views;
 
 use crate::config::AppConfig;
@@ -33,11 +39,16 @@ const SEARCH_PAGE: u32 = 20;
 const MAX_SEARCH_PAGE: u32 = 50;
 
 /// Answers `req` if it is a page of the UI.
-pub async fn serve(req: &Request, env: &Env, config: &AppConfig) -> Option<Result<Response>> {
-    if req.method() != Method::Get {
-        return None;
-    }
+pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<Result<Response>> {
     let path = req.path();
+    match (req.method(), path.as_str()) {
+        (Method::Get, "/login") => return Some(sign_in::login_page(req, env, config).await),
+        (Method::Post, "/login") => return Some(sign_in::login_submit(req, env, config).await),
+        (Method::Get, "/oauth/callback") => return Some(sign_in::callback(req, env, config).await),
+        (Method::Post, "/logout") => return Some(sign_in::sign_out(req, env, config).await),
+        (Method::Get, _) => {}
+        _ => return None,
+    }
     let page = match path.as_str() {
         "/" => home(env, config).await,
         "/search" => search(req, env).await,
@@ -64,7 +75,8 @@ pub async fn serve(req: &Request, env: &Env, config: &AppConfig) -> Option<Resul
             }
         }
     };
-    Some(Response::from_html(html).map(|r| r.with_status(status)))
+    let viewer = sign_in::viewer(req, env).await;
+    Some(sign_in::page_response((status, html), &viewer, config))
 }
 
 pub(crate) type Page = Result<(u16, String)>;

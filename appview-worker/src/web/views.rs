@@ -169,3 +169,41 @@ pub struct Referrer {
     pub short: String,
     pub pushed: String,
 }
+
+/// The header's account corner: who is signed in, or the way to sign in.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct Account {
+    pub user: Option<AccountUser>,
+    /// The browser's sign-in has ended (signed out elsewhere, or the PDS
+    /// ended the session).
+    pub ended: bool,
+}
+
+pub struct AccountUser {
+    pub handle: String,
+    pub avatar: Option<String>,
+    /// The sign-out form's CSRF token.
+    pub csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct Login {
+    pub query: String,
+    pub csrf: String,
+    pub handle: String,
+    pub return_to: String,
+    pub error: Option<String>,
+}
+
+/// A page that only says something: a refusal or a failure, with a way on.
+#[derive(Template)]
+#[template(path = "notice.html")]
+pub struct Notice {
+    pub query: String,
+    pub title: String,
+    pub message: String,
+    /// `(href, text)`.
+    pub link: Option<(String, String)>,
+}

@@ -248,6 +248,18 @@ impl TokenResponse {
     }
 }
 
+/// Whether a token endpoint's refusal means the grant is gone for good
+/// (RFC 6749 §5.2 `invalid_grant`: the refresh token was revoked, expired or
+/// already spent), so the user must sign in again; any other failure may
+/// pass.
+pub fn grant_ended(status: u16, body: &[u8]) -> bool {
+    (400..500).contains(&status)
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .is_some_and(|e| e == "invalid_grant")
+}
+
 impl TokenSet {
     /// Whether to refresh before using the access token (`margin` seconds early).
     pub fn needs_refresh(&self, now: u64, margin: u64) -> bool {
@@ -338,6 +350,17 @@ mod tests {
             denied.code_for(&s),
             Err(FlowError::Refused("access_denied: User denied".into()))
         );
+    }
+
+    #[test]
+    fn only_invalid_grant_ends_a_session() {
+        assert!(grant_ended(
+            400,
+            br#"{"error":"invalid_grant","error_description":"revoked"}"#
+        ));
+        assert!(!grant_ended(400, br#"{"error":"use_dpop_nonce"}"#));
+        assert!(!grant_ended(500, br#"{"error":"invalid_grant"}"#));
+        assert!(!grant_ended(400, b"not json"));
     }
 
     fn response() -> TokenResponse {

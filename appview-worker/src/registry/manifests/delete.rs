@@ -101,5 +101,4 @@ async fn delete_record(
         .post("com.atproto.repo.deleteRecord", Body::Json(body))
         .await
         .map(|_| ())
-        .map_err(|e| (OciCode::Internal, e))
 }

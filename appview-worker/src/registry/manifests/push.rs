@@ -199,14 +199,12 @@ async fn write_records(
     let mut record = manifest::fit_record(record, MAX_RECORD_BYTES - BLOB_REF_ROOM)
         .map_err(|e| (OciCode::ManifestInvalid, e.to_string()))?;
     ensure_profile(&mut writer, owner, hold).await?;
-    let pds_error = |e: String| (OciCode::Internal, e);
     record["manifestBlob"] = writer
         .post(
             "com.atproto.repo.uploadBlob",
             Body::Bytes(&pushed.bytes, &pushed.parsed.media_type),
         )
-        .await
-        .map_err(pds_error)?["blob"]
+        .await?["blob"]
         .clone();
     // Re-pushing the same manifest updates its record instead of adding
     // one, also one written before keys were derived from the digest.
@@ -224,8 +222,7 @@ async fn write_records(
                 "repo": user, "collection": collections::MANIFEST, "rkey": rkey, "record": record,
             })),
         )
-        .await
-        .map_err(pds_error)?;
+        .await?;
     let manifest_uri = written["uri"].as_str().unwrap_or_default().to_string();
     if let Reference::Tag(tag) = reference {
         writer
@@ -234,8 +231,7 @@ async fn write_records(
                 "record": { "$type": collections::TAG, "repository": name.repository(), "tag": tag,
                             "manifest": manifest_uri, "createdAt": now, "updatedAt": now },
             })))
-            .await
-            .map_err(pds_error)?;
+            .await?;
     }
     Ok(manifest_uri)
 }
@@ -261,7 +257,6 @@ async fn ensure_profile(
         })))
         .await
         .map(|_| ())
-        .map_err(|e| (OciCode::Internal, e))
 }
 
 /// The PDS has it all now; the index is a cache, so a failure here is
