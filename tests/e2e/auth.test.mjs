@@ -119,6 +119,21 @@ test('forged, foreign-key and expired tokens are refused at /v2/', async () => {
   }
 });
 
+test('the owner\'s pull-only token asked to push gets 401 with an insufficient_scope challenge, so the client fetches a wider token', async () => {
+  const { alice } = stack.accounts;
+  const pullOnly = (await getToken({ user: alice.handle, password: alice.appPassword, scope: `repository:${alice.handle}/app:pull` })).body.token;
+  const res = await fetch(`${stack.urls.appview}/v2/${alice.handle}/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${pullOnly}` } });
+  assert.equal(res.status, 401);
+  assert.equal((await res.json()).errors[0].code, 'UNAUTHORIZED');
+  const challenge = res.headers.get('www-authenticate');
+  assert.match(challenge, new RegExp(`scope="repository:${alice.handle.replace('.', '\\.')}/app:pull,push"`));
+  assert.match(challenge, /error="insufficient_scope"/);
+  // The token the challenge asks for works.
+  const wider = (await getToken({ user: alice.handle, password: alice.appPassword, scope: `repository:${alice.handle}/app:pull,push` })).body.token;
+  const again = await fetch(`${stack.urls.appview}/v2/${alice.handle}/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${wider}` } });
+  assert.equal(again.status, 202, await again.text());
+});
+
 test('a user\'s pull token cannot push: 403 DENIED with an insufficient_scope challenge naming the scope', async () => {
   const { alice, bob } = stack.accounts;
   const token = (await getToken({ user: bob.handle, password: bob.appPassword, scope: `repository:${alice.handle}/app:pull,push` })).body.token;

@@ -2,9 +2,11 @@
 //! verified, and the challenge that tells a client where to get a better one
 //! (Docker token auth, RFC 6750 errors).
 
+use super::owner::resolve_repo_owner;
 use crate::config::AppConfig;
 use crate::oci_error::error;
 use atcr_protocol::challenge::BearerChallenge;
+use atcr_protocol::reference::RepoName;
 use atcr_protocol::registry_token::{verify, RegistryClaims, CATALOG_SCOPE};
 use atcr_protocol::route::Route;
 use atcr_protocol::{Did, OciCode};
@@ -12,7 +14,7 @@ use worker::{Method, Request, Response, Result};
 use worker_support::{now, IsolateCache};
 
 /// The checked token of a request, or the response that refuses it.
-pub fn authorize(
+pub async fn authorize(
     req: &Request,
     config: &AppConfig,
     route: &Route,
@@ -27,29 +29,40 @@ pub fn authorize(
     }
     if let (Some(name), Some(action)) = (route.name(), needed) {
         if !claims.allows("repository", name.as_str(), action) {
-            return Err(insufficient(config, route, &claims, name.as_str(), action));
+            return Err(insufficient(config, route, &claims, name, action).await);
         }
     }
     Ok(claims)
 }
 
-/// An anonymous token should authenticate (401); a user's token lacks the
-/// privilege (403, RFC 6750 `insufficient_scope`). Both carry the challenge
-/// naming the scope needed.
-fn insufficient(
+/// A token without the scope needed. Whoever could be granted it (anyone
+/// for a pull, the repository's owner for the rest) gets 401 with the
+/// challenge naming the scope, as Docker token auth has it, so the client
+/// asks the token service again; a signed-in user who never will be
+/// granted it gets 403 DENIED saying so, with the same challenge.
+async fn insufficient(
     config: &AppConfig,
     route: &Route,
     claims: &RegistryClaims,
-    name: &str,
+    name: &RepoName,
     action: &'static str,
 ) -> Result<Response> {
     let resp = challenge(config, route, Some(action), Some("insufficient_scope"))?;
-    if claims.sub.is_empty() {
+    if claims.sub.is_empty() || action == "pull" {
+        return Ok(resp);
+    }
+    // The owner's DID, when the name resolves; a name that does not
+    // resolve is refused later, where its error is reported.
+    let owner = resolve_repo_owner(name, config).await.ok().map(|o| o.did);
+    if owner.is_none_or(|did| did.as_str() == claims.sub) {
         return Ok(resp);
     }
     let mut denied = error(
         OciCode::Denied,
-        Some(format!("{} may not {action} {name}", claims.sub)),
+        Some(format!(
+            "{} may not {action} {name}: only its owner may",
+            claims.sub
+        )),
     )?;
     let header = resp.headers().get("WWW-Authenticate")?.unwrap_or_default();
     denied.headers_mut().set("WWW-Authenticate", &header)?;

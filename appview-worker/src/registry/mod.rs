@@ -58,7 +58,7 @@ async fn dispatch(
         Err(RouteError::DigestInvalid(m)) => return error(OciCode::DigestInvalid, Some(m)),
         Err(RouteError::ReferenceInvalid(m)) => return error(OciCode::ManifestInvalid, Some(m)),
     };
-    let claims = match authorize(&req, config, &route) {
+    let claims = match authorize(&req, config, &route).await {
         Ok(claims) => claims,
         Err(refused) => return refused,
     };
