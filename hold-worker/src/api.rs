@@ -8,7 +8,7 @@ use crate::failure::Failure;
 use crate::storage::{BlobStore, ObjectInfo, R2Store, S3Store, StorageError};
 use crate::usage::{self, Charge, Ledger};
 use atcr_protocol::hold_api::*;
-use atcr_protocol::paths::{blob_key, upload_key};
+
 use atcr_protocol::s3::sha256_checksum;
 use atcr_protocol::upload_session::{SessionError, UploadSession};
 use atcr_protocol::{Did, Digest};
@@ -86,7 +86,7 @@ async fn get_blob(
             "method must be GET or HEAD",
         ));
     }
-    let key = blob_key(&digest);
+    let key = config.keys.blob_key(&digest);
     if store.stat(&key).await?.is_none() {
         return Err(blob_not_found(&digest));
     }
@@ -110,7 +110,7 @@ async fn stat_blob(
 ) -> Outcome {
     Policy::load(config).await?.require_read(config, caller)?;
     let digest = digest_param(req)?;
-    match store.stat(&blob_key(&digest)).await? {
+    match store.stat(&config.keys.blob_key(&digest)).await? {
         Some(info) => json(&BlobStat {
             digest,
             size: info.size,
@@ -138,7 +138,7 @@ async fn stat_blobs(
         ));
     }
     let stats = input.digests.iter().map(|digest| async move {
-        let found = store.stat(&blob_key(digest)).await?;
+        let found = store.stat(&config.keys.blob_key(digest)).await?;
         Ok::<_, StorageError>(found.map(|info| BlobStat {
             digest: digest.clone(),
             size: info.size,
@@ -171,7 +171,7 @@ async fn start_upload(
     }
     let owner = writer.did;
     let id = random_id()?;
-    let staging = upload_key(&id);
+    let staging = config.keys.upload_key(&id);
     let expires_at = now_secs() + SESSION_LIFETIME_SECS;
     let checksum = input.digest.as_ref().and_then(sha256_checksum);
     let (upload_id, single_put) = match (checksum, input.size) {
@@ -222,7 +222,7 @@ fn part_url(
         ));
     };
     let url = store.presign_part(
-        &upload_key(&session.id),
+        &config.keys.upload_key(&session.id),
         upload_id,
         input.part_number,
         PART_URL_LIFETIME,
@@ -261,7 +261,7 @@ async fn complete_upload(
             ))
         }
     };
-    let staging = upload_key(&session.id);
+    let staging = config.keys.upload_key(&session.id);
     let ledger = ledger_for(config, &session.owner).await?;
     if let Some(upload_id) = &session.upload_id {
         assemble(store, &staging, upload_id, &input.parts).await?;
@@ -355,7 +355,8 @@ async fn charge_and_publish(
             Err(exceeded) => return Err(usage::refusal(config, did, exceeded).await),
         },
     };
-    let published = publish(store, staging, expected, &info).await;
+    let target = config.keys.blob_key(expected);
+    let published = publish(store, staging, &target, expected, &info).await;
     if let (Err(_), true, Some(ledger)) = (&published, charged, ledger) {
         if let Err(e) = ledger.refund(did, expected).await {
             worker::console_error!("refund of {expected} for {did}: {}", e.message);
@@ -367,14 +368,14 @@ async fn charge_and_publish(
 /// Publishes the staged object under `expected` once its digest is
 /// confirmed: by the checksum storage recorded as the bytes arrived; else by
 /// storage checking them while it copies; else by a hashing read, then a
-/// copy. Other bytes are refused.
+/// copy, to `target`, the digest's key. Other bytes are refused.
 async fn publish(
     store: &impl BlobStore,
     staging: &str,
+    target: &str,
     expected: &Digest,
     info: &ObjectInfo,
 ) -> Result<(u64, Verification), Failure> {
-    let target = blob_key(expected);
     let refused = |actual: String| {
         Failure::new(
             HoldError::DigestMismatch,
@@ -406,7 +407,7 @@ async fn abort_upload(
     store: &impl BlobStore,
 ) -> Outcome {
     let session = open_session(&input.session, config, caller)?;
-    let staging = upload_key(&session.id);
+    let staging = config.keys.upload_key(&session.id);
     if let Some(upload_id) = &session.upload_id {
         match store.abort_multipart(&staging, upload_id).await {
             Ok(()) | Err(StorageError::NotFound) => {}
@@ -425,7 +426,7 @@ async fn delete_blob(
     store: &impl BlobStore,
 ) -> Outcome {
     require_owner(config, caller)?;
-    store.delete(&blob_key(&input.digest)).await?;
+    store.delete(&config.keys.blob_key(&input.digest)).await?;
     usage::forget_blob(config, &input.digest).await?;
     json(&serde_json::json!({}))
 }

@@ -3,6 +3,7 @@
 //! bucket binding, and (for per-user quotas) the D1 binding.
 
 use atcr_protocol::hold_storage;
+use atcr_protocol::paths::KeyLayout;
 use atcr_protocol::quota::Quota;
 use atcr_protocol::s3::S3Config;
 use atcr_protocol::Did;
@@ -81,6 +82,8 @@ pub struct HoldSettings {
     /// What each user who may write only because of `allow_all_crew` may
     /// store (`HOLD_QUOTA_BYTES`, `HOLD_QUOTA_BLOBS`; 0 = unlimited).
     pub quota: Quota,
+    /// The bucket's keys, under `HOLD_KEY_PREFIX` (default distribution's root).
+    pub keys: KeyLayout,
 }
 
 thread_local! {
@@ -193,6 +196,9 @@ impl HoldSettings {
         )?;
         Ok(HoldSettings {
             quota,
+            keys: var("HOLD_KEY_PREFIX")
+                .map(|prefix| KeyLayout::new(&prefix))
+                .unwrap_or_default(),
             trusted_appviews,
             crew_cache_seconds: var("HOLD_CREW_CACHE_SECONDS")
                 .ok()

@@ -18,7 +18,8 @@ use atcr_protocol::gc::{self, ListedObject};
 use atcr_protocol::hold_api::{
     CollectGarbageInput, GarbageCollected, HoldError, GC_DEFAULT_LIMIT, GC_MAX_LIMIT,
 };
-use atcr_protocol::{collections, paths, Did, Digest};
+use atcr_protocol::paths::KeyLayout;
+use atcr_protocol::{collections, Did, Digest};
 use std::collections::HashSet;
 use worker::Date;
 use worker_support::{list_records_page, resolve_did_cached};
@@ -41,9 +42,13 @@ pub struct Swept {
 
 /// Deletes staged uploads older than a day, and aborts multipart uploads
 /// older than a day where the store can list them.
-pub async fn sweep(store: &impl BlobStore, now_ms: u64) -> Result<Swept, StorageError> {
-    let staged = list_all(store, &paths::uploads_prefix()).await?;
-    let stale = gc::stale_staging(&staged, now_ms, gc::STAGING_MAX_AGE_SECS);
+pub async fn sweep(
+    keys: &KeyLayout,
+    store: &impl BlobStore,
+    now_ms: u64,
+) -> Result<Swept, StorageError> {
+    let staged = list_all(store, &keys.uploads_prefix()).await?;
+    let stale = gc::stale_staging(keys, &staged, now_ms, gc::STAGING_MAX_AGE_SECS);
     let mut swept = Swept {
         staged_left: stale.len().saturating_sub(SWEEP_MAX_DELETES),
         ..Swept::default()
@@ -53,7 +58,7 @@ pub async fn sweep(store: &impl BlobStore, now_ms: u64) -> Result<Swept, Storage
         swept.staged_deleted += 1;
     }
     let budget = SWEEP_MAX_DELETES - swept.staged_deleted;
-    if let Some(uploads) = store.list_multipart(&paths::uploads_prefix()).await? {
+    if let Some(uploads) = store.list_multipart(&keys.uploads_prefix()).await? {
         let old = uploads
             .iter()
             .filter(|u| now_ms.saturating_sub(u.initiated_ms) > gc::STAGING_MAX_AGE_SECS * 1000);
@@ -103,7 +108,7 @@ pub async fn collect(
 
     // Listed before the records are read: a blob published after the
     // listing is not considered at all.
-    let blobs = list_all(store, &paths::blobs_prefix()).await?;
+    let blobs = list_all(store, &config.keys.blobs_prefix()).await?;
     let users = users(config).await?;
     let mut referenced = HashSet::new();
     let mut records = 0;
@@ -115,7 +120,7 @@ pub async fn collect(
     }
 
     let now_ms = Date::now().as_millis();
-    let plan = gc::plan(&blobs, &referenced, now_ms, grace_seconds);
+    let plan = gc::plan(&config.keys, &blobs, &referenced, now_ms, grace_seconds);
     let truncated = plan.garbage.len() > limit;
     let mut removed: Vec<gc::Garbage> = plan.garbage.into_iter().take(limit).collect();
     if !input.dry_run {

@@ -81,7 +81,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let swept = match &config.storage {
         StorageConfig::S3(s3) => {
             let store = storage::S3Store { config: s3.clone() };
-            gc::sweep(&store, now).await
+            gc::sweep(&config.keys, &store, now).await
         }
         StorageConfig::R2 { bucket, url_key } => {
             let store = storage::R2Store {
@@ -89,7 +89,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                 base_url: &config.public_url,
                 url_key,
             };
-            gc::sweep(&store, now).await
+            gc::sweep(&config.keys, &store, now).await
         }
     };
     match swept {

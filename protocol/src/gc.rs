@@ -2,9 +2,9 @@
 //!
 //! Two kinds of garbage:
 //! - **staging leftovers**: objects under the upload prefix
-//!   (`paths::upload_key`) that no upload completed or aborted; the hold's
+//!   (`KeyLayout::upload_key`) that no upload completed or aborted; the hold's
 //!   scheduled sweep removes those older than [`STAGING_MAX_AGE_SECS`];
-//! - **unreferenced blobs**: verified blobs (`paths::blob_key`) that no
+//! - **unreferenced blobs**: verified blobs (`KeyLayout::blob_key`) that no
 //!   `io.atcr.manifest` record of the hold's users names, older than a grace
 //!   period (so a push between its blob uploads and its manifest PUT never
 //!   loses a blob). The owner runs this collection (`collectGarbage`).
@@ -13,7 +13,7 @@
 //! R2 binding) and reads the records; this module decides.
 
 use crate::digest::Digest;
-use crate::paths;
+use crate::paths::KeyLayout;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -139,10 +139,15 @@ fn text(xml: &str, tag: &str) -> Option<String> {
 
 /// Staging objects older than `max_age_secs` at `now_ms`: uploads nobody
 /// completed or aborted.
-pub fn stale_staging(objects: &[ListedObject], now_ms: u64, max_age_secs: u64) -> Vec<String> {
+pub fn stale_staging(
+    layout: &KeyLayout,
+    objects: &[ListedObject],
+    now_ms: u64,
+    max_age_secs: u64,
+) -> Vec<String> {
     objects
         .iter()
-        .filter(|o| paths::is_upload_key(&o.key))
+        .filter(|o| layout.is_upload_key(&o.key))
         .filter(|o| now_ms.saturating_sub(o.modified_ms) > max_age_secs * 1000)
         .map(|o| o.key.clone())
         .collect()
@@ -204,6 +209,7 @@ pub struct Plan {
 /// period. Objects that are not blobs (staging keys, anything else) are
 /// never garbage here.
 pub fn plan(
+    layout: &KeyLayout,
     objects: &[ListedObject],
     referenced: &HashSet<Digest>,
     now_ms: u64,
@@ -211,8 +217,8 @@ pub fn plan(
 ) -> Plan {
     let mut plan = Plan::default();
     for object in objects {
-        let Some(digest) = paths::blob_digest(&object.key) else {
-            if paths::is_blob_key(&object.key) {
+        let Some(digest) = layout.blob_digest(&object.key) else {
+            if layout.is_blob_key(&object.key) {
                 plan.kept.unrecognized += 1;
             }
             continue;
@@ -251,7 +257,7 @@ mod tests {
 
     fn blob(digest: &str, modified_ms: u64) -> ListedObject {
         ListedObject {
-            key: paths::blob_key(&d(digest)),
+            key: KeyLayout::default().blob_key(&d(digest)),
             size: 10,
             modified_ms,
         }
@@ -311,20 +317,20 @@ mod tests {
         let now = 10 * DAY_MS;
         let objects = [
             ListedObject {
-                key: paths::upload_key("old"),
+                key: KeyLayout::default().upload_key("old"),
                 size: 1,
                 modified_ms: now - DAY_MS - 1000,
             },
             ListedObject {
-                key: paths::upload_key("fresh"),
+                key: KeyLayout::default().upload_key("fresh"),
                 size: 1,
                 modified_ms: now - 3600 * 1000,
             },
             blob(A, 0),
         ];
         assert_eq!(
-            stale_staging(&objects, now, STAGING_MAX_AGE_SECS),
-            vec![paths::upload_key("old")]
+            stale_staging(&KeyLayout::default(), &objects, now, STAGING_MAX_AGE_SECS),
+            vec![KeyLayout::default().upload_key("old")]
         );
     }
 
@@ -351,7 +357,7 @@ mod tests {
             blob(B, now - 2 * DAY_MS), // garbage
             blob(C, now - 60 * 1000),  // within grace
             ListedObject {
-                key: paths::upload_key("s"),
+                key: KeyLayout::default().upload_key("s"),
                 size: 5,
                 modified_ms: 0,
             },
@@ -362,11 +368,17 @@ mod tests {
             },
         ];
         let referenced = [d(A)].into_iter().collect();
-        let plan = plan(&objects, &referenced, now, DEFAULT_GRACE_SECS);
+        let plan = plan(
+            &KeyLayout::default(),
+            &objects,
+            &referenced,
+            now,
+            DEFAULT_GRACE_SECS,
+        );
         assert_eq!(plan.garbage.len(), 1);
         assert_eq!(plan.garbage[0].digest, d(B));
         assert_eq!(plan.garbage[0].age_seconds, 2 * 24 * 3600);
-        assert_eq!(plan.garbage[0].key, paths::blob_key(&d(B)));
+        assert_eq!(plan.garbage[0].key, KeyLayout::default().blob_key(&d(B)));
         assert_eq!(
             plan.kept,
             Kept {
@@ -376,7 +388,7 @@ mod tests {
             }
         );
         // A grace of zero takes the young one too.
-        let plan0 = super::plan(&objects, &referenced, now, 0);
+        let plan0 = super::plan(&KeyLayout::default(), &objects, &referenced, now, 0);
         assert_eq!(plan0.garbage.len(), 2);
     }
 }

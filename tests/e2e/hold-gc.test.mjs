@@ -34,8 +34,8 @@ const sha256 = (bytes) => `sha256:${crypto.createHash('sha256').update(bytes).di
 const pdsTokens = (user) => (lxm) => serviceToken(stack.urls.pds, user.jwt, stack.holdDid, lxm);
 const v2 = (p) => new URL(`/v2/${p}`, stack.urls.appview);
 const bucketDir = () => path.join(stack.dir, 's3', stack.s3.bucket);
-const blobsDir = () => path.join(bucketDir(), 'docker', 'registry', 'v2', 'blobs');
-const stagingDir = () => path.join(bucketDir(), 'docker', 'registry', 'v2', 'atcr-uploads');
+const blobsDir = () => path.join(bucketDir(), stack.keyRoot, 'blobs');
+const stagingDir = () => path.join(bucketDir(), stack.keyRoot, 'atcr-uploads');
 const blobFile = (digest) => {
   const hex = digest.slice('sha256:'.length);
   return path.join(blobsDir(), 'sha256', hex.slice(0, 2), hex, 'data');

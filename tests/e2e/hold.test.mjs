@@ -40,7 +40,7 @@ const waitForTtl = () => new Promise((r) => setTimeout(r, (CREW_TTL_SECONDS + 1)
 
 
 function stagingLeftovers() {
-  const dir = path.join(stack.dir, 's3', stack.s3.bucket, 'docker', 'registry', 'v2', 'atcr-uploads');
+  const dir = path.join(stack.dir, 's3', stack.s3.bucket, stack.keyRoot, 'atcr-uploads');
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir, { recursive: true }).filter((f) => !fs.statSync(path.join(dir, f)).isDirectory());
 }
@@ -58,9 +58,9 @@ test('a 300 MB blob goes up in parts and comes down through presigned URLs, byte
   assert.equal(done.body.verifiedBy, 'holdHash', 'S3 keeps no whole-object SHA-256 for multipart uploads: the hold hashed it');
   process.stderr.write(`hold verified ${size / MB} MB in ${done.body.verifyMs} ms\n`);
 
-  // The blob sits where CNCF distribution would put it.
+  // The blob sits where CNCF distribution would put it, under the hold's key prefix.
   const hex = digest.slice('sha256:'.length);
-  const onDisk = path.join(stack.dir, 's3', stack.s3.bucket, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+  const onDisk = path.join(stack.dir, 's3', stack.s3.bucket, stack.keyRoot, 'blobs/sha256', hex.slice(0, 2), hex, 'data');
   assert.equal(fs.statSync(onDisk).size, size);
   assert.deepEqual(stagingLeftovers(), []);
 

@@ -59,7 +59,7 @@ async function quotaOf(user) {
 
 /** Files left in the shared hold's staging area (refused uploads must leave none). */
 function stagingLeftovers() {
-  const dir = path.join(stack.dir, 's3', stack.s3.bucket, 'docker', 'registry', 'v2', 'atcr-uploads');
+  const dir = path.join(stack.dir, 's3', stack.s3.bucket, stack.keyRoot, 'atcr-uploads');
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir, { recursive: true }).filter((f) => !fs.statSync(path.join(dir, f)).isDirectory());
 }
@@ -71,7 +71,7 @@ async function assertInvisible(name, digest, token) {
   const stat = await sharedHold.call('io.atcr.hold.statBlob', { params: { digest } });
   assert.equal(stat.status, 404, `the hold has no ${digest}`);
   const hex = digest.slice('sha256:'.length);
-  const object = path.join(stack.dir, 's3', stack.s3.bucket, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex);
+  const object = path.join(stack.dir, 's3', stack.s3.bucket, stack.keyRoot, 'blobs', 'sha256', hex.slice(0, 2), hex);
   assert.equal(fs.existsSync(object), false, 'nothing in the bucket under the digest');
   assert.deepEqual(stagingLeftovers(), [], 'the refused upload\'s staged bytes are gone');
 }

@@ -86,9 +86,9 @@ export const digestOf = (alg, bytes) => `${alg}:${crypto.createHash(alg).update(
 /**
  * sha512 through every upload method (monolithic POST, POST then PUT,
  * chunked, streamed, mount) into `name`, then mounted into `other`; a
- * mismatching sha512 is refused. Storage keys of sha512 blobs are 168
- * bytes long, which s3s-fs cannot store (it keeps each key, base64-encoded,
- * in one file name): run this against an R2-backed hold.
+ * mismatching sha512 is refused. (On s3s-fs this needs a hold whose keys
+ * start at the bucket's top, as the local stack's do: s3s-fs names a file
+ * after each key, base64-encoded, and a file name holds 255 bytes.)
  */
 export async function checkSha512Uploads(stack, bearer, name, other) {
   const up = uploadClient(stack, bearer);

@@ -320,7 +320,13 @@ export async function startStack(opts = {}) {
         S3_PATH_STYLE: 'true',
         S3_ACCESS_KEY_ID: s3.accessKey,
         S3_SECRET_ACCESS_KEY: s3.secretKey,
+        // s3s-fs keeps each object's metadata in a file named after its key,
+        // and a file name holds 255 bytes: a sha512 blob's key under
+        // distribution's root is too long for it, one at the bucket's top is not.
+        HOLD_KEY_PREFIX: '',
       };
+    /** Where the holds' keys start in their buckets ('' or a prefix ending in '/'). */
+    stack.keyRoot = r2 ? 'docker/registry/v2/' : '';
     const quota = {
       bytes: String(opts.hold?.quotaBytes ?? DEFAULT_QUOTA.bytes),
       blobs: String(opts.hold?.quotaBlobs ?? DEFAULT_QUOTA.blobs),
