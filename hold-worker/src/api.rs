@@ -383,10 +383,10 @@ async fn publish(
         )
     };
     if info.sha256.is_some() && info.sha256 == sha256_checksum(expected) {
-        store.copy(staging, &target).await?;
+        store.copy(staging, target).await?;
         return Ok((info.size, Verification::StorageChecksum));
     }
-    match store.copy_if_digest(staging, &target, expected).await? {
+    match store.copy_if_digest(staging, target, expected).await? {
         Some(true) => return Ok((info.size, Verification::StorageChecksum)),
         Some(false) => return Err(refused("another digest".into())),
         None => {}
@@ -395,7 +395,7 @@ async fn publish(
     if actual != *expected {
         return Err(refused(format!("digest {actual}")));
     }
-    store.copy(staging, &target).await?;
+    store.copy(staging, target).await?;
     Ok((size, Verification::HoldHash))
 }
 
