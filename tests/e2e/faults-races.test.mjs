@@ -162,31 +162,40 @@ async function manifestOver(blobs) {
   }));
 }
 
-test('the PDS down mid-push: the manifest PUT fails with a 5xx naming the PDS, no record or tag appears, and the same push succeeds once it is back', { timeout: 300_000 }, async () => {
-  const manifest = await manifestOver([Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', pds: 'down' })), crypto.randomBytes(3000)]);
+/**
+ * A push whose blobs are in and whose manifest PUT meets `service` down:
+ * refused with a 5xx whose message matches `names` (as is each of `alsoDown`'s
+ * requests), no tag or manifest record written, and the same PUT succeeds,
+ * byte-identical, once the service is back.
+ */
+async function assertPushSurvives(service, tag, names, alsoDown = []) {
+  const manifest = await manifestOver([Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', down: service })), crypto.randomBytes(3000)]);
   const digest = digestOf('sha256', manifest);
-  const put = () => fetch(registry(`/v2/${name}/manifests/while-pds-down`), {
+  const put = () => fetch(registry(`/v2/${name}/manifests/${tag}`), {
     method: 'PUT', headers: { ...bearer, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest,
   });
-  await stack.stopService('pds');
+  await stack.stopService(service);
   try {
-    await assertFault(put, /PDS/);
-    // Reading the repository's tags needs the PDS too.
-    await assertFault(() => fetch(registry(`/v2/${name}/tags/list`), { headers: bearer }), /PDS/);
+    await assertFault(put, names);
+    for (const request of alsoDown) await assertFault(request, names);
   } finally {
-    await stack.startService('pds');
+    await stack.startService(service);
   }
-  const tags = (await records('io.atcr.tag')).filter((t) => t.value.repository === 'races' && t.value.tag === 'while-pds-down');
-  assert.deepEqual(tags, [], 'no tag record');
+  assert.ok(!(await records('io.atcr.tag')).some((t) => t.value.repository === 'races' && t.value.tag === tag), 'no tag record');
   assert.ok(!(await records('io.atcr.manifest')).some((m) => m.value.digest === digest), 'no manifest record');
-  const missing = await fetch(registry(`/v2/${name}/manifests/while-pds-down`), { method: 'HEAD', headers: bearer });
+  const missing = await fetch(registry(`/v2/${name}/manifests/${tag}`), { method: 'HEAD', headers: bearer });
   assert.equal(missing.status, 404);
 
   const again = await put();
   assert.equal(again.status, 201, await again.text());
-  const served = await fetch(registry(`/v2/${name}/manifests/while-pds-down`), { headers: { ...bearer, accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const served = await fetch(registry(`/v2/${name}/manifests/${tag}`), { headers: { ...bearer, accept: 'application/vnd.oci.image.manifest.v1+json' } });
   assert.ok(Buffer.from(await served.arrayBuffer()).equals(manifest), 'the manifest comes back byte-identical');
   await assertConsistent();
+}
+
+test('the PDS down mid-push: the manifest PUT fails with a 5xx naming the PDS, no record or tag appears, and the same push succeeds once it is back', { timeout: 300_000 }, async () => {
+  // Reading the repository's tags needs the PDS too.
+  await assertPushSurvives('pds', 'while-pds-down', /PDS/, [() => fetch(registry(`/v2/${name}/tags/list`), { headers: bearer })]);
 });
 
 test('the PDS down mid-pull: what needs it fails with a 5xx naming the PDS, what was read answers whole, and blobs still come from the hold', { timeout: 300_000 }, async () => {
@@ -214,22 +223,7 @@ test('the PDS down mid-pull: what needs it fails with a 5xx naming the PDS, what
 });
 
 test('D1 down mid-push: the manifest PUT fails with a 5xx naming the database, nothing is written, and the same push succeeds once it is back', { timeout: 300_000 }, async () => {
-  const manifest = await manifestOver([Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', d1: 'down' })), crypto.randomBytes(3000)]);
-  const digest = digestOf('sha256', manifest);
-  const put = () => fetch(registry(`/v2/${name}/manifests/while-d1-down`), {
-    method: 'PUT', headers: { ...bearer, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest,
-  });
-  await stack.stopService('d1');
-  try {
-    await assertFault(put, /database|D1/);
-  } finally {
-    await stack.startService('d1');
-  }
-  assert.ok(!(await records('io.atcr.tag')).some((t) => t.value.repository === 'races' && t.value.tag === 'while-d1-down'), 'no tag record');
-  assert.ok(!(await records('io.atcr.manifest')).some((m) => m.value.digest === digest), 'no manifest record');
-  const again = await put();
-  assert.equal(again.status, 201, await again.text());
-  await assertConsistent();
+  await assertPushSurvives('d1', 'while-d1-down', /database|D1/);
 });
 
 test('D1 down mid-pull: manifests still come from the PDS, blob requests fail with a 5xx naming the database, and pulls work once it is back', { timeout: 300_000 }, async () => {

@@ -73,6 +73,21 @@ pub async fn send(key: &DpopKey, request: &DpopRequest<'_>) -> Result<DpopRespon
     Ok(first)
 }
 
+/// A form POST to one of an authorization server's endpoints (PAR, token,
+/// revocation), with a DPoP proof by `key`.
+pub async fn post_form(key: &DpopKey, url: &str, form: &str) -> Result<DpopResponse, String> {
+    send(
+        key,
+        &DpopRequest {
+            method: Method::Post,
+            url,
+            body: Some(("application/x-www-form-urlencoded", form.as_bytes())),
+            access_token: None,
+        },
+    )
+    .await
+}
+
 async fn send_once(key: &DpopKey, request: &DpopRequest<'_>) -> Result<DpopResponse, String> {
     let nonce = nonce_for(request.url);
     let jti = worker_support::random_id().map_err(|e| e.to_string())?;

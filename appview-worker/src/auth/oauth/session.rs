@@ -221,17 +221,9 @@ impl OAuthSession {
             .await
             .map_err(SessionError::Failed)?;
         let body = refresh_request_body(&client.auth_for(&issuer).map_err(failed)?, refresh_token);
-        let answer = http::send(
-            &self.key,
-            &DpopRequest {
-                method: Method::Post,
-                url: &metadata.token_endpoint,
-                body: Some(("application/x-www-form-urlencoded", body.as_bytes())),
-                access_token: None,
-            },
-        )
-        .await
-        .map_err(SessionError::Failed)?;
+        let answer = http::post_form(&self.key, &metadata.token_endpoint, &body)
+            .await
+            .map_err(SessionError::Failed)?;
         if grant_ended(answer.status, &answer.body) {
             return Err(ended(config, did, "the server no longer honours it"));
         }
@@ -286,17 +278,9 @@ impl OAuthSession {
         let tokens = &self.stored.secrets.tokens;
         for token in tokens.refresh_token.iter().chain([&tokens.access_token]) {
             let body = revocation_body(&client.auth_for(issuer).map_err(failed)?, token);
-            let answer = http::send(
-                &self.key,
-                &DpopRequest {
-                    method: Method::Post,
-                    url: endpoint,
-                    body: Some(("application/x-www-form-urlencoded", body.as_bytes())),
-                    access_token: None,
-                },
-            )
-            .await
-            .map_err(SessionError::Failed)?;
+            let answer = http::post_form(&self.key, endpoint, &body)
+                .await
+                .map_err(SessionError::Failed)?;
             if answer.status != 200 {
                 return Err(SessionError::Failed(format!(
                     "{issuer} answered {} to the revocation",

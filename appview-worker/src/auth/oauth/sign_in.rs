@@ -8,7 +8,7 @@
 //! issuer and the token's `sub` that identity.
 
 use super::client::OAuthClient;
-use super::http::{self, get_json, DpopRequest};
+use super::http::{self, get_json};
 use super::server;
 use super::store::{self, Secrets};
 use crate::atproto::resolve::{resolve_user, ResolveError};
@@ -22,7 +22,7 @@ use atcr_protocol::oauth::pkce::Pkce;
 use atcr_protocol::oauth::scope;
 use atcr_protocol::oauth::state::{self, AuthState};
 use atcr_protocol::Did;
-use worker::{Env, Method};
+use worker::Env;
 
 /// Why a sign-in did not happen, as the page will say it.
 #[derive(Debug)]
@@ -129,17 +129,9 @@ pub async fn start(
         .pushed_authorization_request_endpoint
         .as_deref()
         .ok_or_else(|| SignInError::Unavailable(format!("{issuer} offers no PAR endpoint")))?;
-    let answer = http::send(
-        &key,
-        &DpopRequest {
-            method: Method::Post,
-            url: par_endpoint,
-            body: Some(("application/x-www-form-urlencoded", body.as_bytes())),
-            access_token: None,
-        },
-    )
-    .await
-    .map_err(SignInError::Unavailable)?;
+    let answer = http::post_form(&key, par_endpoint, &body)
+        .await
+        .map_err(SignInError::Unavailable)?;
     if !matches!(answer.status, 200 | 201) {
         return Err(SignInError::Unavailable(format!(
             "{issuer} refused the authorization request ({}): {}",
@@ -200,17 +192,9 @@ pub async fn finish(
         &state.redirect_uri,
         &state.verifier,
     );
-    let answer = http::send(
-        &key,
-        &DpopRequest {
-            method: Method::Post,
-            url: &metadata.token_endpoint,
-            body: Some(("application/x-www-form-urlencoded", body.as_bytes())),
-            access_token: None,
-        },
-    )
-    .await
-    .map_err(SignInError::Unavailable)?;
+    let answer = http::post_form(&key, &metadata.token_endpoint, &body)
+        .await
+        .map_err(SignInError::Unavailable)?;
     if answer.status != 200 {
         return Err(SignInError::Refused(format!(
             "{} would not complete the sign-in ({}): {}",
