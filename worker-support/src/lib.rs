@@ -108,6 +108,12 @@ pub fn failed_check(name: &str, detail: impl Into<String>) -> Check {
 /// as down instead of holding the client's request open.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How long a write to a PDS may take: a PDS applies one repository's
+/// writes one at a time, so a write behind many others (concurrent pushes
+/// to one account) waits its turn; still well under the 30 s after which a
+/// client should hear that something is down.
+pub const PDS_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Sends `fetch`, giving up (and aborting it) after `timeout`.
 pub async fn send_within(fetch: Fetch, timeout: std::time::Duration) -> Result<Response> {
     use futures_util::future::{select, Either};

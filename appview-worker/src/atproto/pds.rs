@@ -7,6 +7,7 @@ use atcr_protocol::Did;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
+use worker_support::PDS_WRITE_TIMEOUT;
 
 #[derive(Debug)]
 pub enum LoginError {
@@ -106,7 +107,7 @@ pub async fn call(
     init.with_method(Method::Post).with_headers(headers);
     let url = format!("{pds}/xrpc/{nsid}");
     let req = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-    let mut resp = worker_support::call(Fetch::Request(req))
+    let mut resp = worker_support::send_within(Fetch::Request(req), PDS_WRITE_TIMEOUT)
         .await
         .map_err(|e| unreachable(pds, e))?;
     let status = resp.status_code();

@@ -114,7 +114,12 @@ async fn send_once(key: &DpopKey, request: &DpopRequest<'_>) -> Result<DpopRespo
     init.with_method(request.method.clone())
         .with_headers(headers);
     let req = Request::new_with_init(request.url, &init).map_err(|e| e.to_string())?;
-    let mut resp = worker_support::call(Fetch::Request(req))
+    // Writes to the PDS wait their turn behind the repository's other writes.
+    let timeout = match request.method {
+        Method::Post => worker_support::PDS_WRITE_TIMEOUT,
+        _ => worker_support::CALL_TIMEOUT,
+    };
+    let mut resp = worker_support::send_within(Fetch::Request(req), timeout)
         .await
         .map_err(|e| {
             format!(
