@@ -98,7 +98,10 @@ export function newState({ ports, bucket, holdStorage }) {
     // with another key could not change their handles or keys any more).
     pds: { plcRotationKeyHex: hex() },
     appview: { signingKey: hex(), secretKey: hex() },
-    hold: { sessionSecret: hex() },
+    // Where the S3-backed holds' keys start: at the bucket's top (see
+    // HOLD_KEY_PREFIX in stack.mjs). State made before this was recorded
+    // has its blobs under distribution's root, and keeps them there.
+    hold: { sessionSecret: hex(), keyPrefix: '' },
     accounts: {},
   };
 }

@@ -288,6 +288,8 @@ export async function startStack(opts = {}) {
     saveState(dir, completeState(state, settings, stack.accounts));
 
     const r2 = opts.hold?.storage === 'r2';
+    // State from before the prefix was recorded keeps distribution's root.
+    const s3KeyPrefix = state.hold.keyPrefix ?? 'docker/registry/v2';
     stack.holdStorage = r2 ? 'r2' : 's3';
     if (!r2) {
       log('starting S3 (s3s-fs) ...');
@@ -323,10 +325,10 @@ export async function startStack(opts = {}) {
         // s3s-fs keeps each object's metadata in a file named after its key,
         // and a file name holds 255 bytes: a sha512 blob's key under
         // distribution's root is too long for it, one at the bucket's top is not.
-        HOLD_KEY_PREFIX: '',
+        HOLD_KEY_PREFIX: s3KeyPrefix,
       };
     /** Where the holds' keys start in their buckets ('' or a prefix ending in '/'). */
-    stack.keyRoot = r2 ? 'docker/registry/v2/' : '';
+    stack.keyRoot = r2 ? 'docker/registry/v2/' : s3KeyPrefix && `${s3KeyPrefix}/`;
     const quota = {
       bytes: String(opts.hold?.quotaBytes ?? DEFAULT_QUOTA.bytes),
       blobs: String(opts.hold?.quotaBlobs ?? DEFAULT_QUOTA.blobs),
