@@ -119,19 +119,26 @@ test('forged, foreign-key and expired tokens are refused at /v2/', async () => {
   }
 });
 
-test('the owner\'s pull-only token asked to push gets 401 with an insufficient_scope challenge, so the client fetches a wider token', async () => {
+test('the owner\'s pull-only token asked to push gets 403 with the insufficient_scope challenge, and the token it names pushes; where an upload stands, any token of the uploader\'s may ask', async () => {
   const { alice } = stack.accounts;
-  const pullOnly = (await getToken({ user: alice.handle, password: alice.appPassword, scope: `repository:${alice.handle}/app:pull` })).body.token;
-  const res = await fetch(`${stack.urls.appview}/v2/${alice.handle}/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${pullOnly}` } });
-  assert.equal(res.status, 401);
-  assert.equal((await res.json()).errors[0].code, 'UNAUTHORIZED');
+  const scoped = async (actions) => (await getToken({ user: alice.handle, password: alice.appPassword, scope: `repository:${alice.handle}/app:${actions}` })).body.token;
+  const pullOnly = await scoped('pull');
+  const uploads = `${stack.urls.appview}/v2/${alice.handle}/app/blobs/uploads/`;
+  const res = await fetch(uploads, { method: 'POST', headers: { authorization: `Bearer ${pullOnly}` } });
+  assert.equal(res.status, 403);
+  const { errors } = await res.json();
+  assert.equal(errors[0].code, 'DENIED');
+  assert.match(errors[0].message, /does not grant push .*ask the token service/);
   const challenge = res.headers.get('www-authenticate');
   assert.match(challenge, new RegExp(`scope="repository:${alice.handle.replace('.', '\\.')}/app:pull,push"`));
   assert.match(challenge, /error="insufficient_scope"/);
-  // The token the challenge asks for works.
-  const wider = (await getToken({ user: alice.handle, password: alice.appPassword, scope: `repository:${alice.handle}/app:pull,push` })).body.token;
-  const again = await fetch(`${stack.urls.appview}/v2/${alice.handle}/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${wider}` } });
-  assert.equal(again.status, 202, await again.text());
+  // The token the challenge names starts the upload ...
+  const started = await fetch(uploads, { method: 'POST', headers: { authorization: `Bearer ${await scoped('pull,push')}` } });
+  assert.equal(started.status, 202, await started.text());
+  // ... and its status is hers to read with the pull token too.
+  const status = await fetch(new URL(started.headers.get('location'), stack.urls.appview), { headers: { authorization: `Bearer ${pullOnly}` } });
+  assert.equal(status.status, 204, await status.text());
+  assert.equal(status.headers.get('range'), '0-0');
 });
 
 test('a user\'s pull token cannot push: 403 DENIED with an insufficient_scope challenge naming the scope', async () => {

@@ -35,11 +35,12 @@ pub async fn authorize(
     Ok(claims)
 }
 
-/// A token without the scope needed. Whoever could be granted it (anyone
-/// for a pull, the repository's owner for the rest) gets 401 with the
-/// challenge naming the scope, as Docker token auth has it, so the client
-/// asks the token service again; a signed-in user who never will be
-/// granted it gets 403 DENIED saying so, with the same challenge.
+/// A token without the scope needed. An anonymous one should authenticate
+/// (401); a user's lacks the privilege (403 `DENIED`, RFC 6750
+/// `insufficient_scope`), which clients such as oras take as the cue to
+/// fetch a token for the scope the challenge names. The message says
+/// whether that would help: the owner gets any scope on their repository,
+/// everyone else only pulls.
 async fn insufficient(
     config: &AppConfig,
     route: &Route,
@@ -48,22 +49,18 @@ async fn insufficient(
     action: &'static str,
 ) -> Result<Response> {
     let resp = challenge(config, route, Some(action), Some("insufficient_scope"))?;
-    if claims.sub.is_empty() || action == "pull" {
+    if claims.sub.is_empty() {
         return Ok(resp);
     }
     // The owner's DID, when the name resolves; a name that does not
     // resolve is refused later, where its error is reported.
     let owner = resolve_repo_owner(name, config).await.ok().map(|o| o.did);
-    if owner.is_none_or(|did| did.as_str() == claims.sub) {
-        return Ok(resp);
-    }
-    let mut denied = error(
-        OciCode::Denied,
-        Some(format!(
-            "{} may not {action} {name}: only its owner may",
-            claims.sub
-        )),
-    )?;
+    let message = if action == "pull" || owner.is_none_or(|did| did.as_str() == claims.sub) {
+        format!("this token does not grant {action} on {name}: ask the token service for the scope in the challenge")
+    } else {
+        format!("{} may not {action} {name}: only its owner may", claims.sub)
+    };
+    let mut denied = error(OciCode::Denied, Some(message))?;
     let header = resp.headers().get("WWW-Authenticate")?.unwrap_or_default();
     denied.headers_mut().set("WWW-Authenticate", &header)?;
     Ok(denied)
@@ -85,8 +82,13 @@ pub fn signed_in(
 /// The action a request needs on its repository.
 fn needed_action(method: Method, route: &Route) -> Option<&'static str> {
     route.name()?;
-    if matches!(route, Route::UploadStart { .. } | Route::Upload { .. }) {
-        return Some("push");
+    // Where an upload stands is the uploader's to ask with any token of
+    // theirs (the upload is sealed to its user and repository); everything
+    // else about uploads is pushing.
+    match (route, &method) {
+        (Route::Upload { .. }, Method::Get | Method::Head) => return Some("pull"),
+        (Route::UploadStart { .. } | Route::Upload { .. }, _) => return Some("push"),
+        _ => {}
     }
     Some(match method {
         Method::Get | Method::Head => "pull",
