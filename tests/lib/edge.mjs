@@ -66,16 +66,29 @@ export async function startEdge({ port, upstreamPort, limit }) {
     return limit > 0 && declared !== undefined && Number(declared) > limit;
   };
 
-  function refuse(req, res) {
+  /**
+   * Answers 413: at once to a body declared too large (Content-Length), as
+   * the edge does; to one that grew too large on the way (chunked), once
+   * the client has sent the rest (read and dropped; at most a minute).
+   * Node closes a connection it answered mid-body, and a client still
+   * writing into it would meet a broken pipe instead of the answer.
+   */
+  function refuse(req, res, { atOnce = true } = {}) {
     edge.refused++;
-    res.writeHead(413, {
-      'content-type': 'text/html',
-      'content-length': Buffer.byteLength(TOO_LARGE_PAGE),
-      server: 'cloudflare',
-    });
-    res.end(TOO_LARGE_PAGE);
-    // The rest of the body is read and dropped, so the client, still
-    // sending, gets to read the answer instead of a reset connection.
+    const answer = () => {
+      clearTimeout(timer);
+      if (res.headersSent || res.destroyed) return;
+      res.writeHead(413, {
+        'content-type': 'text/html',
+        'content-length': Buffer.byteLength(TOO_LARGE_PAGE),
+        server: 'cloudflare',
+      });
+      res.end(TOO_LARGE_PAGE);
+    };
+    const timer = setTimeout(answer, 60_000);
+    if (atOnce || req.complete) return answer();
+    req.once('end', answer);
+    req.once('error', answer);
     req.resume();
   }
 
@@ -109,7 +122,7 @@ export async function startEdge({ port, upstreamPort, limit }) {
           overflowed = true;
           upstream.destroy();
           if (res.headersSent) res.destroy();
-          else refuse(req, res);
+          else refuse(req, res, { atOnce: false });
           return done();
         }
         done(null, chunk);
