@@ -54,7 +54,12 @@ impl<'a> PdsWriter<'a> {
             pds,
             session,
         };
-        match OAuthSession::load(env, config, did).await {
+        // Both kinds are read at once: one D1 round trip, not two, before a write.
+        let (oauth, app_password) = futures_util::join!(
+            OAuthSession::load(env, config, did),
+            sessions::load(env, config, did)
+        );
+        match oauth {
             Ok(Some(oauth)) => {
                 let pds = oauth.pds().to_string();
                 return Ok(Some(writer(pds, Session::OAuth(Box::new(oauth)))));
@@ -62,9 +67,7 @@ impl<'a> PdsWriter<'a> {
             Ok(None) => {}
             Err(e) => return Err(worker::Error::RustError(e.to_string())),
         }
-        Ok(sessions::load(env, config, did)
-            .await?
-            .map(|(pds, tokens)| writer(pds, Session::AppPassword(tokens))))
+        Ok(app_password?.map(|(pds, tokens)| writer(pds, Session::AppPassword(tokens))))
     }
 
     /// The user written as.

@@ -49,20 +49,17 @@ pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<R
         (Method::Get, _) => {}
         _ => return None,
     }
-    let page = match path.as_str() {
-        "/" => home(env, config).await,
-        "/search" => search(req, env).await,
-        p => match (p.strip_prefix("/u/"), p.strip_prefix("/r/")) {
-            (Some(handle), _) => user(env, handle).await,
-            (_, Some(rest)) => match rest.split_once('/') {
-                Some((handle, name)) => {
-                    repository_or_manifest(req, env, config, handle, name).await
-                }
-                None => not_found(format!("{rest} names no repository")),
-            },
-            _ => return None,
-        },
-    };
+    let req: &Request = req;
+    let is_page = matches!(path.as_str(), "/" | "/search")
+        || path.starts_with("/u/")
+        || path.starts_with("/r/");
+    if !is_page {
+        return None;
+    }
+    // Who is looking (a D1 read when a session cookie came) is asked while
+    // the page is put together.
+    let (page, viewer) =
+        futures_util::join!(page(req, env, config, &path), sign_in::viewer(req, env));
     let (status, html) = match page {
         Ok(page) => page,
         Err(e) => {
@@ -75,8 +72,25 @@ pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<R
             }
         }
     };
-    let viewer = sign_in::viewer(req, env).await;
     Some(sign_in::page_response((status, html), &viewer, config))
+}
+
+/// The page at `path`, one of those `serve` answers, without its account corner.
+async fn page(req: &Request, env: &Env, config: &AppConfig, path: &str) -> Page {
+    if path == "/" {
+        return home(env, config).await;
+    }
+    if path == "/search" {
+        return search(req, env).await;
+    }
+    if let Some(handle) = path.strip_prefix("/u/") {
+        return user(env, handle).await;
+    }
+    let rest = path.strip_prefix("/r/").unwrap_or_default();
+    match rest.split_once('/') {
+        Some((handle, name)) => repository_or_manifest(req, env, config, handle, name).await,
+        None => not_found(format!("{rest} names no repository")),
+    }
 }
 
 pub(crate) type Page = Result<(u16, String)>;

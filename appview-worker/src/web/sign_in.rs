@@ -116,14 +116,22 @@ pub fn page_response(
     Ok(resp)
 }
 
-fn notice(status: u16, title: &str, message: String, link: Option<(&str, &str)>) -> Page {
+/// A page that tells the viewer what happened, with `status`.
+fn notice(
+    viewer: &Viewer,
+    config: &AppConfig,
+    status: u16,
+    title: &str,
+    message: String,
+    link: Option<(&str, &str)>,
+) -> Result<Response> {
     let (_, html) = render(&Notice {
         query: String::new(),
         title: title.into(),
         message,
         link: link.map(|(href, text)| (href.to_string(), text.to_string())),
     })?;
-    Ok((status, html))
+    page_response((status, html), viewer, config)
 }
 
 /// `303 See Other` to `location`.
@@ -213,13 +221,14 @@ fn cross_site(req: &Request, config: &AppConfig) -> bool {
 }
 
 fn cross_site_refusal(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
-    let page = notice(
+    notice(
+        viewer,
+        config,
         403,
         "Refused",
         "This form was sent from another site, so it was not acted on.".into(),
         Some(("/", "Go to the home page")),
-    )?;
-    page_response(page, viewer, config)
+    )
 }
 
 /// `POST /login`: starts the sign-in at the user's authorization server.
@@ -235,13 +244,14 @@ pub async fn login_submit(req: &mut Request, env: &Env, config: &AppConfig) -> R
     let Some(cookie) =
         cookie.filter(|c| csrf_ok(&config.secret_key, SIGN_IN_FORM, c, &field(&fields, "csrf")))
     else {
-        let page = notice(
+        return notice(
+            &viewer,
+            config,
             400,
             "Sign-in expired",
             "This sign-in form is too old or was not made for this browser.".into(),
             Some(("/login", "Start again")),
-        )?;
-        return page_response(page, &viewer, config);
+        );
     };
     // Each sign-in costs the user's PDS work: only so many per source.
     if !limiter::allowed(env, format!("oauth {}", limiter::source_address(req))).await {
@@ -282,13 +292,14 @@ pub async fn callback(req: &Request, env: &Env, config: &AppConfig) -> Result<Re
             if matches!(e, SignInError::Internal(_) | SignInError::Unavailable(_)) {
                 worker::console_error!("sign-in callback failed: {}", e.message());
             }
-            let page = notice(
+            return notice(
+                &viewer,
+                config,
                 e.status(),
                 "Sign-in failed",
                 e.message().into(),
                 Some(("/login", "Sign in again")),
-            )?;
-            return page_response(page, &viewer, config);
+            );
         }
     };
     let value = web_sessions::create(
@@ -322,13 +333,14 @@ pub async fn sign_out(req: &mut Request, env: &Env, config: &AppConfig) -> Resul
     }
     let fields = form_fields(&req.text().await?);
     let Some((value, session)) = &viewer.session else {
-        let page = notice(
+        return notice(
+            &viewer,
+            config,
             401,
             "Not signed in",
             "This browser is not signed in (or its sign-in has ended), so there is nothing to sign out of.".into(),
             Some(("/login", "Sign in")),
-        )?;
-        return page_response(page, &viewer, config);
+        );
     };
     if !csrf_ok(
         &config.secret_key,
@@ -336,14 +348,15 @@ pub async fn sign_out(req: &mut Request, env: &Env, config: &AppConfig) -> Resul
         value,
         &field(&fields, "csrf"),
     ) {
-        let page = notice(
+        return notice(
+            &viewer,
+            config,
             403,
             "Refused",
             "This sign-out form was not made for this browser's session, so it was not acted on."
                 .into(),
             Some(("/", "Go to the home page")),
-        )?;
-        return page_response(page, &viewer, config);
+        );
     }
     let did = session
         .did
