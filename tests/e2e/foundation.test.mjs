@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, startStack } from '../lib/stack.mjs';
@@ -87,14 +88,23 @@ test('demo accounts exist in the PDS and their app passwords sign in', async () 
   }
 });
 
-test('the appview renders its home page and serves static assets from web/', async () => {
+test('the appview renders its home page and serves web/ files under content-hashed names, cached for a year', async () => {
   const res = await fetch(`${stack.urls.appview}/`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /text\/html/);
-  assert.match(await res.text(), /container registry on the AT Protocol/);
-  const css = await fetch(`${stack.urls.appview}/style.css`);
+  const html = await res.text();
+  assert.match(html, /container registry on the AT Protocol/);
+  const href = html.match(/<link rel="stylesheet" href="(\/assets\/style\.([0-9a-f]{10})\.css)">/);
+  assert.ok(href, 'the page links the stylesheet by its content hash');
+  const css = await fetch(`${stack.urls.appview}${href[1]}`);
   assert.equal(css.status, 200);
   assert.match(css.headers.get('content-type'), /text\/css/);
+  assert.match(css.headers.get('cache-control'), /max-age=31536000.*immutable/);
+  const body = await css.text();
+  assert.equal(body, readFileSync(path.join(ROOT, 'web', 'style.css'), 'utf8'));
+  assert.equal(crypto.createHash('sha256').update(body).digest('hex').slice(0, 10), href[2]);
+  // Only the hashed copy is published: nothing links the source's name.
+  assert.equal((await fetch(`${stack.urls.appview}/style.css`)).status, 404);
 });
 
 /**

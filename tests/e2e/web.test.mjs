@@ -172,6 +172,42 @@ test('at phone width (360 px) the home, search, repository and manifest pages fi
   }
 });
 
+/**
+ * Where page screenshots go: ATCR_SCREENSHOTS, else target/screenshots.
+ * Other test files that show pages (sign-in, devices) save theirs there too.
+ */
+const SCREENSHOTS = process.env.ATCR_SCREENSHOTS ?? path.join(ROOT, 'target', 'screenshots');
+
+test('every page in light and dark at 1280 and 390 px: dark follows the system, and each is saved as a screenshot', async () => {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  const pages = {
+    home: '/', search: `/search?q=${alice.handle}`, repository: `/r/${alice.handle}/documented`,
+    manifest: `/r/${alice.handle}/webapp/multi`, user: `/u/${alice.handle}`, 'sign-in': '/login',
+  };
+  const backgrounds = {};
+  for (const colorScheme of ['light', 'dark']) {
+    for (const width of [1280, 390]) {
+      const context = await browser.newContext({ viewport: { width, height: 900 }, colorScheme });
+      const shot = await context.newPage();
+      try {
+        for (const [name, p] of Object.entries(pages)) {
+          assert.equal((await shot.goto(url(p))).status(), 200, p);
+          const scrollWidth = await shot.evaluate(() => document.documentElement.scrollWidth);
+          assert.ok(scrollWidth <= width, `${p} is ${scrollWidth} px wide at ${width} px`);
+          await shot.screenshot({ path: path.join(SCREENSHOTS, `${name}-${width}-${colorScheme}.png`), fullPage: true });
+        }
+        backgrounds[colorScheme] = await shot.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      } finally {
+        await context.close();
+      }
+    }
+  }
+  const luminance = (rgb) => rgb.match(/\d+/g).slice(0, 3).reduce((sum, c) => sum + Number(c), 0) / 3;
+  assert.ok(luminance(backgrounds.light) > 200, `light background ${backgrounds.light}`);
+  assert.ok(luminance(backgrounds.dark) < 50, `dark background ${backgrounds.dark}`);
+  assert.equal(fs.readdirSync(SCREENSHOTS).filter((f) => /-(1280|390)-(light|dark)\.png$/.test(f) && pages[f.replace(/-(1280|390)-(light|dark)\.png$/, '')]).length, 24);
+});
+
 test('the home page lists the most pulled repositories', async () => {
   await page.goto(url('/'));
   const popular = page.locator('section.popular');

@@ -18,6 +18,7 @@
 //! hold, for an image's config); they import `index`, `atproto`, `holds`
 //! and `auth` (sign-in), never `registry`.
 
+mod assets;
 mod format;
 mod manifest;
 mod repository;
