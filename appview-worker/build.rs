@@ -11,7 +11,11 @@ use sha2::{Digest, Sha256};
 use std::{fmt::Write as _, fs, path::Path};
 
 /// The published files: (constant name, file in `web/`).
-const ASSETS: &[(&str, &str)] = &[("STYLE_CSS", "style.css"), ("COPY_JS", "copy.js")];
+const ASSETS: &[(&str, &str)] = &[
+    ("STYLE_CSS", "style.css"),
+    ("COPY_JS", "copy.js"),
+    ("STAR_JS", "star.js"),
+];
 
 fn main() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");

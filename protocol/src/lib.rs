@@ -30,6 +30,7 @@ pub mod s3;
 pub mod sealed;
 pub mod secret_box;
 pub mod service_auth;
+pub mod star;
 pub mod tid;
 pub mod upload_session;
 pub mod web_session;

@@ -18,15 +18,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
-import path from 'node:path';
-import { createRequire } from 'node:module';
-import { startStack, queryD1, freePort, ROOT } from '../lib/stack.mjs';
+import { startStack, queryD1, freePort } from '../lib/stack.mjs';
 import { pushImage } from '../lib/registry.mjs';
 import { xrpc, login, putRecord } from '../lib/atproto.mjs';
 import { openSealed, registryTokenFor, dpopPost } from '../lib/oauth.mjs';
-
-const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
-const { chromium } = require('playwright-core');
+import { launchChromium, signInWithOAuth } from '../lib/browser.mjs';
 
 const keys = { signingKey: crypto.randomBytes(32).toString('hex'), secretKey: crypto.randomBytes(32).toString('hex') };
 let stack, browser, alice, service;
@@ -34,7 +30,7 @@ before(async () => {
   stack = await startStack({ appview: keys, log: (m) => process.stderr.write(`${m}\n`) });
   alice = stack.accounts.alice;
   service = `127.0.0.1:${stack.ports.appview}`;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  browser = await launchChromium();
 }, { timeout: 900_000 });
 after(async () => {
   await browser?.close();
@@ -58,24 +54,8 @@ async function tagRecord(repo, tag) {
   });
 }
 
-/**
- * Signs alice in from `/login` in `page`: her handle at the appview, then
- * her password and consent on her PDS's own pages (consent is asked once).
- * Resolves once the browser is back at the appview.
- */
-async function signIn(page, { returnTo } = {}) {
-  await page.goto(url(returnTo ? `/login?return_to=${encodeURIComponent(returnTo)}` : '/login'));
-  await page.fill('input[name=handle]', alice.handle);
-  await page.click('form[action="/login"] button[type=submit]');
-  await page.waitForURL((u) => u.origin === new URL(stack.urls.pds).origin, { timeout: 30_000 });
-  await page.locator('input[type=password]').fill(alice.password);
-  await page.getByRole('button', { name: /^(Sign in|Next)$/ }).click();
-  const consent = page.getByRole('button', { name: /^(Authorize|Accept)$/ });
-  await Promise.race([
-    consent.waitFor({ timeout: 30_000 }).then(() => consent.click()),
-    page.waitForURL((u) => u.origin === new URL(stack.urls.appview).origin, { timeout: 30_000 }),
-  ]);
-}
+/** Signs alice in from `/login` in `page` (her PDS's own pages); resolves back at the appview. */
+const signIn = (page, options) => signInWithOAuth(page, stack, alice, options);
 
 const signedInAs = async (page) => (await page.locator('nav .account .who').allTextContents()).join('');
 

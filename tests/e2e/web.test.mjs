@@ -1,21 +1,20 @@
 // The web UI in a real browser (headless Chromium): the home page lists what
 // was pushed, repository pages show tags with kind, platforms, size and the
-// pull count, search and user pages find repositories, and nothing a user
-// types is ever run as markup.
+// pull count, search and user pages find repositories, a signed-in user
+// stars a repository (a record in their own PDS), and nothing a user types
+// is ever run as markup.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { startStack, queryD1, ROOT } from '../lib/stack.mjs';
 import { runIn } from '../lib/clients.mjs';
 import { registryToken, pushImage, pushBlob } from '../lib/registry.mjs';
-import { login, putRecord } from '../lib/atproto.mjs';
+import { login, putRecord, listAllRecords } from '../lib/atproto.mjs';
+import { launchChromium, signInWithOAuth } from '../lib/browser.mjs';
 import { buildIndex, OCI_MANIFEST } from '../lib/image.mjs';
 
-const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
-const { chromium } = require('playwright-core');
 
 let stack, scratch, browser, page, alice, service, image, multi;
 before(async () => {
@@ -66,7 +65,7 @@ before(async () => {
   });
   assert.equal(put.status, 201, await put.text());
 
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  browser = await launchChromium();
   page = await browser.newPage();
 }, { timeout: 900_000 });
 after(async () => {
@@ -206,6 +205,95 @@ test('every page in light and dark at 1280 and 390 px: dark follows the system, 
   assert.ok(luminance(backgrounds.light) > 200, `light background ${backgrounds.light}`);
   assert.ok(luminance(backgrounds.dark) < 50, `dark background ${backgrounds.dark}`);
   assert.equal(fs.readdirSync(SCREENSHOTS).filter((f) => /-(1280|390)-(light|dark)\.png$/.test(f) && pages[f.replace(/-(1280|390)-(light|dark)\.png$/, '')]).length, 24);
+});
+
+const stars = () => queryD1(stack.appviewStateDir, `SELECT * FROM stars WHERE owner_did = '${alice.did}' AND repository = 'documented'`);
+const starRecords = async (account) => (await listAllRecords(stack.urls.pds, account.did, 'io.atcr.sailor.star'))
+  .filter((r) => r.value.subject?.did === alice.did && r.value.subject?.repository === 'documented');
+
+test('bob signs in, finds alice\'s repository by search, reads it and a manifest, stars it (a record in his PDS, the count rises) and unstars it without a reload', async () => {
+  const bob = stack.accounts.bob;
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  try {
+    await signInWithOAuth(p, stack, bob, { returnTo: '/' });
+    await p.fill('input[name=q]', 'documented');
+    await p.press('input[name=q]', 'Enter');
+    await p.waitForURL(/\/search\?q=documented/);
+    await p.click(`a.repo-name[href="/r/${alice.handle}/documented"]`);
+    await p.waitForURL(url(`/r/${alice.handle}/documented`));
+    assert.match(await p.textContent('section.description'), /Serves pages/);
+    assert.deepEqual(await p.locator('table.tags td.tag').allTextContents(), ['v1']);
+    await p.click('table.tags td.tag a');
+    await p.waitForURL(url(`/r/${alice.handle}/documented/v1`));
+    assert.match(await p.textContent('main'), /Layers/);
+    await p.goBack();
+
+    const button = p.locator('form.star button');
+    assert.equal(await button.getAttribute('aria-pressed'), 'false');
+    assert.equal(await p.textContent('form.star .star-count'), '0 stars');
+    const before = p.url();
+    await button.click();
+    await p.locator('form.star button[aria-pressed="true"]').waitFor();
+    assert.equal(p.url(), before, 'no reload');
+    assert.equal(await p.textContent('form.star .star-count'), '1 star');
+    const [record] = await starRecords(bob);
+    assert.ok(record, 'the star is a record in bob\'s PDS');
+    assert.match(record.value.createdAt, /^\d{4}-/);
+    assert.deepEqual(stars().map((r) => [r.starrer_did, r.record_uri]), [[bob.did, record.uri]]);
+    // The page knows it after a reload; home and bob's page list it.
+    await p.reload();
+    assert.equal(await button.textContent(), '★ Starred');
+    await p.goto(url('/'));
+    assert.equal(await p.locator(`section.starred a.repo-name[href="/r/${alice.handle}/documented"]`).count(), 1);
+    assert.match(await p.locator('section.starred li').first().textContent(), /1 star/);
+    await p.goto(url(`/u/${bob.handle}`));
+    assert.equal((await p.goto(url(`/u/${bob.handle}`))).status(), 200);
+    assert.equal(await p.locator(`section.starred a.repo-name[href="/r/${alice.handle}/documented"]`).count(), 1);
+
+    await p.goto(url(`/r/${alice.handle}/documented`));
+    await button.click();
+    await p.locator('form.star button[aria-pressed="false"]').waitFor();
+    assert.equal(await p.textContent('form.star .star-count'), '0 stars');
+    assert.deepEqual(await starRecords(bob), [], 'unstarring deletes the record');
+    assert.deepEqual(stars(), []);
+
+    // Without JavaScript the same form stars and comes back to the page.
+    const plain = await browser.newContext({ javaScriptEnabled: false });
+    try {
+      await plain.addCookies(await context.cookies(stack.urls.appview));
+      const q = await plain.newPage();
+      await q.goto(url(`/r/${alice.handle}/documented`));
+      await q.click('form.star button');
+      await q.waitForURL(url(`/r/${alice.handle}/documented`));
+      assert.equal(await q.textContent('form.star button'), '★ Starred');
+      assert.equal((await starRecords(bob)).length, 1);
+      await q.click('form.star button');
+      await q.waitForURL(url(`/r/${alice.handle}/documented`));
+      assert.equal(await q.textContent('form.star button'), '☆ Star');
+      assert.deepEqual(await starRecords(bob), []);
+    } finally {
+      await plain.close();
+    }
+
+    // Refused, nothing written: another site's form, a form without this
+    // session's token, a repository nobody has; signed out, it asks to sign in.
+    const cookie = (await context.cookies(stack.urls.appview)).map((c) => `${c.name}=${c.value}`).join('; ');
+    const csrf = await p.getAttribute('form.star input[name=csrf]', 'value');
+    const form = (fields) => new URLSearchParams({ owner: alice.did, repository: 'documented', action: 'star', csrf, ...fields });
+    const post = (body, headers) => fetch(url('/star'), { method: 'POST', redirect: 'manual', body, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
+    const origin = new URL(stack.urls.appview).origin;
+    assert.equal((await post(form(), { cookie, origin: 'https://elsewhere.example' })).status, 403);
+    assert.equal((await post(form({ csrf: 'forged' }), { cookie, origin })).status, 403);
+    assert.equal((await post(form({ repository: 'nothing-here' }), { cookie, origin })).status, 404);
+    const signedOut = await post(form(), { origin });
+    assert.equal(signedOut.status, 303);
+    assert.equal(signedOut.headers.get('location'), `/login?return_to=${encodeURIComponent(`/r/${alice.handle}/documented`)}`);
+    assert.deepEqual(await starRecords(bob), []);
+    assert.deepEqual(stars(), []);
+  } finally {
+    await context.close();
+  }
 });
 
 test('the home page lists the most pulled repositories', async () => {

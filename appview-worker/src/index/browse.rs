@@ -15,6 +15,7 @@ pub struct RepositoryRow {
     pub updated_at: f64,
     pub pulls: f64,
     pub tags: f64,
+    pub stars: f64,
 }
 
 /// A tag and the manifest it names, as the repository page shows it.
@@ -29,13 +30,25 @@ pub struct TagRow {
     pub record_uri: Option<String>,
 }
 
-const REPOSITORY_COLUMNS: &str = "SELECT u.handle AS handle, r.name AS name, r.owner_did AS owner_did,
+/// What a `RepositoryRow` is made of, for a query whose `r` is the
+/// repository, `u` its owner and `p` its pull count (search has its own FROM).
+macro_rules! repository_fields {
+    () => {
+        "SELECT u.handle AS handle, r.name AS name, r.owner_did AS owner_did,
         u.pds_endpoint AS pds_endpoint, r.updated_at AS updated_at,
         COALESCE(p.count, 0) AS pulls,
-        (SELECT count(*) FROM tags t WHERE t.owner_did = r.owner_did AND t.repository = r.name) AS tags
-     FROM repositories r JOIN users u ON u.did = r.owner_did
+        (SELECT count(*) FROM tags t WHERE t.owner_did = r.owner_did AND t.repository = r.name) AS tags,
+        (SELECT count(*) FROM stars s WHERE s.owner_did = r.owner_did AND s.repository = r.name) AS stars"
+    };
+}
+pub(super) const REPOSITORY_FIELDS: &str = repository_fields!();
+
+const REPOSITORY_COLUMNS: &str = concat!(
+    repository_fields!(),
+    " FROM repositories r JOIN users u ON u.did = r.owner_did
      LEFT JOIN pulls p ON p.owner_did = r.owner_did AND p.repository = r.name
-     WHERE u.handle IS NOT NULL";
+     WHERE u.handle IS NOT NULL"
+);
 
 /// The repositories pulled most, most first.
 pub async fn most_pulled_repositories(env: &Env, limit: u32) -> Result<Vec<RepositoryRow>> {
@@ -47,6 +60,42 @@ pub async fn most_pulled_repositories(env: &Env, limit: u32) -> Result<Vec<Repos
         .all()
         .await?
         .results()
+}
+
+/// The repositories starred most, most first.
+pub async fn most_starred_repositories(env: &Env, limit: u32) -> Result<Vec<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} AND stars > 0 ORDER BY stars DESC, r.updated_at DESC LIMIT ?1"
+        ))
+        .bind(&[limit.into()])?
+        .all()
+        .await?
+        .results()
+}
+
+/// The repositories the user with `handle` starred, newest star first.
+pub async fn starred_repositories(env: &Env, handle: &str) -> Result<Vec<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} AND EXISTS (SELECT 1 FROM stars s JOIN users su ON su.did = s.starrer_did
+               WHERE su.handle = ?1 AND s.owner_did = r.owner_did AND s.repository = r.name)
+             ORDER BY (SELECT max(s.created_at) FROM stars s JOIN users su ON su.did = s.starrer_did
+               WHERE su.handle = ?1 AND s.owner_did = r.owner_did AND s.repository = r.name) DESC"
+        ))
+        .bind(&[handle.into()])?
+        .all()
+        .await?
+        .results()
+}
+
+/// The DID of the user known here by `handle`.
+pub async fn user_did(env: &Env, handle: &str) -> Result<Option<String>> {
+    env.d1(DB_BINDING)?
+        .prepare("SELECT did FROM users WHERE handle = ?1 ORDER BY updated_at DESC LIMIT 1")
+        .bind(&[handle.into()])?
+        .first(Some("did"))
+        .await
 }
 
 pub async fn recent_repositories(env: &Env, limit: u32) -> Result<Vec<RepositoryRow>> {
@@ -77,6 +126,17 @@ pub async fn repository(env: &Env, handle: &str, name: &str) -> Result<Option<Re
             "{REPOSITORY_COLUMNS} AND u.handle = ?1 AND r.name = ?2"
         ))
         .bind(&[handle.into(), name.into()])?
+        .first(None)
+        .await
+}
+
+/// The repository `name` of the user `owner` (a DID).
+pub async fn repository_of(env: &Env, owner: &str, name: &str) -> Result<Option<RepositoryRow>> {
+    env.d1(DB_BINDING)?
+        .prepare(format!(
+            "{REPOSITORY_COLUMNS} AND r.owner_did = ?1 AND r.name = ?2"
+        ))
+        .bind(&[owner.into(), name.into()])?
         .first(None)
         .await
 }

@@ -1,20 +1,23 @@
 //! The D1 index: a write-through cache of users, repositories, manifests,
-//! tags and pull counts, for the web UI and for fast lookups. The PDS stays
+//! tags, stars and pull counts, for the web UI and for fast lookups. The PDS stays
 //! the source of truth; every row here can be rebuilt from records.
 //! `writes` is fed by the registry as it works; `pulls` counts pulls through
 //! a queue; `browse` answers the pages;
 //! `search` finds repositories by the words of their owner, name and description;
-//! `unlinks` keeps the blobs deleted from a repository's view.
+//! `unlinks` keeps the blobs deleted from a repository's view; `stars` who
+//! starred what.
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
 mod browse;
 mod pulls;
 mod search;
+mod stars;
 mod unlinks;
 mod writes;
 
 pub use browse::*;
 pub use pulls::*;
 pub use search::*;
+pub use stars::*;
 pub use unlinks::*;
 pub use writes::*;

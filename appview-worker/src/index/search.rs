@@ -2,7 +2,7 @@
 //! D1): what a person types becomes word-prefix terms, all required, ranked
 //! by bm25 with a repository's name weighing most.
 
-use super::browse::RepositoryRow;
+use super::browse::{RepositoryRow, REPOSITORY_FIELDS};
 use crate::config::DB_BINDING;
 use worker::{Env, Result};
 
@@ -43,17 +43,14 @@ pub async fn search_repositories(
     // Weights of handle, name and description in the rank.
     let page = db
         .prepare(
-            "SELECT u.handle AS handle, r.name AS name, r.owner_did AS owner_did,
-                    u.pds_endpoint AS pds_endpoint, r.updated_at AS updated_at,
-                    COALESCE(p.count, 0) AS pulls,
-                    (SELECT count(*) FROM tags t WHERE t.owner_did = r.owner_did AND t.repository = r.name) AS tags
+            format!("{REPOSITORY_FIELDS}
              FROM repository_search s
              JOIN repositories r ON r.owner_did = s.owner_did AND r.name = s.name
              JOIN users u ON u.did = r.owner_did
              LEFT JOIN pulls p ON p.owner_did = r.owner_did AND p.repository = r.name
              WHERE repository_search MATCH ?1 AND u.handle IS NOT NULL
              ORDER BY bm25(repository_search, 2.0, 4.0, 1.0), pulls DESC, r.updated_at DESC
-             LIMIT ?2 OFFSET ?3",
+             LIMIT ?2 OFFSET ?3"),
         )
         .bind(&[query.into(), limit.into(), offset.into()])?;
     let (rows, total) = futures_util::join!(page.all(), count.first::<Count>(None));

@@ -3,12 +3,13 @@
 //!
 //! | path | page |
 //! |---|---|
-//! | `/` | what ATCR is, how to push, recently pushed and most pulled repositories |
+//! | `/` | what ATCR is, how to push, recently pushed, most starred and most pulled repositories |
 //! | `/search?q=&page=` | repositories matching the words (owner, name, description), ranked, 20 a page, with the count |
-//! | `/u/<handle>` | a user's repositories |
+//! | `/u/<handle>` | a user's repositories and the ones they starred |
 //! | `/r/<handle>/<repository>?sort=&page=` | description, holds, tags (25 a page, by push or name) with kind, platforms, size, digest, age; pull count and command (`repository`) |
 //! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
 //! | `/login`, `/oauth/callback`, `/logout` | signing in and out with ATProto OAuth (`sign_in`) |
+//! | `POST /star` | starring and unstarring a repository, a record in the starrer's PDS (`stars`) |
 //!
 //! Every page's header shows who is signed in (`sign_in::viewer`): pages
 //! are put together without knowing who looks, and the account corner is
@@ -23,6 +24,7 @@ mod format;
 mod manifest;
 mod repository;
 mod sign_in;
+mod stars;
 mod views;
 
 use crate::config::AppConfig;
@@ -47,6 +49,7 @@ pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<R
         (Method::Post, "/login") => return Some(sign_in::login_submit(req, env, config).await),
         (Method::Get, "/oauth/callback") => return Some(sign_in::callback(req, env, config).await),
         (Method::Post, "/logout") => return Some(sign_in::sign_out(req, env, config).await),
+        (Method::Post, "/star") => return Some(stars::star(req, env, config).await),
         (Method::Get, _) => {}
         _ => return None,
     }
@@ -112,8 +115,9 @@ pub(crate) fn not_found(message: String) -> Page {
 }
 
 async fn home(env: &Env, config: &AppConfig) -> Page {
-    let (recent, popular) = futures_util::join!(
+    let (recent, starred, popular) = futures_util::join!(
         index::recent_repositories(env, RECENT),
+        index::most_starred_repositories(env, POPULAR),
         index::most_pulled_repositories(env, POPULAR)
     );
     render(&Home {
@@ -121,6 +125,7 @@ async fn home(env: &Env, config: &AppConfig) -> Page {
         host: config.service.clone(),
         repos: recent?.iter().map(RepoItem::from).collect(),
         empty: "Nothing has been pushed here yet.",
+        starred: starred?.iter().map(RepoItem::from).collect(),
         popular: popular?.iter().map(RepoItem::from).collect(),
     })
 }
@@ -154,16 +159,21 @@ async fn search(req: &Request, env: &Env) -> Page {
 }
 
 async fn user(env: &Env, handle: &str) -> Page {
-    let rows = index::user_repositories(env, handle).await?;
-    let Some(first) = rows.first() else {
-        return not_found(format!("No repositories of {handle} are known here."));
+    let (repos, starred, did) = futures_util::join!(
+        index::user_repositories(env, handle),
+        index::starred_repositories(env, handle),
+        index::user_did(env, handle)
+    );
+    let Some(did) = did? else {
+        return not_found(format!("No user {handle} is known here."));
     };
     render(&User {
         query: String::new(),
         handle: handle.to_string(),
-        did: first.owner_did.clone(),
-        repos: rows.iter().map(RepoItem::from).collect(),
-        empty: "",
+        did,
+        repos: repos?.iter().map(RepoItem::from).collect(),
+        empty: "No repositories yet.",
+        starred: starred?.iter().map(RepoItem::from).collect(),
     })
 }
 

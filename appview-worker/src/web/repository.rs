@@ -1,10 +1,13 @@
 //! The repository page: its tags with kind, platforms, size, digest and age
 //! (each tag's manifest record read from the owner's PDS, all at once), 25
 //! a page, newest push or name first; the holds its images live in; the
-//! pull count and command, and the description.
+//! pull count and command, the description; its stars and the viewer's
+//! star button.
 
 use super::format::{age, human_bytes, is_index, kind, platform_name, short_digest, when};
 use super::views::{Repository, TagItem};
+use super::sign_in::{form_csrf, session_hash};
+use super::stars::STAR_FORM;
 use super::{not_found, render, Page};
 use crate::atproto::pds::get_record;
 use crate::config::AppConfig;
@@ -39,7 +42,14 @@ pub async fn repository(
         .unwrap_or(1)
         .clamp(1, pages);
     let offset = (page - 1) * TAGS_PER_PAGE;
-    let (rows, holds) = futures_util::join!(
+    let session = session_hash(req);
+    let starred = async {
+        match &session {
+            Some(hash) => index::starred_by_session(env, &repo.owner_did, &repo.name, hash).await,
+            None => Ok(false),
+        }
+    };
+    let (rows, holds, starred) = futures_util::join!(
         index::tags(
             env,
             &repo.owner_did,
@@ -48,7 +58,8 @@ pub async fn repository(
             TAGS_PER_PAGE,
             offset
         ),
-        index::repository_holds(env, &repo.owner_did, &repo.name)
+        index::repository_holds(env, &repo.owner_did, &repo.name),
+        starred
     );
     let rows = rows?;
     // Each tag may need its manifest record from the PDS: ask for them all at once.
@@ -68,7 +79,11 @@ pub async fn repository(
         host: config.service.clone(),
         handle: repo.handle.clone(),
         name: repo.name.clone(),
+        owner_did: repo.owner_did.clone(),
         pulls: repo.pulls as u64,
+        stars: repo.stars as u64,
+        starred: starred?,
+        star_csrf: form_csrf(req, config, STAR_FORM),
         updated: when(repo.updated_at),
         latest: tags
             .iter()

@@ -19,7 +19,7 @@ use crate::auth::oauth::sign_in::{self, SignInError};
 use crate::auth::web_sessions::{self, WebSession};
 use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
 use atcr_protocol::web_session::{
-    clear_cookie, cookie, csrf_ok, csrf_token, is_well_formed, new_cookie_value, safe_return_path,
+    clear_cookie, cookie, csrf_ok, csrf_token, id_hash, is_well_formed, new_cookie_value, safe_return_path,
     same_origin_post, set_cookie, SESSION_COOKIE, SESSION_LIFETIME_SECS, SIGN_IN_COOKIE,
     SIGN_IN_LIFETIME_SECS,
 };
@@ -43,6 +43,34 @@ impl Viewer {
     pub fn signed_in(&self) -> bool {
         self.session.is_some()
     }
+
+    /// The signed-in user, and the CSRF token of `form` for this browser.
+    pub fn user(&self, config: &AppConfig, form: &str) -> Option<(&WebSession, String)> {
+        let (value, session) = self.session.as_ref()?;
+        Some((session, csrf_token(&config.secret_key, form, value)))
+    }
+
+    /// Whether `token` is this browser's CSRF token for `form`.
+    pub fn csrf_ok(&self, config: &AppConfig, form: &str, token: &str) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|(value, _)| csrf_ok(&config.secret_key, form, value, token))
+    }
+}
+
+/// The CSRF token of `form` for the browser that sent `req` (empty without
+/// a session cookie): pages put it in their forms without knowing yet who
+/// is looking; the form's handler checks the session.
+pub fn form_csrf(req: &Request, config: &AppConfig, form: &str) -> String {
+    request_cookie(req, SESSION_COOKIE)
+        .map(|value| csrf_token(&config.secret_key, form, &value))
+        .unwrap_or_default()
+}
+
+/// The SHA-256 (hex) of the browser's session cookie, which keys its
+/// `web_sessions` row: for queries that join what the viewer did.
+pub fn session_hash(req: &Request) -> Option<String> {
+    request_cookie(req, SESSION_COOKIE).map(|value| id_hash(&value))
 }
 
 fn request_cookie(req: &Request, name: &str) -> Option<String> {
@@ -117,7 +145,7 @@ pub fn page_response(
 }
 
 /// A page that tells the viewer what happened, with `status`.
-fn notice(
+pub(super) fn notice(
     viewer: &Viewer,
     config: &AppConfig,
     status: u16,
@@ -135,7 +163,7 @@ fn notice(
 }
 
 /// `303 See Other` to `location`.
-fn see_other(location: &str) -> Result<Response> {
+pub(super) fn see_other(location: &str) -> Result<Response> {
     let mut resp = Response::empty()?.with_status(303);
     resp.headers_mut().set("Location", location)?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
@@ -193,13 +221,13 @@ pub async fn login_page(req: &Request, env: &Env, config: &AppConfig) -> Result<
     Ok(resp)
 }
 
-fn form_fields(body: &str) -> Vec<(String, String)> {
+pub(super) fn form_fields(body: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect()
 }
 
-fn field(fields: &[(String, String)], name: &str) -> String {
+pub(super) fn field(fields: &[(String, String)], name: &str) -> String {
     fields
         .iter()
         .find(|(k, _)| k == name)
@@ -208,7 +236,7 @@ fn field(fields: &[(String, String)], name: &str) -> String {
 }
 
 /// Refuses a form POST another site made the browser send.
-fn cross_site(req: &Request, config: &AppConfig) -> bool {
+pub(super) fn cross_site(req: &Request, config: &AppConfig) -> bool {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let public = url::Url::parse(&config.public_url)
         .map(|u| u.origin().ascii_serialization())
@@ -220,7 +248,7 @@ fn cross_site(req: &Request, config: &AppConfig) -> bool {
     )
 }
 
-fn cross_site_refusal(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
+pub(super) fn cross_site_refusal(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
     notice(
         viewer,
         config,

@@ -10,6 +10,7 @@ pub struct RepoItem {
     pub name: String,
     pub pulls: u64,
     pub tags: u64,
+    pub stars: u64,
     pub updated: String,
 }
 
@@ -20,6 +21,7 @@ impl From<&RepositoryRow> for RepoItem {
             name: row.name.clone(),
             pulls: row.pulls as u64,
             tags: row.tags as u64,
+            stars: row.stars as u64,
             updated: when(row.updated_at),
         }
     }
@@ -48,6 +50,8 @@ pub struct Home {
     /// Recently pushed.
     pub repos: Vec<RepoItem>,
     pub empty: &'static str,
+    /// Starred most.
+    pub starred: Vec<RepoItem>,
     /// Pulled most.
     pub popular: Vec<RepoItem>,
 }
@@ -74,6 +78,8 @@ pub struct User {
     pub did: String,
     pub repos: Vec<RepoItem>,
     pub empty: &'static str,
+    /// The repositories they starred.
+    pub starred: Vec<RepoItem>,
 }
 
 #[derive(Template)]
@@ -83,7 +89,12 @@ pub struct Repository {
     pub host: String,
     pub handle: String,
     pub name: String,
+    pub owner_did: String,
     pub pulls: u64,
+    pub stars: u64,
+    /// Whether the viewer starred it, and the star form's CSRF token.
+    pub starred: bool,
+    pub star_csrf: String,
     pub updated: String,
     pub latest: String,
     /// The holds its images are stored in, the newest push's first.

@@ -1,0 +1,70 @@
+//! Stars in the index: who starred which repository (the records live in
+//! the starrers' PDSs), counted for the pages.
+
+use crate::config::DB_BINDING;
+use atcr_protocol::Did;
+use worker::{Date, Env, Result};
+
+/// The starrer as the pages name them.
+pub struct Starrer<'a> {
+    pub did: &'a Did,
+    pub handle: &'a str,
+    pub pds: &'a str,
+}
+
+/// Records `starrer`'s star (its record at `record_uri`) on `owner`'s
+/// `repository`, and the starrer among the users, so their page lists it.
+pub async fn star_added(
+    env: &Env,
+    starrer: &Starrer<'_>,
+    owner: &str,
+    repository: &str,
+    record_uri: &str,
+) -> Result<()> {
+    let db = env.d1(DB_BINDING)?;
+    let now = Date::now().as_millis() as f64;
+    db.batch(vec![
+        db.prepare(
+            "INSERT INTO users (did, handle, pds_endpoint, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, pds_endpoint = excluded.pds_endpoint, updated_at = excluded.updated_at",
+        )
+        .bind(&[starrer.did.as_str().into(), starrer.handle.into(), starrer.pds.into(), now.into()])?,
+        db.prepare(
+            "INSERT INTO stars (starrer_did, owner_did, repository, record_uri, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (starrer_did, owner_did, repository) DO UPDATE SET record_uri = excluded.record_uri",
+        )
+        .bind(&[starrer.did.as_str().into(), owner.into(), repository.into(), record_uri.into(), now.into()])?,
+    ])
+    .await?;
+    Ok(())
+}
+
+pub async fn star_removed(env: &Env, starrer: &Did, owner: &str, repository: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("DELETE FROM stars WHERE starrer_did = ?1 AND owner_did = ?2 AND repository = ?3")
+        .bind(&[starrer.as_str().into(), owner.into(), repository.into()])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Whether the browser whose session cookie hashes to `session_hash` is
+/// signed in as one who starred the repository: asked alongside the rest of
+/// the page, before the page knows who is looking.
+pub async fn starred_by_session(
+    env: &Env,
+    owner: &str,
+    repository: &str,
+    session_hash: &str,
+) -> Result<bool> {
+    let found: Option<f64> = env
+        .d1(DB_BINDING)?
+        .prepare(
+            "SELECT 1 AS found FROM stars s JOIN web_sessions w ON w.did = s.starrer_did
+             WHERE w.id_hash = ?3 AND s.owner_did = ?1 AND s.repository = ?2",
+        )
+        .bind(&[owner.into(), repository.into(), session_hash.into()])?
+        .first(Some("found"))
+        .await?;
+    Ok(found.is_some())
+}
