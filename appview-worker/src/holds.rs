@@ -372,6 +372,60 @@ pub async fn hold_of(owner: &Identity, config: &AppConfig) -> Did {
     hold.unwrap_or_else(|| config.default_hold.clone())
 }
 
+/// The owner just named `hold` in their profile: this isolate uses it at
+/// once (others within `HOLD_OF_CACHE_MS`).
+pub fn hold_chosen(owner: &Did, hold: &Did) {
+    HOLD_OF.with(|c| c.put(owner.as_str(), hold.clone(), HOLD_OF_CACHE_MS));
+}
+
+/// What a hold says about itself (`GET /` and `/health`), checked before a
+/// user names it in a record: it must answer healthy, under the DID asked.
+pub struct HoldFacts {
+    pub endpoint: String,
+    pub owner: Option<Did>,
+}
+
+pub async fn check_hold(did: &Did, config: &AppConfig) -> Result<HoldFacts, String> {
+    let hold = Hold::resolve(did, config).await.map_err(|e| e.to_string())?;
+    let get = |path: &str| {
+        let url = format!("{}{path}", hold.endpoint);
+        async move {
+            let req = Fetch::Url(url.parse().map_err(|e| format!("{url}: {e}"))?);
+            worker_support::call(req)
+                .await
+                .map_err(|e| format!("{url} is unreachable: {e}"))
+        }
+    };
+    let (health, describe) = futures_util::join!(get("/health"), get("/"));
+    let health = health?;
+    if health.status_code() != 200 {
+        return Err(format!(
+            "the hold at {} is not healthy: /health answered {}",
+            hold.endpoint,
+            health.status_code()
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Describe {
+        did: Did,
+        owner: Option<Did>,
+    }
+    let described: Describe = describe?
+        .json()
+        .await
+        .map_err(|e| format!("the hold at {} does not describe itself: {e}", hold.endpoint))?;
+    if &described.did != did {
+        return Err(format!(
+            "the service at {} is {}, not {did}",
+            hold.endpoint, described.did
+        ));
+    }
+    Ok(HoldFacts {
+        endpoint: hold.endpoint,
+        owner: described.owner,
+    })
+}
+
 async fn profile_hold(owner: &Identity) -> Option<Did> {
     let url = format!(
         "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection={}&rkey=self",

@@ -23,6 +23,7 @@ pub mod pagination;
 pub mod paths;
 pub mod pulls;
 pub mod quota;
+pub mod record_keys;
 pub mod reference;
 pub mod registry_token;
 pub mod route;

@@ -11,14 +11,16 @@ import path from 'node:path';
 import { startStack, queryD1, ROOT } from '../lib/stack.mjs';
 import { runIn } from '../lib/clients.mjs';
 import { registryToken, pushImage, pushBlob } from '../lib/registry.mjs';
-import { login, putRecord, listAllRecords } from '../lib/atproto.mjs';
+import { login, putRecord, listAllRecords, serviceToken, xrpc } from '../lib/atproto.mjs';
+import { HoldClient } from '../lib/hold.mjs';
 import { launchChromium, signInWithOAuth } from '../lib/browser.mjs';
 import { buildIndex, OCI_MANIFEST } from '../lib/image.mjs';
 
 
 let stack, scratch, browser, page, alice, service, image, multi;
 before(async () => {
-  stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+  // alice runs her own hold too (her profile names it), which settings can change.
+  stack = await startStack({ byoHold: true, hold: { crewCacheSeconds: 1 }, log: (m) => process.stderr.write(`${m}\n`) });
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-web-test-'));
   alice = stack.accounts.alice;
   service = `127.0.0.1:${stack.ports.appview}`;
@@ -139,7 +141,7 @@ test('a repository page pages and sorts its tags, names its hold, tells each tag
   assert.equal((await tagsShown()).length, 25, 'a page holds 25 tags');
   assert.equal((await tagsShown())[0], 't30', 'newest push first');
   assert.match(await page.textContent('p.tag-count'), /30 tags, 1–25 shown/);
-  assert.equal(await page.textContent('code.hold'), stack.holdDid, 'the hold the images live in');
+  assert.equal(await page.textContent('code.hold'), stack.byoHoldDid, 'the hold the images live in (her own)');
   assert.equal(await page.locator('table.tags td.age').first().textContent(), 'just now');
   assert.ok(!Number.isNaN(Date.parse(await page.locator('table.tags td.age time').first().getAttribute('datetime'))));
   await page.click('a[rel="next"]');
@@ -176,6 +178,20 @@ test('at phone width (360 px) the home, search, repository and manifest pages fi
  * Other test files that show pages (sign-in, devices) save theirs there too.
  */
 const SCREENSHOTS = process.env.ATCR_SCREENSHOTS ?? path.join(ROOT, 'target', 'screenshots');
+
+/** Saves the page `p` shows as `<name>-<width>-<scheme>.png` at 1280 and 390 px, light and dark. */
+async function screenshots(p, name) {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  for (const colorScheme of ['light', 'dark']) {
+    for (const width of [1280, 390]) {
+      await p.emulateMedia({ colorScheme });
+      await p.setViewportSize({ width, height: 900 });
+      const scrollWidth = await p.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(scrollWidth <= width, `${name} is ${scrollWidth} px wide at ${width} px`);
+      await p.screenshot({ path: path.join(SCREENSHOTS, `${name}-${width}-${colorScheme}.png`), fullPage: true });
+    }
+  }
+}
 
 test('every page in light and dark at 1280 and 390 px: dark follows the system, and each is saved as a screenshot', async () => {
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
@@ -291,6 +307,127 @@ test('bob signs in, finds alice\'s repository by search, reads it and a manifest
     assert.equal(signedOut.headers.get('location'), `/login?return_to=${encodeURIComponent(`/r/${alice.handle}/documented`)}`);
     assert.deepEqual(await starRecords(bob), []);
     assert.deepEqual(stars(), []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('settings: alice changes her default hold (her next push goes there), registers her hold, adds bob to its crew (he can then push to it), describes a repository with a preview, and forgets her app-password session', async () => {
+  const signedOut = await fetch(url('/settings'), { redirect: 'manual' });
+  assert.equal(signedOut.status, 303);
+  assert.equal(signedOut.headers.get('location'), '/login?return_to=%2Fsettings');
+
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  const record = (collection, rkey) => xrpc(stack.urls.pds, 'com.atproto.repo.getRecord', {
+    params: { repo: alice.did, collection, rkey }, expect: [200, 400],
+  });
+  const holdOfPush = async (repo) => {
+    const name = `${alice.handle}/${repo}`;
+    const pushed = await pushImage(stack, name, 'v1', await registryToken(stack, `repository:${name}:pull,push`, alice));
+    return queryD1(stack.appviewStateDir, `SELECT hold_did FROM manifests WHERE owner_did = '${alice.did}' AND repository = '${repo}' AND digest = '${pushed.manifest}'`)[0]?.hold_did;
+  };
+  try {
+    await signInWithOAuth(p, stack, alice, { returnTo: '/settings' });
+    await p.waitForURL(url('/settings'));
+    assert.equal(await p.textContent('#hold code.current-hold'), stack.byoHoldDid);
+
+    // The default hold: the profile record changes, and the next push goes there.
+    await p.fill('#hold-input', stack.urls.hold);
+    await p.click('#hold button[type=submit]');
+    await p.waitForURL(/saved=hold/);
+    assert.equal(await p.textContent('#hold code.current-hold'), stack.holdDid);
+    assert.equal((await record('io.atcr.sailor.profile', 'self')).value.defaultHold, stack.holdDid);
+    assert.equal(await holdOfPush('moved'), stack.holdDid);
+    await p.fill('#hold-input', stack.byoHoldDid);
+    await p.click('#hold button[type=submit]');
+    await p.waitForURL(/saved=hold/);
+    assert.equal(await holdOfPush('moved-back'), stack.byoHoldDid);
+    // Something that is no hold is refused with the reason; nothing changes.
+    await p.fill('#hold-input', stack.urls.pds);
+    await p.click('#hold button[type=submit]');
+    assert.match(await p.textContent('p.error'), /cannot be your hold/);
+    assert.equal((await record('io.atcr.sailor.profile', 'self')).value.defaultHold, stack.byoHoldDid);
+
+    // Registering the hold she runs writes an io.atcr.hold record.
+    await p.goto(url('/settings'));
+    // Public, as it was: the record's flag is the hold's policy from now on.
+    await p.fill('#register-hold', stack.urls.byoHold);
+    await p.check('#holds input[name=public]');
+    await p.click('#holds button[type=submit]');
+    await p.waitForURL(/saved=holds/);
+    const holds = await listAllRecords(stack.urls.pds, alice.did, 'io.atcr.hold');
+    const registered = holds.find((r) => r.value.endpoint === stack.urls.byoHold);
+    assert.ok(registered, 'an io.atcr.hold record names her hold');
+    assert.equal(registered.value.owner, alice.did);
+    assert.equal(registered.value.public, true);
+    assert.match(await p.textContent('#holds ul'), new RegExp(stack.urls.byoHold.replace(/[.]/g, '\\.')));
+
+    // Crew: bob may not push to her hold, then may, then may not again.
+    const bob = stack.accounts.bob;
+    const bobSession = await login(stack.urls.pds, bob);
+    const hold = new HoldClient(stack.urls.byoHold);
+    const bobStarts = async () => (await hold.call('io.atcr.hold.startUpload', {
+      token: await serviceToken(stack.urls.pds, bobSession, stack.byoHoldDid, 'io.atcr.hold.startUpload'), body: {},
+    })).status;
+    const until = async (status) => {
+      const deadline = Date.now() + 15_000;
+      let last;
+      while ((last = await bobStarts()) !== status) {
+        assert.ok(Date.now() < deadline, `bob's upload start answered ${last}, not ${status}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    assert.equal(await bobStarts(), 403);
+    await p.fill('#crew-member', bob.handle);
+    await p.click('#crew form[action="/settings/crew"] button[type=submit]');
+    await p.waitForURL(/saved=crew/);
+    const crew = () => listAllRecords(stack.urls.pds, alice.did, 'io.atcr.hold.crew');
+    assert.ok((await crew()).some((r) => r.value.member === bob.did), 'a crew record names bob');
+    assert.match(await p.textContent('#crew ul.crew'), new RegExp(bob.did));
+    await until(200);
+    await p.click(`#crew form.inline:has(input[value="${bob.did}"]) button`);
+    await p.waitForURL(/saved=crew/);
+    assert.ok(!(await crew()).some((r) => r.value.member === bob.did), 'no crew record names bob');
+    await until(403);
+
+    // A description: previewed (nothing written), then saved.
+    await p.goto(url('/settings?repository=moved'));
+    const text = '# Documented anew\n\nNow with **zebras**. <script>document.title="owned"</script>';
+    await p.fill('#description-text', text);
+    await p.click('#description button[value=preview]');
+    assert.equal(await p.textContent('.description.preview h1'), 'Documented anew');
+    assert.equal(await p.locator('.description.preview script').count(), 0);
+    assert.equal((await record('io.atcr.repo.page', 'moved')).value, undefined, 'a preview writes nothing');
+    await p.click('#description button[value=save]');
+    await p.waitForURL(/saved=description/);
+    assert.equal((await record('io.atcr.repo.page', 'moved')).value.description, text);
+    await p.goto(url(`/r/${alice.handle}/moved`));
+    assert.match(await p.textContent('section.description'), /Now with zebras/);
+    assert.notEqual(await p.title(), 'owned');
+    await p.goto(url('/search?q=zebras'));
+    assert.equal(await p.locator(`a.repo-name[href="/r/${alice.handle}/moved"]`).count(), 1);
+
+    // The app-password session docker login opened is shown and forgotten.
+    const appPassword = () => queryD1(stack.appviewStateDir, `SELECT kind FROM pds_sessions WHERE did = '${alice.did}'`);
+    assert.deepEqual(appPassword().map((r) => r.kind), ['app_password']);
+    await p.goto(url('/settings'));
+    await p.click('#sign-ins button[type=submit]');
+    await p.waitForURL(/saved=sign-ins/);
+    assert.deepEqual(appPassword(), []);
+
+    // Refused, nothing written: another site's form, a form without this session's token.
+    const cookie = (await context.cookies(stack.urls.appview)).map((c) => `${c.name}=${c.value}`).join('; ');
+    const csrf = await p.getAttribute('#hold input[name=csrf]', 'value');
+    const post = (fields, headers) => fetch(url('/settings/hold'), {
+      method: 'POST', redirect: 'manual', body: new URLSearchParams({ hold: stack.holdDid, csrf, ...fields }),
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, ...headers },
+    });
+    assert.equal((await post({}, { origin: 'https://elsewhere.example' })).status, 403);
+    assert.equal((await post({ csrf: 'forged' }, { origin: new URL(stack.urls.appview).origin })).status, 403);
+    assert.equal((await record('io.atcr.sailor.profile', 'self')).value.defaultHold, stack.byoHoldDid);
+    await p.goto(url('/settings'));
+    await screenshots(p, 'settings');
   } finally {
     await context.close();
   }

@@ -128,3 +128,24 @@ fn seal_tokens(config: &AppConfig, tokens: &PdsTokens) -> worker::Result<String>
         &serde_json::to_vec(tokens)?,
     )))
 }
+
+/// When the app-password session the appview holds for `did` was opened
+/// or last refreshed (unix ms), if it holds one.
+pub async fn app_password_since(env: &Env, did: &Did) -> worker::Result<Option<f64>> {
+    env.d1(DB_BINDING)?
+        .prepare("SELECT updated_at FROM pds_sessions WHERE did = ?1 AND kind = 'app_password'")
+        .bind(&[did.as_str().into()])?
+        .first(Some("updated_at"))
+        .await
+}
+
+/// Forgets the app-password session of `did`: `docker login` must sign in
+/// to the PDS again, and refresh tokens issued on it stop working.
+pub async fn forget_app_password(env: &Env, did: &Did) -> worker::Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("DELETE FROM pds_sessions WHERE did = ?1 AND kind = 'app_password'")
+        .bind(&[did.as_str().into()])?
+        .run()
+        .await?;
+    Ok(())
+}

@@ -143,3 +143,14 @@ pub async fn manifest_deleted(
     .await?;
     Ok(())
 }
+
+/// The owner's `io.atcr.repo.page` description of a repository changed
+/// (search reads it).
+pub async fn description_changed(env: &Env, owner: &Did, repository: &str, description: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("UPDATE repositories SET description = ?3 WHERE owner_did = ?1 AND name = ?2")
+        .bind(&[owner.as_str().into(), repository.into(), description.into()])?
+        .run()
+        .await?;
+    Ok(())
+}

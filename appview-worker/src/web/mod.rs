@@ -9,6 +9,7 @@
 //! | `/r/<handle>/<repository>?sort=&page=` | description, holds, tags (25 a page, by push or name) with kind, platforms, size, digest, age; pull count and command (`repository`) |
 //! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
 //! | `/login`, `/oauth/callback`, `/logout` | signing in and out with ATProto OAuth (`sign_in`) |
+//! | `/settings` | the signed-in user's default hold, holds, crew, repository descriptions and sign-ins (`settings`) |
 //! | `POST /star` | starring and unstarring a repository, a record in the starrer's PDS (`stars`) |
 //!
 //! Every page's header shows who is signed in (`sign_in::viewer`): pages
@@ -23,6 +24,7 @@ mod assets;
 mod format;
 mod manifest;
 mod repository;
+mod settings;
 mod sign_in;
 mod stars;
 mod views;
@@ -50,6 +52,11 @@ pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<R
         (Method::Get, "/oauth/callback") => return Some(sign_in::callback(req, env, config).await),
         (Method::Post, "/logout") => return Some(sign_in::sign_out(req, env, config).await),
         (Method::Post, "/star") => return Some(stars::star(req, env, config).await),
+        (Method::Get, "/settings") => return Some(settings::page(req, env, config).await),
+        (Method::Post, p) if p.starts_with("/settings/") => {
+            let action = p.trim_start_matches("/settings/").to_string();
+            return Some(settings::submit(req, env, config, &action).await);
+        }
         (Method::Get, _) => {}
         _ => return None,
     }

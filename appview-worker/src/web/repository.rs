@@ -13,6 +13,7 @@ use crate::atproto::pds::get_record;
 use crate::config::AppConfig;
 use crate::index::{self, RepositoryRow, TagOrder, TagRow};
 use atcr_protocol::markdown::to_safe_html;
+use atcr_protocol::record_keys::repo_page_record_key;
 use atcr_protocol::Did;
 use atcr_protocol::{collections, manifest};
 use worker::{Date, Env, Request};
@@ -186,6 +187,11 @@ async fn manifest_facts(
     Some(facts)
 }
 
+/// The owner changed the description: this isolate shows it at once.
+pub(super) fn description_changed(owner_did: &str, name: &str) {
+    PAGES.with(|c| c.remove(&format!("{owner_did}/{name}")));
+}
+
 /// The owner's `io.atcr.repo.page` description (Markdown) for the
 /// repository, rendered so that nothing in it can run.
 async fn page_description(repo: &RepositoryRow) -> Option<String> {
@@ -194,8 +200,7 @@ async fn page_description(repo: &RepositoryRow) -> Option<String> {
         return cached;
     }
     let did: Did = repo.owner_did.parse().ok()?;
-    // The page record's key is the repository name, `/` written as `~`.
-    let rkey = repo.name.replace('/', "~");
+    let rkey = repo_page_record_key(&repo.name);
     let record = get_record(&repo.pds_endpoint, &did, collections::REPO_PAGE, &rkey)
         .await
         .ok()?;

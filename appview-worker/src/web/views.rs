@@ -218,3 +218,47 @@ pub struct Notice {
     /// `(href, text)`.
     pub link: Option<(String, String)>,
 }
+
+/// `/settings`.
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    pub query: String,
+    pub csrf: String,
+    pub handle: String,
+    /// The hold users get when their profile names none.
+    pub appview_hold: String,
+    /// The profile's `defaultHold`.
+    pub default_hold: Option<String>,
+    pub holds: Vec<RegisteredHold>,
+    pub crew: Vec<CrewMember>,
+    pub repos: Vec<String>,
+    pub editor: Option<DescriptionEditor>,
+    /// When the app-password session was opened or refreshed.
+    pub app_password_since: Option<String>,
+    /// The section just saved.
+    pub saved: Option<String>,
+    pub error: Option<String>,
+}
+
+/// An `io.atcr.hold` record of the user's.
+pub struct RegisteredHold {
+    pub endpoint: String,
+    pub public: bool,
+}
+
+/// An `io.atcr.hold.crew` record of the user's.
+pub struct CrewMember {
+    pub member: String,
+    /// Empty: read and write.
+    pub permissions: String,
+}
+
+/// The description of one repository, being edited.
+pub struct DescriptionEditor {
+    pub repository: String,
+    /// Markdown.
+    pub text: String,
+    /// `text` rendered, when previewing: safe HTML.
+    pub preview: Option<String>,
+}

@@ -12,7 +12,7 @@ pub const ATPROTO: &str = "atproto";
 /// Kept in sync with [`collections`] by a test.
 pub const APPVIEW: &str = "atproto repo:io.atcr.manifest repo:io.atcr.tag \
 repo:io.atcr.sailor.profile repo:io.atcr.sailor.star repo:io.atcr.repo.page \
-blob?accept=application/*&accept=image/*";
+repo:io.atcr.hold repo:io.atcr.hold.crew blob?accept=application/*&accept=image/*";
 
 /// Whether a granted scope (space-separated) contains `value`.
 pub fn contains(scope: &str, value: &str) -> bool {
@@ -20,13 +20,16 @@ pub fn contains(scope: &str, value: &str) -> bool {
 }
 
 /// The collections the appview writes, as `repo:` scopes.
-pub fn written_collections() -> [&'static str; 5] {
+pub fn written_collections() -> [&'static str; 7] {
     [
         collections::MANIFEST,
         collections::TAG,
         collections::PROFILE,
         collections::STAR,
         collections::REPO_PAGE,
+        // Settings: the holds a user runs and their crew.
+        collections::HOLD,
+        collections::HOLD_CREW,
     ]
 }
 
