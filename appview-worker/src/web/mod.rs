@@ -9,6 +9,7 @@
 //! | `/r/<handle>/<repository>?sort=&page=` | description, holds, tags (25 a page, by push or name) with kind, platforms, size, digest, age; pull count and command (`repository`) |
 //! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
 //! | `/login`, `/oauth/callback`, `/logout` | signing in and out with ATProto OAuth (`sign_in`) |
+//! | `/device`, `/settings/devices` | approving the credential helper's device logins, listing and revoking devices (`devices`) |
 //!
 //! Every page's header shows who is signed in (`sign_in::viewer`): pages
 //! are put together without knowing who looks, and the account corner is
@@ -18,6 +19,7 @@
 //! hold, for an image's config); they import `index`, `atproto`, `holds`
 //! and `auth` (sign-in), never `registry`.
 
+mod devices;
 mod format;
 mod manifest;
 mod repository;
@@ -46,6 +48,14 @@ pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<R
         (Method::Post, "/login") => return Some(sign_in::login_submit(req, env, config).await),
         (Method::Get, "/oauth/callback") => return Some(sign_in::callback(req, env, config).await),
         (Method::Post, "/logout") => return Some(sign_in::sign_out(req, env, config).await),
+        (Method::Get, "/device") => return Some(devices::approval_page(req, env, config).await),
+        (Method::Post, "/device") => return Some(devices::decide(req, env, config).await),
+        (Method::Get, "/settings/devices") => {
+            return Some(devices::list_page(req, env, config).await)
+        }
+        (Method::Post, "/settings/devices/revoke") => {
+            return Some(devices::revoke(req, env, config).await)
+        }
         (Method::Get, _) => {}
         _ => return None,
     }

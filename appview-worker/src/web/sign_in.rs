@@ -43,6 +43,26 @@ impl Viewer {
     pub fn signed_in(&self) -> bool {
         self.session.is_some()
     }
+
+    /// Who is signed in.
+    pub fn user(&self) -> Option<&WebSession> {
+        self.session.as_ref().map(|(_, s)| s)
+    }
+
+    /// The CSRF token of `purpose`'s form for this browser's session.
+    pub fn csrf(&self, config: &AppConfig, purpose: &str) -> String {
+        self.session
+            .as_ref()
+            .map(|(value, _)| csrf_token(&config.secret_key, purpose, value))
+            .unwrap_or_default()
+    }
+
+    /// Whether `token` is the CSRF token of `purpose`'s form for this session.
+    pub fn csrf_ok(&self, config: &AppConfig, purpose: &str, token: &str) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|(value, _)| csrf_ok(&config.secret_key, purpose, value, token))
+    }
 }
 
 fn request_cookie(req: &Request, name: &str) -> Option<String> {
@@ -117,7 +137,7 @@ pub fn page_response(
 }
 
 /// A page that tells the viewer what happened, with `status`.
-fn notice(
+pub(super) fn notice(
     viewer: &Viewer,
     config: &AppConfig,
     status: u16,
@@ -135,7 +155,7 @@ fn notice(
 }
 
 /// `303 See Other` to `location`.
-fn see_other(location: &str) -> Result<Response> {
+pub(super) fn see_other(location: &str) -> Result<Response> {
     let mut resp = Response::empty()?.with_status(303);
     resp.headers_mut().set("Location", location)?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
@@ -193,13 +213,13 @@ pub async fn login_page(req: &Request, env: &Env, config: &AppConfig) -> Result<
     Ok(resp)
 }
 
-fn form_fields(body: &str) -> Vec<(String, String)> {
+pub(super) fn form_fields(body: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect()
 }
 
-fn field(fields: &[(String, String)], name: &str) -> String {
+pub(super) fn field(fields: &[(String, String)], name: &str) -> String {
     fields
         .iter()
         .find(|(k, _)| k == name)
@@ -208,7 +228,7 @@ fn field(fields: &[(String, String)], name: &str) -> String {
 }
 
 /// Refuses a form POST another site made the browser send.
-fn cross_site(req: &Request, config: &AppConfig) -> bool {
+pub(super) fn cross_site(req: &Request, config: &AppConfig) -> bool {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let public = url::Url::parse(&config.public_url)
         .map(|u| u.origin().ascii_serialization())
@@ -220,7 +240,7 @@ fn cross_site(req: &Request, config: &AppConfig) -> bool {
     )
 }
 
-fn cross_site_refusal(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
+pub(super) fn cross_site_refusal(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
     notice(
         viewer,
         config,
