@@ -24,6 +24,7 @@ import { startStack, queryD1, freePort, ROOT } from '../lib/stack.mjs';
 import { pushImage } from '../lib/registry.mjs';
 import { xrpc, login, putRecord } from '../lib/atproto.mjs';
 import { openSealed, registryTokenFor, dpopPost } from '../lib/oauth.mjs';
+import { signIn as signInAs } from '../lib/sign-in.mjs';
 
 const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
 const { chromium } = require('playwright-core');
@@ -58,24 +59,8 @@ async function tagRecord(repo, tag) {
   });
 }
 
-/**
- * Signs alice in from `/login` in `page`: her handle at the appview, then
- * her password and consent on her PDS's own pages (consent is asked once).
- * Resolves once the browser is back at the appview.
- */
-async function signIn(page, { returnTo } = {}) {
-  await page.goto(url(returnTo ? `/login?return_to=${encodeURIComponent(returnTo)}` : '/login'));
-  await page.fill('input[name=handle]', alice.handle);
-  await page.click('form[action="/login"] button[type=submit]');
-  await page.waitForURL((u) => u.origin === new URL(stack.urls.pds).origin, { timeout: 30_000 });
-  await page.locator('input[type=password]').fill(alice.password);
-  await page.getByRole('button', { name: /^(Sign in|Next)$/ }).click();
-  const consent = page.getByRole('button', { name: /^(Authorize|Accept)$/ });
-  await Promise.race([
-    consent.waitFor({ timeout: 30_000 }).then(() => consent.click()),
-    page.waitForURL((u) => u.origin === new URL(stack.urls.appview).origin, { timeout: 30_000 }),
-  ]);
-}
+/** Signs alice in from `/login` in `page` (tests/lib/sign-in.mjs). */
+const signIn = (page, opts) => signInAs(page, stack, alice, opts);
 
 const signedInAs = async (page) => (await page.locator('nav .account .who').allTextContents()).join('');
 
