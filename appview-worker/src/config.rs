@@ -129,7 +129,9 @@ impl AppConfig {
                     .parse()
                     .ok()
                     .filter(|&s| s > 0)
-                    .ok_or_else(|| format!("DEVICE_CODE_SECONDS: {value:?} is not a number of seconds"))?,
+                    .ok_or_else(|| {
+                        format!("DEVICE_CODE_SECONDS: {value:?} is not a number of seconds")
+                    })?,
                 Err(_) => atcr_protocol::device::DEFAULT_CODE_SECONDS,
             },
             public_url,

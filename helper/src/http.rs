@@ -37,7 +37,10 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, url: &str) -> Result<Answer, String> {
+fn answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    url: &str,
+) -> Result<Answer, String> {
     let mut resp = result.map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().unwrap_or_default();
@@ -52,7 +55,11 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 /// POSTs a form, with Basic auth when `auth` is given.
-pub fn post_form(url: &str, form: &[(&str, &str)], auth: Option<(&str, &str)>) -> Result<Answer, String> {
+pub fn post_form(
+    url: &str,
+    form: &[(&str, &str)],
+    auth: Option<(&str, &str)>,
+) -> Result<Answer, String> {
     let mut req = agent().post(url);
     if let Some((user, password)) = auth {
         req = req.header("Authorization", basic(user, password));
@@ -62,7 +69,13 @@ pub fn post_form(url: &str, form: &[(&str, &str)], auth: Option<(&str, &str)>) -
 
 /// GETs `url` with Basic auth.
 pub fn get_basic(url: &str, user: &str, password: &str) -> Result<Answer, String> {
-    answer(agent().get(url).header("Authorization", basic(user, password)).call(), url)
+    answer(
+        agent()
+            .get(url)
+            .header("Authorization", basic(user, password))
+            .call(),
+        url,
+    )
 }
 
 #[cfg(test)]
@@ -75,9 +88,15 @@ mod tests {
         assert_eq!(base_url("localhost:5000"), "http://localhost:5000");
         assert_eq!(base_url("localhost"), "http://localhost");
         assert_eq!(base_url("atcr.io"), "https://atcr.io");
-        assert_eq!(base_url("registry.example:443"), "https://registry.example:443");
+        assert_eq!(
+            base_url("registry.example:443"),
+            "https://registry.example:443"
+        );
         assert_eq!(base_url("https://atcr.io/v2/"), "https://atcr.io");
         assert_eq!(base_url("http://10.0.0.1:80"), "http://10.0.0.1:80");
-        assert_eq!(base_url("localhost.evil.example"), "https://localhost.evil.example");
+        assert_eq!(
+            base_url("localhost.evil.example"),
+            "https://localhost.evil.example"
+        );
     }
 }

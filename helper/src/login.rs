@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 fn refusal(answer: &Answer, what: &str) -> String {
     let error = answer.json["error"].as_str().unwrap_or("");
     let description = answer.json["error_description"].as_str().unwrap_or("");
-    format!("{what} failed (HTTP {}): {error} {description}", answer.status)
-        .trim_end()
-        .to_string()
+    format!(
+        "{what} failed (HTTP {}): {error} {description}",
+        answer.status
+    )
+    .trim_end()
+    .to_string()
 }
 
 /// This machine's name, the default name of the device.
@@ -44,7 +47,11 @@ fn can_open_browser() -> bool {
 }
 
 fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
     // Not waited for: a browser that fails to start leaves the printed URL.
     let _ = std::process::Command::new(opener)
         .arg(url)
@@ -63,22 +70,35 @@ fn say(line: &str) {
 }
 
 /// `login [registry] [--device-name NAME]`.
-pub fn login(store: &CredentialStore, registry: &str, device_name: Option<&str>) -> Result<String, String> {
+pub fn login(
+    store: &CredentialStore,
+    registry: &str,
+    device_name: Option<&str>,
+) -> Result<String, String> {
     let base = base_url(registry);
     let name = device_name.map(str::to_string).unwrap_or_else(host_name);
-    let started = post_form(&format!("{base}/auth/device/code"), &[("device_name", &name)], None)?;
+    let started = post_form(
+        &format!("{base}/auth/device/code"),
+        &[("device_name", &name)],
+        None,
+    )?;
     if started.status != 200 {
         return Err(refusal(&started, "starting the login"));
     }
     let field = |k: &str| started.json[k].as_str().unwrap_or_default().to_string();
     let (device_code, user_code) = (field("device_code"), field("user_code"));
-    let (uri, complete) = (field("verification_uri"), field("verification_uri_complete"));
+    let (uri, complete) = (
+        field("verification_uri"),
+        field("verification_uri_complete"),
+    );
     if device_code.is_empty() || user_code.is_empty() {
         return Err(format!("{base} answered no device code"));
     }
     let mut interval = started.json["interval"].as_u64().unwrap_or(5).max(1);
     let expires_in = started.json["expires_in"].as_u64().unwrap_or(600);
-    say(&format!("To sign in to {registry}, open {uri} and enter the code:\n\n    {user_code}\n"));
+    say(&format!(
+        "To sign in to {registry}, open {uri} and enter the code:\n\n    {user_code}\n"
+    ));
     if !complete.is_empty() {
         say(&format!("(or open {complete})"));
     }
@@ -100,7 +120,9 @@ pub fn login(store: &CredentialStore, registry: &str, device_name: Option<&str>)
             if !is_device_secret(&secret) {
                 return Err(format!("{base} answered no device secret"));
             }
-            let username = Some(got("handle")).filter(|h| !h.is_empty()).unwrap_or_else(|| got("did"));
+            let username = Some(got("handle"))
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| got("did"));
             let device_name = got("device_name");
             store.save(Credentials {
                 server_url: registry.trim().to_string(),
@@ -108,19 +130,25 @@ pub fn login(store: &CredentialStore, registry: &str, device_name: Option<&str>)
                 secret,
                 device_name: Some(device_name.clone()),
             })?;
-            return Ok(format!("Signed in to {registry} as {username} (device \"{device_name}\")."));
+            return Ok(format!(
+                "Signed in to {registry} as {username} (device \"{device_name}\")."
+            ));
         }
         match polled.json["error"].as_str() {
             Some("authorization_pending") => {}
             Some("slow_down") => interval += SLOW_DOWN_SECS,
             Some("expired_token") => {
-                return Err(format!("The code {user_code} expired before it was approved: run login again."))
+                return Err(format!(
+                    "The code {user_code} expired before it was approved: run login again."
+                ))
             }
             Some("access_denied") => return Err(format!("The login was denied at {uri}.")),
             _ => return Err(refusal(&polled, "the login")),
         }
         if Instant::now() > deadline {
-            return Err(format!("The code {user_code} expired before it was approved: run login again."));
+            return Err(format!(
+                "The code {user_code} expired before it was approved: run login again."
+            ));
         }
     }
 }
@@ -150,7 +178,10 @@ pub fn logout(store: &CredentialStore, registry: Option<&str>) -> Result<String,
         said = match post_form(&url, &[], Some((&creds.username, &creds.secret))) {
             Ok(a) if a.status == 200 => "The device was revoked. ".into(),
             Ok(a) if a.status == 401 => "The device was revoked already. ".into(),
-            Ok(a) => format!("The appview did not revoke the device ({}); revoke it on its devices page. ", refusal(&a, "revoking")),
+            Ok(a) => format!(
+                "The appview did not revoke the device ({}); revoke it on its devices page. ",
+                refusal(&a, "revoking")
+            ),
             Err(e) => format!("{e}; revoke the device on the appview's devices page. "),
         };
     }
@@ -181,7 +212,11 @@ pub fn status(store: &CredentialStore) -> Result<String, String> {
     Ok(all
         .iter()
         .map(|c| {
-            let device = c.device_name.as_deref().map(|d| format!(" device \"{d}\"")).unwrap_or_default();
+            let device = c
+                .device_name
+                .as_deref()
+                .map(|d| format!(" device \"{d}\""))
+                .unwrap_or_default();
             format!("{}: {}{device}: {}", c.server_url, c.username, check(c))
         })
         .collect::<Vec<_>>()

@@ -126,7 +126,9 @@ fn login_args(args: &[String]) -> Result<(String, Option<String>), String> {
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
-            "--device-name" => name = Some(rest.next().ok_or("--device-name needs a name")?.clone()),
+            "--device-name" => {
+                name = Some(rest.next().ok_or("--device-name needs a name")?.clone())
+            }
             a if a.starts_with('-') => return Err(format!("unknown option {a}\n\n{USAGE}")),
             a if registry.is_none() => registry = Some(a.to_string()),
             a => return Err(format!("unexpected argument {a}\n\n{USAGE}")),

@@ -82,7 +82,9 @@ impl CredentialStore {
 /// Replaces `path` with `bytes`: a private temporary file beside it, then a
 /// rename, so readers never see a half-written or world-readable file.
 pub fn replace_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path.parent().ok_or_else(|| format!("{} has no folder", path.display()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| format!("{} has no folder", path.display()))?;
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));

@@ -93,10 +93,9 @@ fn configure_docker_keeps_existing_settings() {
     assert_eq!(config["credHelpers"]["gcr.io"], "gcloud");
     assert!(config["auths"]["ghcr.io"].is_object());
     // podman, buildah and skopeo read the containers auth.json.
-    let auth: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(home.join(".config/containers/auth.json")).unwrap(),
-    )
-    .unwrap();
+    let auth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join(".config/containers/auth.json")).unwrap())
+            .unwrap();
     assert_eq!(auth["credHelpers"]["127.0.0.1:8787"], "atcr");
 }
 

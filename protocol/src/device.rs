@@ -234,9 +234,18 @@ mod tests {
 
     #[test]
     fn user_codes_are_read_as_people_type_them() {
-        assert_eq!(normalize_user_code("wdjb-mjht").as_deref(), Some("WDJB-MJHT"));
-        assert_eq!(normalize_user_code("WDJBMJHT").as_deref(), Some("WDJB-MJHT"));
-        assert_eq!(normalize_user_code(" wdjb mjht ").as_deref(), Some("WDJB-MJHT"));
+        assert_eq!(
+            normalize_user_code("wdjb-mjht").as_deref(),
+            Some("WDJB-MJHT")
+        );
+        assert_eq!(
+            normalize_user_code("WDJBMJHT").as_deref(),
+            Some("WDJB-MJHT")
+        );
+        assert_eq!(
+            normalize_user_code(" wdjb mjht ").as_deref(),
+            Some("WDJB-MJHT")
+        );
         assert_eq!(normalize_user_code("WDJB-MJH"), None);
         assert_eq!(normalize_user_code("WDJB-MJHTX"), None);
         assert_eq!(normalize_user_code("WDJB-MJH0"), None);
@@ -275,14 +284,30 @@ mod tests {
         use PollOutcome::{Expired, InvalidGrant, Issue, SlowDown};
         let table: &[(Option<StoredCode>, u64, PollOutcome)] = &[
             (None, 1, InvalidGrant),
-            (Some(code(CodeState::Pending, None)), 1_000, PollOutcome::Pending),
+            (
+                Some(code(CodeState::Pending, None)),
+                1_000,
+                PollOutcome::Pending,
+            ),
             (Some(code(CodeState::Pending, Some(1_000))), 5_999, SlowDown),
-            (Some(code(CodeState::Pending, Some(1_000))), 6_000, PollOutcome::Pending),
+            (
+                Some(code(CodeState::Pending, Some(1_000))),
+                6_000,
+                PollOutcome::Pending,
+            ),
             (Some(code(CodeState::Pending, None)), 600_000, Expired),
             (Some(code(Approved, Some(1_000))), 2_000, Issue),
             (Some(code(Approved, None)), 600_000, Expired),
-            (Some(code(CodeState::Denied, None)), 2_000, PollOutcome::Denied),
-            (Some(code(CodeState::Denied, None)), 700_000, PollOutcome::Denied),
+            (
+                Some(code(CodeState::Denied, None)),
+                2_000,
+                PollOutcome::Denied,
+            ),
+            (
+                Some(code(CodeState::Denied, None)),
+                700_000,
+                PollOutcome::Denied,
+            ),
             (Some(code(Spent, None)), 2_000, InvalidGrant),
             (Some(code(Spent, None)), 700_000, InvalidGrant),
         ];

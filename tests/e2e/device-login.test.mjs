@@ -249,7 +249,7 @@ test('a device code gives one secret: pending, slow_down, approved, then invalid
   assert.match(second.json.error_description, /used already/);
   assert.equal(sql(`SELECT COUNT(*) AS n FROM devices WHERE did = '${alice.did}'`)[0].n, 2, 'one device per approved code');
   // Approving a spent code again is refused, with a reason.
-  assert.match(await decideInBrowser(body.user_code, 'approve'), /No device login is waiting for this code/);
+  assert.match(await decideInBrowser(body.user_code, 'approve'), /This code was approved or denied already/);
 });
 
 test('a device code past its expiry gets expired_token and cannot be approved', async () => {

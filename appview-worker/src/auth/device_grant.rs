@@ -9,8 +9,8 @@
 //! The approval page is `web/devices.rs`; `/auth/token` takes the device
 //! secret as a password (`token.rs`).
 
-use crate::auth::devices;
-use crate::config::AppConfig;
+use crate::auth::{devices, limiter};
+use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
 use atcr_protocol::device::{self, device_name};
 use serde_json::json;
 use worker::{Request, Response, Result};
@@ -42,8 +42,20 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Result<Response> 
     )?)
 }
 
-/// `POST /auth/device/code`.
+/// `POST /auth/device/code`. Each start writes a D1 row: only so many per
+/// source address (the sign-in limiter).
 pub async fn start(req: &mut Request, env: &worker::Env, config: &AppConfig) -> Result<Response> {
+    let source = limiter::source_address(req);
+    if !limiter::allowed(env, format!("device {source}")).await {
+        let mut resp = oauth_error(
+            429,
+            "slow_down",
+            &format!("too many device logins from {source}: wait a minute"),
+        )?;
+        resp.headers_mut()
+            .set("Retry-After", &SIGN_IN_LIMIT_PERIOD_SECS.to_string())?;
+        return Ok(resp);
+    }
     let fields = form(&req.text().await?);
     let name = device_name(field(&fields, "device_name"), "docker-credential-atcr");
     let started = devices::start(env, &name, config.device_code_seconds).await?;

@@ -101,7 +101,10 @@ pub struct Issued {
 
 /// What the helper's poll with `device_code` gets: a secret once the user
 /// approved, else the refusal RFC 8628 names.
-pub async fn poll(env: &Env, device_code: &str) -> Result<std::result::Result<Issued, PollOutcome>> {
+pub async fn poll(
+    env: &Env,
+    device_code: &str,
+) -> Result<std::result::Result<Issued, PollOutcome>> {
     let db = env.d1(DB_BINDING)?;
     let hash = device::hash(device_code);
     let row: Option<CodeRow> = db
@@ -204,7 +207,9 @@ pub enum DecideError {
 impl DecideError {
     pub fn message(self) -> &'static str {
         match self {
-            DecideError::Unknown => "No device login has this code. Check the code your terminal shows.",
+            DecideError::Unknown => {
+                "No device login has this code. Check the code your terminal shows."
+            }
             DecideError::Expired => {
                 "This code has expired. Run docker-credential-atcr login again for a new one."
             }
@@ -224,7 +229,11 @@ pub async fn decide(
 ) -> Result<std::result::Result<(), DecideError>> {
     let db = env.d1(DB_BINDING)?;
     let now = now_ms();
-    let state = if approve.is_some() { "approved" } else { "denied" };
+    let state = if approve.is_some() {
+        "approved"
+    } else {
+        "denied"
+    };
     let done = changed(
         db.prepare(
             "UPDATE device_codes SET state = ?2, did = ?3, handle = ?4, device_name = ?5

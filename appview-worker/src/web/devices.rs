@@ -93,7 +93,14 @@ pub async fn approval_page(req: &Request, env: &Env, config: &AppConfig) -> Resu
         Some(name) => approval_form(&viewer, config, 200, code, name, None),
         None => {
             let error = "No device login is waiting for this code: it may have expired or been used already.";
-            approval_form(&viewer, config, 404, code, String::new(), Some(error.into()))
+            approval_form(
+                &viewer,
+                config,
+                404,
+                code,
+                String::new(),
+                Some(error.into()),
+            )
         }
     }
 }
@@ -112,7 +119,10 @@ pub async fn decide(req: &mut Request, env: &Env, config: &AppConfig) -> Result<
         return forged(&viewer, config);
     }
     let typed = field(&fields, "user_code");
-    let name = device_name(Some(&field(&fields, "device_name")), "docker-credential-atcr");
+    let name = device_name(
+        Some(&field(&fields, "device_name")),
+        "docker-credential-atcr",
+    );
     let Some(code) = normalize_user_code(&typed) else {
         let error = format!("{typed:?} is not a device code.");
         return approval_form(&viewer, config, 400, typed, name, Some(error));
@@ -132,7 +142,10 @@ pub async fn decide(req: &mut Request, env: &Env, config: &AppConfig) -> Result<
     let (title, message) = if approve {
         (
             "Device approved",
-            format!("{name} is signed in as {}: go back to your terminal.", user.handle),
+            format!(
+                "{name} is signed in as {}: go back to your terminal.",
+                user.handle
+            ),
         )
     } else {
         (
