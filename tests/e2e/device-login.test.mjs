@@ -8,8 +8,9 @@
 // app-password session). Refused, each with a clear error and nothing
 // approved or written: a device code used twice or after it expired, a
 // denied login, an approval form sent from another site or without its
-// token, and a revoked device secret (at /auth/token, in the helper's
-// status, and for refresh tokens made from it).
+// token, a push after alice signed out (no OAuth session to write with:
+// "sign in at …/login"), and a revoked device secret (at /auth/token, in
+// the helper's status, and for refresh tokens made from it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -301,6 +302,21 @@ test('an approval sent from another site, or without its CSRF token, is refused 
   assert.equal(status, 403);
   assert.equal(codeRow(json.user_code).state, 'pending', 'nothing approved');
   assert.equal((await poll(json.device_code)).json.error, 'authorization_pending');
+});
+
+test('after alice signs out everywhere, a push with the device is refused with the way back, and writes nothing', { timeout: 180_000 }, async () => {
+  await page.goto(url('/'));
+  await Promise.all([page.waitForURL(url('/')), page.click('nav .account form.sign-out button')]);
+  assert.equal(sql(`SELECT COUNT(*) AS n FROM oauth_sessions WHERE did = '${alice.did}'`)[0].n, 0);
+  const image = buildImage(scratch, { tag: 'late', layers: [{ 'late.txt': 'after sign-out\n' }] });
+  const push = await run('skopeo', ['copy', '--authfile', authfile, '--dest-tls-verify=false', `oci:${image.layout}:late`, `docker://${registry}/${alice.handle}/device-skopeo:late`]);
+  assert.notEqual(push.code, 0);
+  assert.match(push.stderr, /denied.*sign in at http:\/\/127\.0\.0\.1:\d+\/login/i);
+  assert.equal((await tagRecord('device-skopeo', 'late')).value, undefined, 'nothing written');
+  // The device itself still stands: signing in again is all it takes.
+  assert.equal((await fetch(url('/auth/token'), { headers: basic(alice.handle, secret) })).status, 200);
+  await signIn(page, stack, alice);
+  await page.waitForURL(url('/'));
 });
 
 test('a device revoked on the devices page stops at once: /auth/token 401, refresh tokens refused, status says revoked', async () => {
