@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '4');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '5');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -182,6 +182,25 @@ CREATE TABLE IF NOT EXISTS devices (
   last_used_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS devices_did ON devices (did);
+
+-- Device logins in progress (migration 0005): the helper polls with its
+-- device code (kept only as its SHA-256) while the user approves the user
+-- code in a browser: pending -> approved or denied; the poll that hands out
+-- the device secret moves approved -> spent, so a code gives one secret.
+CREATE TABLE IF NOT EXISTS device_codes (
+  code_hash      TEXT PRIMARY KEY,          -- SHA-256 (hex) of the device code
+  user_code      TEXT NOT NULL UNIQUE,      -- as shown: WDJB-MJHT
+  client_name    TEXT NOT NULL,             -- the name the helper proposed for the device
+  state          TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (state IN ('pending', 'approved', 'denied', 'spent')),
+  did            TEXT,                      -- who approved or denied it
+  handle         TEXT,                      -- their handle then
+  device_name    TEXT,                      -- the name they gave the device
+  created_at     INTEGER NOT NULL,          -- unix ms
+  expires_at     INTEGER NOT NULL,
+  last_polled_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS device_codes_expires ON device_codes (expires_at);
 
 -- Identity resolution (handle -> DID, DID -> document) is cached per isolate
 -- and in the Workers Cache API, not here.

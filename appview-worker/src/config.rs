@@ -46,6 +46,9 @@ pub struct AppConfig {
     /// (`EDGE_BODY_LIMIT_BYTES`; Cloudflare's edge answers 413 to larger
     /// ones): the largest upload chunk announced stays under it. 0: no limit.
     pub edge_body_limit: u64,
+    /// How long a device login waits for the user's approval
+    /// (`DEVICE_CODE_SECONDS`, default 600).
+    pub device_code_seconds: u64,
 }
 
 /// An endpoint setting: empty means "do not use".
@@ -119,6 +122,17 @@ impl AppConfig {
                     format!("EDGE_BODY_LIMIT_BYTES: {value:?} is not a number of bytes")
                 })?,
                 Err(_) => atcr_protocol::chunking::DEFAULT_BODY_LIMIT,
+            },
+            device_code_seconds: match var("DEVICE_CODE_SECONDS") {
+                Ok(value) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| {
+                        format!("DEVICE_CODE_SECONDS: {value:?} is not a number of seconds")
+                    })?,
+                Err(_) => atcr_protocol::device::DEFAULT_CODE_SECONDS,
             },
             public_url,
             signing_key,

@@ -84,6 +84,11 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(env, &config).await,
         (Method::Get | Method::Post, "/auth/token") => auth::token::issue(req, env, &config).await,
+        (Method::Post, "/auth/device/code") => {
+            auth::device_grant::start(&mut req, env, &config).await
+        }
+        (Method::Post, "/auth/device/token") => auth::device_grant::token(&mut req, env).await,
+        (Method::Post, "/auth/device/revoke") => auth::device_grant::revoke(&req, env).await,
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         (Method::Get, oauth::METADATA_PATH) => auth::oauth::client::metadata_document(&config),
         (Method::Get, oauth::JWKS_PATH) => auth::oauth::client::jwks(&config),

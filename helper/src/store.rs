@@ -42,14 +42,8 @@ impl CredentialStore {
     }
 
     fn write(&self, all: &BTreeMap<String, Credentials>) -> Result<(), String> {
-        let dir = self.path.parent().expect("store path has a parent");
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let json = serde_json::to_vec_pretty(all).map_err(|e| e.to_string())?;
-        // Write a private temporary file, then rename: never a half-written or world-readable store.
-        let tmp = self.path.with_extension("json.tmp");
-        write_private(&tmp, &json).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        fs::rename(&tmp, &self.path)
-            .map_err(|e| format!("cannot replace {}: {e}", self.path.display()))
+        replace_private(&self.path, &json)
     }
 
     pub fn save(&self, creds: Credentials) -> Result<(), String> {
@@ -71,6 +65,11 @@ impl CredentialStore {
         Ok(found)
     }
 
+    /// Every stored login, in registry order.
+    pub fn all(&self) -> Result<Vec<Credentials>, String> {
+        Ok(self.load()?.into_values().collect())
+    }
+
     pub fn list(&self) -> Result<BTreeMap<String, String>, String> {
         Ok(self
             .load()?
@@ -78,6 +77,20 @@ impl CredentialStore {
             .map(|c| (c.server_url, c.username))
             .collect())
     }
+}
+
+/// Replaces `path` with `bytes`: a private temporary file beside it, then a
+/// rename, so readers never see a half-written or world-readable file.
+pub fn replace_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| format!("{} has no folder", path.display()))?;
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    write_private(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
 }
 
 #[cfg(unix)]

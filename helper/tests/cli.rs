@@ -7,7 +7,10 @@ fn helper(home: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_docker-credential-atcr"))
         .args(args)
         .env("HOME", home)
+        .env("ATCR_NO_BROWSER", "1")
         .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("DOCKER_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -89,6 +92,69 @@ fn configure_docker_keeps_existing_settings() {
     assert_eq!(config["credHelpers"]["127.0.0.1:8787"], "atcr");
     assert_eq!(config["credHelpers"]["gcr.io"], "gcloud");
     assert!(config["auths"]["ghcr.io"].is_object());
+    // podman, buildah and skopeo read the containers auth.json.
+    let auth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join(".config/containers/auth.json")).unwrap())
+            .unwrap();
+    assert_eq!(auth["credHelpers"]["127.0.0.1:8787"], "atcr");
+}
+
+#[test]
+fn configure_docker_follows_registry_auth_file() {
+    let home = tempdir();
+    let file = home.join("elsewhere/auth.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, r#"{"auths":{"quay.io":{"auth":"eA=="}}}"#).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docker-credential-atcr"))
+        .args(["configure-docker", "atcr.example"])
+        .env("HOME", &home)
+        .env("REGISTRY_AUTH_FILE", &file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let auth: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(auth["credHelpers"]["atcr.example"], "atcr");
+    assert_eq!(auth["auths"]["quay.io"]["auth"], "eA==");
+}
+
+#[test]
+fn status_logout_and_login_without_a_registry_say_so() {
+    let home = tempdir();
+    let status = helper(&home, &["status"], "");
+    assert!(status.status.success());
+    assert_eq!(stdout(&status), "Not logged in to any registry.");
+    let logout = helper(&home, &["logout"], "");
+    assert!(!logout.status.success());
+    assert_eq!(stdout(&logout), "not logged in to any registry");
+    // Nothing listens on port 9 of loopback: the login fails at once.
+    let login = helper(&home, &["login", "127.0.0.1:9"], "");
+    assert!(!login.status.success());
+    assert!(
+        stdout(&login).starts_with("cannot reach http://127.0.0.1:9/auth/device/code"),
+        "{}",
+        stdout(&login)
+    );
+    let bad = helper(&home, &["login", "--device-name"], "");
+    assert!(!bad.status.success());
+    assert_eq!(stdout(&bad), "--device-name needs a name");
+}
+
+#[test]
+fn get_leaves_out_the_device_name() {
+    let home = tempdir();
+    let stored = helper(
+        &home,
+        &["store"],
+        r#"{"ServerURL":"atcr.example","Username":"alice.test","Secret":"atcr_dev_x","DeviceName":"laptop"}"#,
+    );
+    assert!(stored.status.success());
+    let got = helper(&home, &["get"], "atcr.example");
+    let creds: serde_json::Value = serde_json::from_str(&stdout(&got)).unwrap();
+    assert_eq!(
+        creds,
+        serde_json::json!({"ServerURL": "atcr.example", "Username": "alice.test", "Secret": "atcr_dev_x"})
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod challenge;
 pub mod chunk_range;
 pub mod chunking;
 pub mod collections;
+pub mod device;
 pub mod digest;
 pub mod error;
 pub mod gc;

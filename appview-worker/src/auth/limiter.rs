@@ -1,6 +1,7 @@
 //! How often one source may make the appview sign in at a PDS: app-password
 //! logins (`/auth/token`) and OAuth sign-ins (`POST /login`) each cost the
-//! user's PDS work, so both go through the `SIGN_IN_LIMITER` binding.
+//! user's PDS work, so both go through the `SIGN_IN_LIMITER` binding; so
+//! do device logins started (`/auth/device/code`), each a D1 row.
 
 use crate::config::SIGN_IN_LIMITER_BINDING;
 use worker::{Env, Request};

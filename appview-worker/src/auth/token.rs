@@ -2,9 +2,12 @@
 //!
 //! "The token server should first attempt to authenticate the client using
 //! any authentication credentials provided with the request" (Docker token
-//! spec). Credentials are Basic `<handle or DID>:<app password>`; without
-//! them the client gets an anonymous token that can only pull. Pushing to
-//! `<owner>/<repo>` is granted to the owner's DID and nobody else.
+//! spec). Credentials are Basic `<handle or DID>:<app password>`, or
+//! `<handle or DID>:<device secret>` from the credential helper's device
+//! login (told apart by the `atcr_dev_` prefix; the user named must be the
+//! one the device was approved for); without them the client gets an
+//! anonymous token that can only pull. Pushing to `<owner>/<repo>` is
+//! granted to the owner's DID and nobody else.
 //!
 //! `POST /auth/token` speaks the OAuth2 form Docker uses for long-lived
 //! logins: the `password` grant (with `access_type=offline`, it also returns
@@ -12,13 +15,14 @@
 
 use crate::atproto::pds::{create_session, LoginError};
 use crate::atproto::resolve::{resolve_owner, resolve_user, ResolveError};
+use crate::auth::devices;
 use crate::auth::limiter;
 use crate::auth::sessions;
 use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
 use crate::oci_error::error;
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::registry_token::{sign, Access, RefreshGrant, RegistryClaims, CATALOG_SCOPE};
-use atcr_protocol::{Did, OciCode};
+use atcr_protocol::{device, Did, OciCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
@@ -82,6 +86,12 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
     }
     let signed_in = match request.credential {
         Credential::Anonymous => None,
+        Credential::Password { user, password } if device::is_device_secret(&password) => {
+            match device_login(env, config, &user, &password).await {
+                Ok(session) => Some(session),
+                Err((code, msg)) => return error(code, Some(msg)),
+            }
+        }
         Credential::Password { user, password } => {
             let source = limiter::source_address(&req);
             match login(env, config, &user, &password, &source).await {
@@ -212,9 +222,12 @@ async fn refresh(
 ) -> std::result::Result<(Did, String), (OciCode, String)> {
     let grant = RefreshGrant::open(token, &config.secret_key, now())
         .map_err(|e| (OciCode::Unauthorized, e.to_string()))?;
-    let live = sessions::has_session_for(env, &grant.sub, &grant.credential)
-        .await
-        .map_err(|e| (OciCode::Internal, format!("session storage failed: {e}")))?;
+    let live = match grant.credential.strip_prefix(DEVICE_CREDENTIAL) {
+        // Made from a device secret: good while the device is not revoked.
+        Some(id) => devices::exists(env, grant.sub.as_str(), id).await,
+        None => sessions::has_session_for(env, &grant.sub, &grant.credential).await,
+    }
+    .map_err(|e| (OciCode::Internal, format!("session storage failed: {e}")))?;
     if !live {
         return Err((
             OciCode::Unauthorized,
@@ -269,6 +282,52 @@ async fn grant(scope: &str, user: Option<&Did>, config: &AppConfig) -> Option<Ac
         name: requested.name,
         actions,
     })
+}
+
+/// What a refresh token made from a device secret names as its
+/// credential: `device:<device id>`.
+const DEVICE_CREDENTIAL: &str = "device:";
+
+/// Signs a device in by its secret. The secret alone names the account; the
+/// user named with it must be that account (its DID, or a handle resolving
+/// to it), so a secret typed under another name is refused, not silently
+/// used as someone else. Every use is recorded as the device's last use.
+async fn device_login(
+    env: &Env,
+    config: &AppConfig,
+    user: &str,
+    secret: &str,
+) -> std::result::Result<(Did, String), (OciCode, String)> {
+    let (id, did) = devices::use_secret(env, secret)
+        .await
+        .map_err(|e| (OciCode::Internal, format!("device storage failed: {e}")))?
+        .ok_or_else(|| {
+            (
+                OciCode::Unauthorized,
+                format!(
+                    "this device secret is unknown or was revoked: run `docker-credential-atcr login {}` again",
+                    config.service
+                ),
+            )
+        })?;
+    let did: Did = did
+        .parse()
+        .map_err(|e| (OciCode::Internal, format!("stored device DID: {e}")))?;
+    if user != did.as_str() {
+        let named = resolve_user(user, config).await.map_err(|e| match e {
+            ResolveError::Unknown(m) => (OciCode::Unauthorized, format!("cannot sign in: {m}")),
+            ResolveError::Unavailable(m) => {
+                (OciCode::Internal, format!("cannot sign in right now: {m}"))
+            }
+        })?;
+        if named.did != did {
+            return Err((
+                OciCode::Unauthorized,
+                format!("this device secret belongs to {did}, not {user}"),
+            ));
+        }
+    }
+    Ok((did, format!("{DEVICE_CREDENTIAL}{id}")))
 }
 
 /// Signs the user in with their PDS (unless this exact credential already
@@ -327,7 +386,7 @@ fn too_many(message: String) -> Result<Response> {
 }
 
 /// `Authorization: Basic base64(user:password)`, if present.
-fn basic_credentials(req: &Request) -> Option<std::result::Result<(String, String), String>> {
+pub fn basic_credentials(req: &Request) -> Option<std::result::Result<(String, String), String>> {
     let header = req.headers().get("Authorization").ok().flatten()?;
     let encoded = header.strip_prefix("Basic ")?;
     let decoded = match B64

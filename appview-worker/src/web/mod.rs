@@ -11,6 +11,7 @@
 //! | `/login`, `/oauth/callback`, `/logout` | signing in and out with ATProto OAuth (`sign_in`) |
 //! | `/settings` | the signed-in user's default hold, holds, crew, repository descriptions and sign-ins (`settings`) |
 //! | `POST /star` | starring and unstarring a repository, a record in the starrer's PDS (`stars`) |
+//! | `/device`, `/settings/devices` | approving the credential helper's device logins, listing and revoking devices (`devices`) |
 //!
 //! Every page's header shows who is signed in (`sign_in::viewer`): pages
 //! are put together without knowing who looks, and the account corner is
@@ -21,6 +22,7 @@
 //! and `auth` (sign-in), never `registry`.
 
 mod assets;
+mod devices;
 mod format;
 mod manifest;
 mod repository;
@@ -52,6 +54,14 @@ pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<R
         (Method::Get, "/oauth/callback") => return Some(sign_in::callback(req, env, config).await),
         (Method::Post, "/logout") => return Some(sign_in::sign_out(req, env, config).await),
         (Method::Post, "/star") => return Some(stars::star(req, env, config).await),
+        (Method::Get, "/device") => return Some(devices::approval_page(req, env, config).await),
+        (Method::Post, "/device") => return Some(devices::decide(req, env, config).await),
+        (Method::Get, "/settings/devices") => {
+            return Some(devices::list_page(req, env, config).await)
+        }
+        (Method::Post, "/settings/devices/revoke") => {
+            return Some(devices::revoke(req, env, config).await)
+        }
         (Method::Get, "/settings") => return Some(settings::page(req, env, config).await),
         (Method::Post, p) if p.starts_with("/settings/") => {
             let action = p.trim_start_matches("/settings/").to_string();

@@ -120,9 +120,10 @@ struct User {
 }
 
 fn signed_in(viewer: &Viewer, config: &AppConfig) -> Result<Option<User>> {
-    let Some((session, csrf)) = viewer.user(config, SETTINGS_FORM) else {
+    let Some(session) = viewer.user() else {
         return Ok(None);
     };
+    let csrf = viewer.csrf(config, SETTINGS_FORM);
     let did = session.did.parse().map_err(|e| worker::Error::RustError(format!("{e}")))?;
     Ok(Some(User { did, handle: session.handle.clone(), csrf }))
 }

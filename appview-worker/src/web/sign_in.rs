@@ -44,17 +44,24 @@ impl Viewer {
         self.session.is_some()
     }
 
-    /// The signed-in user, and the CSRF token of `form` for this browser.
-    pub fn user(&self, config: &AppConfig, form: &str) -> Option<(&WebSession, String)> {
-        let (value, session) = self.session.as_ref()?;
-        Some((session, csrf_token(&config.secret_key, form, value)))
+    /// Who is signed in.
+    pub fn user(&self) -> Option<&WebSession> {
+        self.session.as_ref().map(|(_, s)| s)
     }
 
-    /// Whether `token` is this browser's CSRF token for `form`.
-    pub fn csrf_ok(&self, config: &AppConfig, form: &str, token: &str) -> bool {
+    /// The CSRF token of `purpose`'s form for this browser's session.
+    pub fn csrf(&self, config: &AppConfig, purpose: &str) -> String {
         self.session
             .as_ref()
-            .is_some_and(|(value, _)| csrf_ok(&config.secret_key, form, value, token))
+            .map(|(value, _)| csrf_token(&config.secret_key, purpose, value))
+            .unwrap_or_default()
+    }
+
+    /// Whether `token` is the CSRF token of `purpose`'s form for this session.
+    pub fn csrf_ok(&self, config: &AppConfig, purpose: &str, token: &str) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|(value, _)| csrf_ok(&config.secret_key, purpose, value, token))
     }
 }
 

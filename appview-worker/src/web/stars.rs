@@ -43,7 +43,7 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
         return notice(&viewer, config, 404, "No such repository", message, Some(("/", "Go to the home page")));
     };
     let page = format!("/r/{}/{}", repo.handle, repo.name);
-    let Some((session, _)) = viewer.user(config, STAR_FORM) else {
+    let Some(session) = viewer.user() else {
         let back: String = url::form_urlencoded::byte_serialize(page.as_bytes()).collect();
         return see_other(&format!("/login?return_to={back}"));
     };

@@ -262,3 +262,32 @@ pub struct DescriptionEditor {
     /// `text` rendered, when previewing: safe HTML.
     pub preview: Option<String>,
 }
+
+/// `/device`: approving (or denying) a device login by its user code.
+#[derive(Template)]
+#[template(path = "device.html")]
+pub struct DevicePage {
+    pub query: String,
+    pub csrf: String,
+    pub handle: String,
+    pub user_code: String,
+    pub device_name: String,
+    pub error: Option<String>,
+}
+
+pub struct DeviceItem {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: String,
+}
+
+/// `/settings/devices`: the signed-in user's devices, each revocable.
+#[derive(Template)]
+#[template(path = "devices.html")]
+pub struct DevicesPage {
+    pub query: String,
+    pub csrf: String,
+    pub handle: String,
+    pub devices: Vec<DeviceItem>,
+}
