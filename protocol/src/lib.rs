@@ -31,6 +31,7 @@ pub mod sealed;
 pub mod secret_box;
 pub mod service_auth;
 pub mod tid;
+pub mod token_exchange;
 pub mod upload_session;
 pub mod web_session;
 
