@@ -30,11 +30,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { startStack, queryD1, freePort, ROOT } from '../lib/stack.mjs';
 import { pushImage } from '../lib/registry.mjs';
+import { buildImage } from '../lib/image.mjs';
+import { runIn } from '../lib/clients.mjs';
 import { xrpc, login, putRecord, serviceToken } from '../lib/atproto.mjs';
 import { openSealed, registryTokenFor, dpopPost, dpopProof } from '../lib/oauth.mjs';
 
@@ -343,6 +347,21 @@ test('token exchange: once bob signs in with OAuth, his exchanged token pushes t
     params: { repo: bob.did, collection: 'io.atcr.manifest', rkey: tag.value.manifest.split('/').pop() },
   });
   assert.equal(manifest.value.digest, image.manifest);
+
+  // As the README shows it: skopeo pushes and pulls with the exchanged token.
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-exchange-'));
+  try {
+    const built = buildImage(home, { tag: 'v2', layers: [{ 'hello.txt': 'exchanged\n' }] });
+    const ref = `docker://${service}/${bobRepo}:v2`;
+    const push = await runIn(home, 'skopeo', ['copy', '--dest-tls-verify=false', '--dest-registry-token', body.token, `oci:${built.layout}:v2`, ref]);
+    assert.equal(push.code, 0, push.stderr);
+    const pulled = await runIn(home, 'skopeo', ['inspect', '--raw', '--tls-verify=false', '--registry-token', body.token, ref]);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.equal(Buffer.from(pulled.stdout).toString(), built.manifestBytes.toString(), 'the same manifest bytes');
+    assert.ok((await bobTags()).some((r) => r.value.tag === 'v2'));
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
 });
 
 /** A JWT signed ES256K by a fresh secp256k1 key: a token from nobody's PDS. */
@@ -395,7 +414,7 @@ test('token exchange refuses a wrong aud, a wrong lxm, an expired or long-lived 
   await refused(expiring, 'JwtExpired', /token has expired/);
 
   assert.deepEqual(bobRows(), rows, 'no session was made or changed');
-  assert.equal((await bobTags()).length, 1, 'only the tag he pushed');
+  assert.deepEqual((await bobTags()).map((r) => r.value.tag).sort(), ['v1', 'v2'], 'only the tags he pushed');
 });
 
 test('a callback with a forged state, or with the issuer swapped, is refused and stores nothing', async () => {
