@@ -408,6 +408,14 @@ test('token exchange refuses a wrong aud, a wrong lxm, an expired or long-lived 
   const missing = await exchange(undefined, scopes, { door: 'xrpc' });
   assert.equal(missing.status, 401);
   assert.equal(missing.body.error, 'AuthMissing');
+  // A good token, but a request for another registry.
+  const elsewhere = new URL('/auth/token', stack.urls.appview);
+  elsewhere.searchParams.set('service', 'registry.elsewhere.example');
+  const wrongService = await fetch(elsewhere, { headers: { authorization: `Bearer ${await bobServiceToken()}` } });
+  assert.equal(wrongService.status, 403);
+  const wrongServiceBody = await wrongService.json();
+  assert.equal(wrongServiceBody.errors[0].code, 'DENIED');
+  assert.match(wrongServiceBody.message, /issues tokens for '127\.0\.0\.1:\d+', not 'registry\.elsewhere\.example'/);
 
   // exp passed (plus the 5 s allowed for clock skew).
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, 8_500 - (Date.now() - started))));

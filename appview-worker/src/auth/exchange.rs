@@ -40,6 +40,7 @@ pub fn presented(req: &Request) -> Option<String> {
 pub async fn exchange(mut req: Request, config: &AppConfig) -> Result<Response> {
     let Some(token) = presented(&req) else {
         return refuse(
+            OciCode::Unauthorized,
             "AuthMissing",
             format!(
                 "send a service-auth token from your PDS (getServiceAuth, aud {}, lxm {EXCHANGE_METHOD}) \
@@ -50,7 +51,7 @@ pub async fn exchange(mut req: Request, config: &AppConfig) -> Result<Response> 
     };
     let params = parameters(&mut req).await?;
     if let Err(msg) = check_service(config, param(&params, "service").as_deref()) {
-        return refuse("InvalidRequest", msg);
+        return refuse(OciCode::Denied, "InvalidRequest", msg);
     }
     let verified = verify_with_issuer_key(&token, &config.plc_url, |_, key| {
         verify(&token, key, &config.did, now())
@@ -58,7 +59,13 @@ pub async fn exchange(mut req: Request, config: &AppConfig) -> Result<Response> 
     .await;
     let user = match verified {
         Ok(user) => user,
-        Err(refusal) => return refuse(error_name(&refusal), refusal.to_string()),
+        Err(refusal) => {
+            return refuse(
+                OciCode::Unauthorized,
+                error_name(&refusal),
+                refusal.to_string(),
+            )
+        }
     };
     respond(config, Some(&user), &scopes(&params), None).await
 }
@@ -97,22 +104,21 @@ fn error_name(refusal: &TokenRefusal) -> &'static str {
     }
 }
 
-/// 401 that both kinds of client read: XRPC's `error`/`message` and the
-/// OCI envelope's `errors` (`UNAUTHORIZED`), with the same words.
-fn refuse(name: &str, message: String) -> Result<Response> {
-    let mut body = serde_json::to_value(ErrorEnvelope::single(
-        OciCode::Unauthorized,
-        Some(message.clone()),
-        None,
-    ))?;
+/// A refusal both kinds of client read: XRPC's `error`/`message` and the
+/// OCI envelope's `errors` (`UNAUTHORIZED` for a token refused, `DENIED`
+/// for a request for another registry), with the same words.
+fn refuse(code: OciCode, name: &str, message: String) -> Result<Response> {
+    let mut body = serde_json::to_value(ErrorEnvelope::single(code, Some(message.clone()), None))?;
     body["error"] = name.into();
     body["message"] = message.into();
-    let mut resp = Response::from_json(&body)?.with_status(401);
+    let mut resp = Response::from_json(&body)?.with_status(code.status());
     let headers = resp.headers_mut();
-    headers.set(
-        "WWW-Authenticate",
-        &format!(r#"Bearer error="invalid_token", error_description="{name}""#),
-    )?;
+    if code == OciCode::Unauthorized {
+        headers.set(
+            "WWW-Authenticate",
+            &format!(r#"Bearer error="invalid_token", error_description="{name}""#),
+        )?;
+    }
     headers.set(API_VERSION_HEADER.0, API_VERSION_HEADER.1)?;
     headers.set("Cache-Control", "no-store")?;
     Ok(resp)
