@@ -6,7 +6,7 @@
 //!
 //! - `registry/`: the OCI API under `/v2/`
 //! - `web/`: the pages
-//! - `auth/`: the token service and the sessions the appview writes with
+//! - `auth/`: the token service, the token exchange and the sessions the appview writes with
 //! - `holds`: the client of holds
 //! - `index/`: the D1 index
 //! - `atproto/`: names → DIDs → PDS, and the PDS's API
@@ -83,12 +83,21 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     }
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => health::report(env, &config).await,
+        // A Bearer token at the token service is a service-auth token to exchange.
+        (Method::Get | Method::Post, "/auth/token")
+            if auth::exchange::presented(&req).is_some() =>
+        {
+            auth::exchange::exchange(req, &config).await
+        }
         (Method::Get | Method::Post, "/auth/token") => auth::token::issue(req, env, &config).await,
         (Method::Post, "/auth/device/code") => {
             auth::device_grant::start(&mut req, env, &config).await
         }
         (Method::Post, "/auth/device/token") => auth::device_grant::token(&mut req, env).await,
         (Method::Post, "/auth/device/revoke") => auth::device_grant::revoke(&req, env).await,
+        (Method::Post, p) if p == auth::exchange::xrpc_path() => {
+            auth::exchange::exchange(req, &config).await
+        }
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         (Method::Get, oauth::METADATA_PATH) => auth::oauth::client::metadata_document(&config),
         (Method::Get, oauth::JWKS_PATH) => auth::oauth::client::jwks(&config),

@@ -11,11 +11,12 @@
 use crate::config::HoldConfig;
 use crate::failure::Failure;
 use atcr_protocol::hold_api::HoldError;
-use atcr_protocol::service_auth::{peek_claims, verify, Expectations, PublicKey};
+use atcr_protocol::service_auth::{verify, Expectations};
 use atcr_protocol::Did;
 use std::time::Duration;
 use worker::Request;
-use worker_support::{now, resolve_did_cached};
+use worker_support::now;
+use worker_support::service_tokens::verify_with_issuer_key;
 
 const APPVIEW_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
 const PDS_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -46,23 +47,23 @@ pub async fn authenticate(
         })?
         .trim();
     let invalid = |e: &dyn std::fmt::Display| Failure::new(HoldError::InvalidToken, e.to_string());
-    let issuer = peek_claims(token).map_err(|e| invalid(&e))?.iss;
-    let via_appview = config.trusted_appviews.contains(&issuer);
-    let doc = resolve_did_cached(&issuer, &config.plc_url)
-        .await
-        .map_err(|e| invalid(&format!("cannot resolve token issuer {issuer}: {e}")))?;
-    let key = PublicKey::from_did_document(&doc).map_err(|e| invalid(&format!("{issuer}: {e}")))?;
-    let expect = Expectations {
-        audience: &config.did,
-        method: Some(method),
-        max_lifetime: if via_appview {
-            APPVIEW_TOKEN_LIFETIME
-        } else {
-            PDS_TOKEN_LIFETIME
-        },
-        now: now(),
-    };
-    let claims = verify(token, &key, &expect).map_err(|e| invalid(&e))?;
+    let claims = verify_with_issuer_key(token, &config.plc_url, |issuer, key| {
+        let via_appview = config.trusted_appviews.contains(issuer);
+        let expect = Expectations {
+            audience: &config.did,
+            method: Some(method),
+            max_lifetime: if via_appview {
+                APPVIEW_TOKEN_LIFETIME
+            } else {
+                PDS_TOKEN_LIFETIME
+            },
+            now: now(),
+        };
+        verify(token, key, &expect)
+    })
+    .await
+    .map_err(|e| invalid(&e))?;
+    let via_appview = config.trusted_appviews.contains(&claims.iss);
     if !via_appview {
         return Ok(Caller::User(claims.iss));
     }

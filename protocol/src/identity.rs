@@ -42,6 +42,12 @@ impl Did {
             _ => return Err(IdentityError::InvalidUrl(url.into())),
         };
         let id = match parsed.port() {
+            // ATProto allows a port in did:web only for `localhost` (a PDS
+            // mints no service-auth token for any other): a loopback
+            // address with a port is named as localhost, the same machine.
+            Some(port) if matches!(host, "127.0.0.1" | "[::1]") => {
+                format!("did:web:localhost%3A{port}")
+            }
             Some(port) => format!("did:web:{host}%3A{port}"),
             None => format!("did:web:{host}"),
         };
@@ -396,7 +402,19 @@ mod tests {
         );
         assert_eq!(
             Did::web_for_url("http://127.0.0.1:8787/").unwrap().as_str(),
-            "did:web:127.0.0.1%3A8787"
+            "did:web:localhost%3A8787"
+        );
+        assert_eq!(
+            Did::web_for_url("http://localhost:8787").unwrap().as_str(),
+            "did:web:localhost%3A8787"
+        );
+        assert_eq!(
+            Did::web_for_url("http://[::1]:8787").unwrap().as_str(),
+            "did:web:localhost%3A8787"
+        );
+        assert_eq!(
+            Did::web_for_url("http://10.0.0.2:8787").unwrap().as_str(),
+            "did:web:10.0.0.2%3A8787"
         );
         assert!(Did::web_for_url("ftp://x.example").is_err());
         let did: Did = "did:web:127.0.0.1%3A8787".parse().unwrap();

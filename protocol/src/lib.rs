@@ -34,6 +34,7 @@ pub mod secret_box;
 pub mod service_auth;
 pub mod star;
 pub mod tid;
+pub mod token_exchange;
 pub mod upload_session;
 pub mod web_session;
 

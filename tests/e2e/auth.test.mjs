@@ -164,7 +164,7 @@ test('invalid repository names are NAME_INVALID before any auth', async () => {
 
 test('the appview publishes its token-signing key in its did:web document', async () => {
   const doc = await (await fetch(`${stack.urls.appview}/.well-known/did.json`)).json();
-  assert.equal(doc.id, `did:web:127.0.0.1%3A${stack.ports.appview}`);
+  assert.equal(doc.id, `did:web:localhost%3A${stack.ports.appview}`);
   assert.match(doc.verificationMethod[0].publicKeyMultibase, /^zDn/);
   assert.equal(doc.service[0].type, 'AtcrAppView');
 });

@@ -7,7 +7,20 @@
 // requests want it, and signing out revokes the grant at her PDS. Refused,
 // each with a clear page and nothing written: a callback with a forged
 // state or from another issuer, a forged or expired session cookie, a
-// sign-out form sent from another site or without its token.
+// sign-out form sent from another site or without its token. The PDS
+// refuses a replayed DPoP proof and proofs for another URL or method made
+// with the session's own key (the appview serves no DPoP-protected
+// endpoint of its own).
+//
+// Token exchange shares this stack: bob, who never gives the appview a
+// password, trades a service-auth token from his PDS
+// (com.atproto.server.getServiceAuth, aud = the appview's did:web, lxm =
+// io.atcr.auth.exchange) for a registry token that pulls alice's image and
+// pushes only to his own repositories; his records are written with the
+// OAuth session he gets by signing in with Chromium, and before that a push
+// is refused with the way to sign in. Refused tokens (wrong aud, wrong lxm,
+// expired, too long-lived, tampered, unknown issuer) get 401 with a named
+// error and write nothing.
 //
 // The appview runs on http://127.0.0.1, so it signs in as the loopback
 // client (client_id http://localhost?redirect_uri=…&scope=…): the PDS
@@ -17,11 +30,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
-import { startStack, queryD1, freePort } from '../lib/stack.mjs';
+import os from 'node:os';
+import path from 'node:path';
+import { startStack, queryD1, freePort, ROOT } from '../lib/stack.mjs';
 import { pushImage } from '../lib/registry.mjs';
-import { xrpc, login, putRecord } from '../lib/atproto.mjs';
-import { openSealed, registryTokenFor, dpopPost } from '../lib/oauth.mjs';
+import { buildImage } from '../lib/image.mjs';
+import { runIn } from '../lib/clients.mjs';
+import { xrpc, login, putRecord, serviceToken } from '../lib/atproto.mjs';
+import { openSealed, registryTokenFor, dpopPost, dpopProof } from '../lib/oauth.mjs';
 import { launchChromium, signInWithOAuth } from '../lib/browser.mjs';
 
 const keys = { signingKey: crypto.randomBytes(32).toString('hex'), secretKey: crypto.randomBytes(32).toString('hex') };
@@ -54,8 +72,8 @@ async function tagRecord(repo, tag) {
   });
 }
 
-/** Signs alice in from `/login` in `page` (her PDS's own pages); resolves back at the appview. */
-const signIn = (page, options) => signInWithOAuth(page, stack, alice, options);
+/** Signs alice (or `account`) in from `/login` in `page` (the PDS's own pages); resolves back at the appview. */
+const signIn = (page, { account = alice, ...options } = {}) => signInWithOAuth(page, stack, account, options);
 
 const signedInAs = async (page) => (await page.locator('nav .account .who').allTextContents()).join('');
 
@@ -130,9 +148,10 @@ test('Chromium signs alice in through her PDS\'s own OAuth pages and comes back 
   assert.match(sealed.tokens.scope, /repo:io\.atcr\.manifest/);
 });
 
+let aliceImage;
 test('a push by alice after OAuth sign-in writes her records through the OAuth session', async () => {
   assert.equal(sql(`SELECT COUNT(*) AS n FROM pds_sessions WHERE did = '${alice.did}'`)[0].n, 0, 'no app-password session for alice');
-  const image = await pushImage(stack, `${alice.handle}/oauth-app`, 'v1', pushToken('oauth-app'));
+  const image = aliceImage = await pushImage(stack, `${alice.handle}/oauth-app`, 'v1', pushToken('oauth-app'));
   const tag = await tagRecord('oauth-app', 'v1');
   assert.equal(tag.value?.tag, 'v1', 'the tag record is in her PDS');
   const manifest = await xrpc(stack.urls.pds, 'com.atproto.repo.getRecord', {
@@ -157,6 +176,234 @@ test('an expired access token is refreshed once, however many requests find it e
   for (const tag of ['r1', 'r2', 'r3']) assert.equal((await tagRecord('oauth-app', tag)).value?.tag, tag);
   // And the refreshed session keeps working.
   await pushImage(stack, `${alice.handle}/oauth-app`, 'r4', pushToken('oauth-app'));
+});
+
+test('the PDS refuses a replayed DPoP proof, and a proof for another URL or method, with the session\'s own key', async () => {
+  // The appview serves no DPoP-protected endpoint of its own (its API takes
+  // registry tokens, its pages a cookie): atcr-protocol's DPoP verifier is
+  // unit-tested there, and the refusals that matter here are the PDS's, on
+  // the path the appview writes through.
+  const { tokens, dpop_key: key } = openSealed(keys.secretKey, oauthRow().session_ciphertext);
+  const xrpcUrl = (method) => `${stack.urls.pds}/xrpc/${method}`;
+  let nonce;
+  /** `method` `target` with alice's access token and `proof`; keeps the PDS's latest nonce. */
+  const send = async (method, target, proof, body) => {
+    const res = await fetch(target, {
+      method,
+      headers: { authorization: `DPoP ${tokens.access_token}`, dpop: proof, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body && JSON.stringify(body),
+    });
+    nonce = res.headers.get('dpop-nonce') ?? nonce;
+    return { status: res.status, text: await res.text(), challenge: res.headers.get('www-authenticate') ?? '' };
+  };
+  const proof = (method, target) => dpopProof(key, { method, url: target, nonce, accessToken: tokens.access_token });
+  const getSession = xrpcUrl('com.atproto.server.getSession');
+
+  // A fresh proof for the request works (once the PDS's nonce is known).
+  let accepted, first;
+  for (let attempt = 0; attempt < 2 && accepted?.status !== 200; attempt++) {
+    first = proof('GET', getSession);
+    accepted = await send('GET', getSession, first);
+  }
+  assert.equal(accepted.status, 200, accepted.text);
+  assert.equal(JSON.parse(accepted.text).did, alice.did);
+
+  const replayed = await send('GET', getSession, first);
+  assert.equal(replayed.status, 401, 'a replayed proof');
+  assert.match(`${replayed.text} ${replayed.challenge}`, /jti|replay|unique/i);
+
+  const otherUrl = await send('GET', getSession, proof('GET', xrpcUrl('com.atproto.repo.describeRepo')));
+  assert.equal(otherUrl.status, 401, 'a proof for another URL');
+  assert.match(`${otherUrl.text} ${otherUrl.challenge}`, /htu|url/i);
+
+  const otherMethod = await send('GET', getSession, proof('POST', getSession));
+  assert.equal(otherMethod.status, 401, 'a proof for another method');
+  assert.match(`${otherMethod.text} ${otherMethod.challenge}`, /htm|method/i);
+
+  // A write with a proof made for a read (another URL and method) writes nothing.
+  const putRecordUrl = xrpcUrl('com.atproto.repo.putRecord');
+  const write = await send('POST', putRecordUrl, proof('GET', getSession), {
+    repo: alice.did, collection: 'io.atcr.tag', rkey: 'dpop-probe:v1',
+    record: { $type: 'io.atcr.tag', repository: 'dpop-probe', tag: 'v1', manifest: 'at://x', createdAt: new Date().toISOString() },
+  });
+  assert.equal(write.status, 401, write.text);
+  assert.equal((await tagRecord('dpop-probe', 'v1')).value, undefined, 'nothing written');
+  // The session itself is unharmed: the appview still writes with it.
+  await pushImage(stack, `${alice.handle}/oauth-app`, 'after-dpop-probes', pushToken('oauth-app'));
+});
+
+const EXCHANGE = 'io.atcr.auth.exchange';
+let bob, bobSession;
+
+/** A service-auth token from bob's own PDS; `aud` defaults to the appview's did:web. */
+const bobServiceToken = async ({ aud = stack.appviewDid, lxm = EXCHANGE, seconds = 60 } = {}) => {
+  bobSession ??= await login(stack.urls.pds, bob);
+  return serviceToken(stack.urls.pds, bobSession, aud, lxm, seconds);
+};
+
+/** Exchanges `token` at `/auth/token` (GET) or `/xrpc/io.atcr.auth.exchange` (POST) for `scopes`. */
+async function exchange(token, scopes, { door = 'auth/token' } = {}) {
+  const target = new URL(door === 'xrpc' ? `/xrpc/${EXCHANGE}` : '/auth/token', stack.urls.appview);
+  target.searchParams.set('service', service);
+  for (const s of scopes) target.searchParams.append('scope', s);
+  const res = await fetch(target, {
+    method: door === 'xrpc' ? 'POST' : 'GET',
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+const claimsOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
+const bobRows = () => ({
+  oauth: sql(`SELECT COUNT(*) AS n FROM oauth_sessions WHERE did = '${bob.did}'`)[0].n,
+  appPassword: sql(`SELECT COUNT(*) AS n FROM pds_sessions WHERE did = '${bob.did}'`)[0].n,
+});
+const bobTags = async () => (await xrpc(stack.urls.pds, 'com.atproto.repo.listRecords', {
+  params: { repo: bob.did, collection: 'io.atcr.tag' },
+})).records;
+
+test('token exchange: a service-auth token from bob\'s PDS becomes a registry token that pulls, and pushes only to his own repositories', async () => {
+  bob = stack.accounts.bob;
+  const aliceRepo = `${alice.handle}/oauth-app`;
+  const bobRepo = `${bob.handle}/exchanged`;
+  const scopes = [`repository:${aliceRepo}:pull,push`, `repository:${bobRepo}:pull,push`];
+  const { status, body, headers } = await exchange(await bobServiceToken(), scopes);
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.equal(headers.get('cache-control'), 'no-store');
+  assert.equal(body.token, body.access_token);
+  assert.equal(body.expires_in, 300);
+  assert.ok(!Number.isNaN(Date.parse(body.issued_at)));
+  assert.equal(body.refresh_token, undefined, 'no refresh token for this grant');
+  assert.equal(body.scope, `repository:${aliceRepo}:pull repository:${bobRepo}:pull,push`, 'push only to his own');
+  const claims = claimsOf(body.token);
+  assert.equal(claims.sub, bob.did);
+  assert.equal(claims.iss, stack.appviewDid);
+  assert.equal(claims.aud, service);
+
+  // It pulls alice's image: the layer's bytes hash to what she pushed.
+  const manifest = await fetch(url(`/v2/${aliceRepo}/manifests/v1`), {
+    headers: { authorization: `Bearer ${body.token}`, accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  assert.equal(manifest.status, 200);
+  assert.equal(manifest.headers.get('docker-content-digest'), aliceImage.manifest);
+  const layer = await fetch(url(`/v2/${aliceRepo}/blobs/${aliceImage.layer}`), { headers: { authorization: `Bearer ${body.token}` } });
+  assert.equal(layer.status, 200);
+  const bytes = Buffer.from(await layer.arrayBuffer());
+  assert.equal(`sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`, aliceImage.layer);
+
+  // Pushing to alice's repository is refused, and nothing reaches her PDS.
+  const intoAlice = await pushImage(stack, aliceRepo, 'from-bob', body.token).catch((e) => e);
+  assert.match(String(intoAlice), /403 .*DENIED/);
+  assert.equal((await tagRecord('oauth-app', 'from-bob')).value, undefined);
+
+  // His own repository: the registry token is his, but the appview holds
+  // no session to write his records with until he signs in.
+  assert.deepEqual(bobRows(), { oauth: 0, appPassword: 0 }, 'the exchange itself stores nothing');
+  const beforeSignIn = await pushImage(stack, bobRepo, 'v1', body.token).catch((e) => e);
+  assert.match(String(beforeSignIn), /manifest PUT .*: 403 .*DENIED.*sign in at http:\/\/127\.0\.0\.1:\d+\/login/);
+  assert.deepEqual(await bobTags(), [], 'nothing written to his PDS');
+
+  // The XRPC door gives the same answer.
+  const viaXrpc = await exchange(await bobServiceToken(), [`repository:${bobRepo}:push`], { door: 'xrpc' });
+  assert.equal(viaXrpc.status, 200, JSON.stringify(viaXrpc.body));
+  assert.equal(viaXrpc.body.scope, `repository:${bobRepo}:push`);
+  assert.equal(claimsOf(viaXrpc.body.token).sub, bob.did);
+});
+
+test('token exchange: once bob signs in with OAuth, his exchanged token pushes through that session', async () => {
+  const browserContext = await browser.newContext();
+  const p = await browserContext.newPage();
+  await signIn(p, { account: bob });
+  await p.waitForURL(url('/'));
+  assert.equal(await signedInAs(p), bob.handle);
+  await browserContext.close();
+  assert.deepEqual(bobRows(), { oauth: 1, appPassword: 0 }, 'an OAuth session, no password');
+
+  const bobRepo = `${bob.handle}/exchanged`;
+  const { body } = await exchange(await bobServiceToken(), [`repository:${bobRepo}:pull,push`]);
+  const image = await pushImage(stack, bobRepo, 'v1', body.token);
+  const [tag] = await bobTags();
+  assert.equal(tag.value.tag, 'v1');
+  const manifest = await xrpc(stack.urls.pds, 'com.atproto.repo.getRecord', {
+    params: { repo: bob.did, collection: 'io.atcr.manifest', rkey: tag.value.manifest.split('/').pop() },
+  });
+  assert.equal(manifest.value.digest, image.manifest);
+
+  // As the README shows it: skopeo pushes and pulls with the exchanged token.
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-exchange-'));
+  try {
+    const built = buildImage(home, { tag: 'v2', layers: [{ 'hello.txt': 'exchanged\n' }] });
+    const ref = `docker://${service}/${bobRepo}:v2`;
+    const push = await runIn(home, 'skopeo', ['copy', '--dest-tls-verify=false', '--dest-registry-token', body.token, `oci:${built.layout}:v2`, ref]);
+    assert.equal(push.code, 0, push.stderr);
+    const pulled = await runIn(home, 'skopeo', ['inspect', '--raw', '--tls-verify=false', '--registry-token', body.token, ref]);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.equal(Buffer.from(pulled.stdout).toString(), built.manifestBytes.toString(), 'the same manifest bytes');
+    assert.ok((await bobTags()).some((r) => r.value.tag === 'v2'));
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+/** A JWT signed ES256K by a fresh secp256k1 key: a token from nobody's PDS. */
+function es256kBy(payload) {
+  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${b64({ alg: 'ES256K', typ: 'JWT' })}.${b64(payload)}`;
+  return `${input}.${crypto.sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+}
+
+test('token exchange refuses a wrong aud, a wrong lxm, an expired or long-lived token, a tampered one and an unknown issuer, and writes nothing', async () => {
+  const rows = bobRows();
+  const scopes = [`repository:${bob.handle}/exchanged:pull,push`];
+  const refused = async (token, name, message, door) => {
+    const { status, body, headers } = await exchange(token, scopes, { door });
+    assert.equal(status, 401, `${name}: ${JSON.stringify(body)}`);
+    assert.equal(body.error, name);
+    assert.match(body.message, message);
+    assert.equal(body.errors[0].code, 'UNAUTHORIZED', 'an OCI envelope too');
+    assert.equal(body.errors[0].message, body.message);
+    assert.match(headers.get('www-authenticate'), /^Bearer error="invalid_token"/);
+    assert.equal(body.token, undefined);
+  };
+  // Minted first: the expired one's clock starts now.
+  const expiring = await bobServiceToken({ seconds: 2 });
+  const started = Date.now();
+
+  await refused(await bobServiceToken({ aud: 'did:web:elsewhere.example.com' }), 'BadJwtAudience',
+    /token is for did:web:elsewhere\.example\.com, not for this service/);
+  await refused(await bobServiceToken({ lxm: 'io.atcr.hold.getBlob' }), 'BadJwtLexiconMethod',
+    /method Some\("io\.atcr\.hold\.getBlob"\), not io\.atcr\.auth\.exchange/, 'xrpc');
+  await refused(await bobServiceToken({ seconds: 3600 }), 'BadJwtLifetime', /at most 300 seconds/);
+
+  // Bob's token made to speak for alice: her key does not verify it.
+  const [header, payload, signature] = (await bobServiceToken()).split('.');
+  const asAlice = { ...JSON.parse(Buffer.from(payload, 'base64url')), iss: alice.did };
+  await refused(`${header}.${Buffer.from(JSON.stringify(asAlice)).toString('base64url')}.${signature}`, 'BadJwtSignature',
+    new RegExp(`signature does not verify against the key ${alice.did} publishes`));
+
+  const now = Math.floor(Date.now() / 1000);
+  await refused(es256kBy({ iss: 'did:plc:nobodyhereatallxxxxxxxx', aud: stack.appviewDid, lxm: EXCHANGE, iat: now, exp: now + 60 }),
+    'BadJwtIssuer', /cannot resolve token issuer did:plc:nobodyhereatallxxxxxxxx/);
+  await refused('not.a.jwt', 'BadJwt', /malformed token/, 'xrpc');
+  const missing = await exchange(undefined, scopes, { door: 'xrpc' });
+  assert.equal(missing.status, 401);
+  assert.equal(missing.body.error, 'AuthMissing');
+  // A good token, but a request for another registry.
+  const elsewhere = new URL('/auth/token', stack.urls.appview);
+  elsewhere.searchParams.set('service', 'registry.elsewhere.example');
+  const wrongService = await fetch(elsewhere, { headers: { authorization: `Bearer ${await bobServiceToken()}` } });
+  assert.equal(wrongService.status, 403);
+  const wrongServiceBody = await wrongService.json();
+  assert.equal(wrongServiceBody.errors[0].code, 'DENIED');
+  assert.match(wrongServiceBody.message, /issues tokens for '127\.0\.0\.1:\d+', not 'registry\.elsewhere\.example'/);
+
+  // exp passed (plus the 5 s allowed for clock skew).
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, 8_500 - (Date.now() - started))));
+  await refused(expiring, 'JwtExpired', /token has expired/);
+
+  assert.deepEqual(bobRows(), rows, 'no session was made or changed');
+  assert.deepEqual((await bobTags()).map((r) => r.value.tag).sort(), ['v1', 'v2'], 'only the tags he pushed');
 });
 
 test('a callback with a forged state, or with the issuer swapped, is refused and stores nothing', async () => {

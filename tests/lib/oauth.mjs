@@ -43,13 +43,18 @@ export function registryTokenFor({ signingKeyHex, appviewDid, service, sub, acce
   return es256(key, { alg: 'ES256', typ: 'JWT' }, { iss: appviewDid, sub, aud: service, access, iat: now, exp: now + lifetime });
 }
 
-/** A DPoP proof (RFC 9449) by the key whose scalar is `keySecret` (base64url, as sessions keep it). */
-export function dpopProof(keySecret, { method, url, nonce }) {
+/**
+ * A DPoP proof (RFC 9449) by the key whose scalar is `keySecret` (base64url,
+ * as sessions keep it); with `accessToken`, bound to it (`ath`), as a
+ * resource request's proof is.
+ */
+export function dpopProof(keySecret, { method, url, nonce, accessToken }) {
   const { key, jwk } = p256Key(Buffer.from(keySecret, 'base64url'));
   const u = new URL(url);
   return es256(key, { typ: 'dpop+jwt', alg: 'ES256', jwk }, {
     jti: crypto.randomUUID(), htm: method, htu: `${u.origin}${u.pathname}`, iat: Math.floor(Date.now() / 1000),
     ...(nonce ? { nonce } : {}),
+    ...(accessToken ? { ath: b64url(crypto.createHash('sha256').update(accessToken).digest()) } : {}),
   });
 }
 

@@ -310,7 +310,9 @@ export async function startStack(opts = {}) {
     stack.urls.hold = `http://localhost:${ports.hold}`;
     stack.urls.appview = `http://127.0.0.1:${ports.appview}`;
     stack.holdDid = `did:web:localhost%3A${ports.hold}`;
-    stack.appviewDid = `did:web:127.0.0.1%3A${ports.appview}`;
+    // The appview listens at 127.0.0.1 (its OAuth loopback client needs
+    // that) and so names itself localhost too (Did::web_for_url).
+    stack.appviewDid = `did:web:localhost%3A${ports.appview}`;
 
     log('starting the hold Worker (wrangler dev) ...');
     const storageEnv = r2

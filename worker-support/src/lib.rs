@@ -4,6 +4,7 @@
 //! the Workers runtime belongs in `atcr-protocol`.
 
 pub mod records;
+pub mod service_tokens;
 pub mod subrequests;
 
 pub use records::{list_records_page, records_with_prefix, KeyRange};

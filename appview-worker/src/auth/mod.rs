@@ -1,5 +1,6 @@
 //! Who a user is and what the appview may do for them: the Docker token
-//! service (`token`), ATProto OAuth sign-in and the OAuth sessions it gives
+//! service (`token`) and its exchange of PDS service-auth tokens
+//! (`exchange`), ATProto OAuth sign-in and the OAuth sessions it gives
 //! the appview (`oauth`), the browsers signed in to the web pages
 //! (`web_sessions`), the app-password PDS sessions (`sessions`, encrypted in
 //! D1), and writing to a user's PDS with whichever session it holds
@@ -10,6 +11,7 @@
 
 pub mod device_grant;
 pub mod devices;
+pub mod exchange;
 pub mod limiter;
 pub mod oauth;
 pub mod sessions;

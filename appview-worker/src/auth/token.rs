@@ -75,14 +75,8 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
         Ok(request) => request,
         Err(msg) => return error(OciCode::Unauthorized, Some(msg)),
     };
-    if let Some(service) = &request.service {
-        if service != &config.service {
-            let msg = format!(
-                "this token service issues tokens for '{}', not '{service}'",
-                config.service
-            );
-            return error(OciCode::Denied, Some(msg));
-        }
+    if let Err(msg) = check_service(config, request.service.as_deref()) {
+        return error(OciCode::Denied, Some(msg));
     }
     let signed_in = match request.credential {
         Credential::Anonymous => None,
@@ -106,8 +100,44 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
         },
     };
     let user = signed_in.as_ref().map(|(did, _)| did);
+    let refresh_token = match (&signed_in, request.offline) {
+        (Some((did, credential)), true) => Some(
+            RefreshGrant {
+                sub: did.clone(),
+                credential: credential.clone(),
+                exp: unix_now() + RefreshGrant::LIFETIME.as_secs(),
+            }
+            .seal(&config.secret_key),
+        ),
+        _ => None,
+    };
+    respond(config, user, &request.scopes, refresh_token).await
+}
+
+/// Refuses a token request for another registry's `service`.
+pub(crate) fn check_service(
+    config: &AppConfig,
+    service: Option<&str>,
+) -> std::result::Result<(), String> {
+    match service {
+        Some(service) if service != config.service => Err(format!(
+            "this token service issues tokens for '{}', not '{service}'",
+            config.service
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The token response: a registry token for `user` (anonymous when `None`)
+/// with what of `scopes` they may have. Also used by the token exchange.
+pub(crate) async fn respond(
+    config: &AppConfig,
+    user: Option<&Did>,
+    scopes: &[String],
+    refresh_token: Option<String>,
+) -> Result<Response> {
     let mut access = Vec::new();
-    for scope in &request.scopes {
+    for scope in scopes {
         if let Some(granted) = grant(scope, user, config).await {
             access.push(granted);
         }
@@ -124,17 +154,6 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
         access,
     };
     let token = sign(&config.signing_key, claims, now(), TOKEN_LIFETIME);
-    let refresh_token = match (&signed_in, request.offline) {
-        (Some((did, credential)), true) => Some(
-            RefreshGrant {
-                sub: did.clone(),
-                credential: credential.clone(),
-                exp: unix_now() + RefreshGrant::LIFETIME.as_secs(),
-            }
-            .seal(&config.secret_key),
-        ),
-        _ => None,
-    };
     let body = TokenResponse {
         token: token.clone(),
         access_token: token,
@@ -195,7 +214,7 @@ async fn from_form(req: &mut Request) -> std::result::Result<TokenRequest, Strin
     })
 }
 
-fn param(params: &[(String, String)], name: &str) -> Option<String> {
+pub(crate) fn param(params: &[(String, String)], name: &str) -> Option<String> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -203,7 +222,7 @@ fn param(params: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// Scopes may repeat, and one parameter may hold several separated by spaces.
-fn scopes(params: &[(String, String)]) -> Vec<String> {
+pub(crate) fn scopes(params: &[(String, String)]) -> Vec<String> {
     params
         .iter()
         .filter(|(k, _)| k == "scope")
