@@ -27,14 +27,21 @@ fn main() {
         println!("cargo:rerun-if-changed={}", source.display());
         let bytes = fs::read(&source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
         let hash = hex_prefix(&Sha256::digest(&bytes), 10);
-        let (stem, ext) = file.rsplit_once('.').expect("asset names have an extension");
+        let (stem, ext) = file
+            .rsplit_once('.')
+            .expect("asset names have an extension");
         let name = format!("{stem}.{hash}.{ext}");
         remove_stale(&published, stem, ext, &name);
         let target = published.join(&name);
         if fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
-            fs::write(&target, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
+            fs::write(&target, &bytes)
+                .unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
         }
-        writeln!(constants, "pub const {constant}: &str = \"/assets/{name}\";").unwrap();
+        writeln!(
+            constants,
+            "pub const {constant}: &str = \"/assets/{name}\";"
+        )
+        .unwrap();
     }
     let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("assets.rs");
     fs::write(out, constants).expect("write assets.rs");
@@ -44,7 +51,8 @@ fn main() {
 fn remove_stale(dir: &Path, stem: &str, ext: &str, keep: &str) {
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let hashed_copy = name.starts_with(&format!("{stem}.")) && name.ends_with(&format!(".{ext}"));
+        let hashed_copy =
+            name.starts_with(&format!("{stem}.")) && name.ends_with(&format!(".{ext}"));
         if hashed_copy && name != keep {
             let _ = fs::remove_file(entry.path());
         }
@@ -52,5 +60,9 @@ fn remove_stale(dir: &Path, stem: &str, ext: &str, keep: &str) {
 }
 
 fn hex_prefix(digest: &[u8], chars: usize) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..chars].to_string()
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..chars]
+        .to_string()
 }

@@ -386,7 +386,9 @@ pub struct HoldFacts {
 }
 
 pub async fn check_hold(did: &Did, config: &AppConfig) -> Result<HoldFacts, String> {
-    let hold = Hold::resolve(did, config).await.map_err(|e| e.to_string())?;
+    let hold = Hold::resolve(did, config)
+        .await
+        .map_err(|e| e.to_string())?;
     let get = |path: &str| {
         let url = format!("{}{path}", hold.endpoint);
         async move {
@@ -410,10 +412,12 @@ pub async fn check_hold(did: &Did, config: &AppConfig) -> Result<HoldFacts, Stri
         did: Did,
         owner: Option<Did>,
     }
-    let described: Describe = describe?
-        .json()
-        .await
-        .map_err(|e| format!("the hold at {} does not describe itself: {e}", hold.endpoint))?;
+    let described: Describe = describe?.json().await.map_err(|e| {
+        format!(
+            "the hold at {} does not describe itself: {e}",
+            hold.endpoint
+        )
+    })?;
     if &described.did != did {
         return Err(format!(
             "the service at {} is {}, not {did}",

@@ -34,7 +34,10 @@ mod tests {
 
     #[test]
     fn valid_keys_stay_readable_and_others_are_hashed() {
-        assert_eq!(record_key_for("did:plc:ewvi7nxzyoun6zhxrhs64oiz"), "did:plc:ewvi7nxzyoun6zhxrhs64oiz");
+        assert_eq!(
+            record_key_for("did:plc:ewvi7nxzyoun6zhxrhs64oiz"),
+            "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+        );
         let web = record_key_for("did:web:localhost%3A8789");
         assert_eq!(web.len(), 32);
         assert!(web.bytes().all(|b| b.is_ascii_hexdigit()));

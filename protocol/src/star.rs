@@ -58,7 +58,13 @@ mod tests {
         let record = record(&alice, "web", "2026-12-02T05:00:00Z");
         assert_eq!(record["$type"], "io.atcr.sailor.star");
         assert_eq!(subject(&record), Some((alice, "web".to_string())));
-        assert_eq!(subject(&json!({ "subject": { "did": "nope", "repository": "web" } })), None);
-        assert_eq!(subject(&json!({ "subject": { "did": ALICE, "repository": "" } })), None);
+        assert_eq!(
+            subject(&json!({ "subject": { "did": "nope", "repository": "web" } })),
+            None
+        );
+        assert_eq!(
+            subject(&json!({ "subject": { "did": ALICE, "repository": "" } })),
+            None
+        );
     }
 }

@@ -42,16 +42,16 @@ pub async fn search_repositories(
         .bind(&[query.clone().into()])?;
     // Weights of handle, name and description in the rank.
     let page = db
-        .prepare(
-            format!("{REPOSITORY_FIELDS}
+        .prepare(format!(
+            "{REPOSITORY_FIELDS}
              FROM repository_search s
              JOIN repositories r ON r.owner_did = s.owner_did AND r.name = s.name
              JOIN users u ON u.did = r.owner_did
              LEFT JOIN pulls p ON p.owner_did = r.owner_did AND p.repository = r.name
              WHERE repository_search MATCH ?1 AND u.handle IS NOT NULL
              ORDER BY bm25(repository_search, 2.0, 4.0, 1.0), pulls DESC, r.updated_at DESC
-             LIMIT ?2 OFFSET ?3"),
-        )
+             LIMIT ?2 OFFSET ?3"
+        ))
         .bind(&[query.into(), limit.into(), offset.into()])?;
     let (rows, total) = futures_util::join!(page.all(), count.first::<Count>(None));
     Ok((rows?.results()?, total?.map_or(0, |c| c.n as u32)))

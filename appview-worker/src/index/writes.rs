@@ -146,7 +146,12 @@ pub async fn manifest_deleted(
 
 /// The owner's `io.atcr.repo.page` description of a repository changed
 /// (search reads it).
-pub async fn description_changed(env: &Env, owner: &Did, repository: &str, description: &str) -> Result<()> {
+pub async fn description_changed(
+    env: &Env,
+    owner: &Did,
+    repository: &str,
+    description: &str,
+) -> Result<()> {
     env.d1(DB_BINDING)?
         .prepare("UPDATE repositories SET description = ?3 WHERE owner_did = ?1 AND name = ?2")
         .bind(&[owner.as_str().into(), repository.into(), description.into()])?

@@ -5,9 +5,9 @@
 //! star button.
 
 use super::format::{age, human_bytes, is_index, kind, platform_name, short_digest, when};
-use super::views::{Repository, TagItem};
 use super::sign_in::{form_csrf, session_hash};
 use super::stars::STAR_FORM;
+use super::views::{Repository, TagItem};
 use super::{not_found, render, Page};
 use crate::atproto::pds::get_record;
 use crate::config::AppConfig;

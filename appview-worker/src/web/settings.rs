@@ -56,7 +56,10 @@ struct Failure {
 }
 
 fn refuse(status: u16, message: impl Into<String>) -> Failure {
-    Failure { status, message: message.into() }
+    Failure {
+        status,
+        message: message.into(),
+    }
 }
 
 /// `GET /settings`.
@@ -72,7 +75,12 @@ pub async fn page(req: &Request, env: &Env, config: &AppConfig) -> Result<Respon
 }
 
 /// `POST /settings/<action>`.
-pub async fn submit(req: &mut Request, env: &Env, config: &AppConfig, action: &str) -> Result<Response> {
+pub async fn submit(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    action: &str,
+) -> Result<Response> {
     let viewer = viewer(req, env).await;
     if cross_site(req, config) {
         return cross_site_refusal(&viewer, config);
@@ -83,7 +91,14 @@ pub async fn submit(req: &mut Request, env: &Env, config: &AppConfig, action: &s
     let fields = form_fields(&req.text().await?);
     if !viewer.csrf_ok(config, SETTINGS_FORM, &field(&fields, "csrf")) {
         let message = "This form was not made for this browser's session, so it was not acted on.";
-        return notice(&viewer, config, 403, "Refused", message.into(), Some(("/settings", "Back to settings")));
+        return notice(
+            &viewer,
+            config,
+            403,
+            "Refused",
+            message.into(),
+            Some(("/settings", "Back to settings")),
+        );
     }
     let Some(mut writer) = PdsWriter::for_user(env, config, &user.did).await? else {
         return sign_in_again(&viewer, config);
@@ -91,21 +106,42 @@ pub async fn submit(req: &mut Request, env: &Env, config: &AppConfig, action: &s
     let get = |name: &str| field(&fields, name).trim().to_string();
     let outcome = match action {
         "hold" => default_hold(config, &mut writer, &get("hold")).await,
-        "holds" => register_hold(config, &mut writer, &get("hold"), !get("public").is_empty()).await,
+        "holds" => {
+            register_hold(config, &mut writer, &get("hold"), !get("public").is_empty()).await
+        }
         "crew" => add_crew(config, &mut writer, &get("member")).await,
         "crew/remove" => remove_crew(&mut writer, &get("member")).await,
-        "description" => description(env, &user, &mut writer, &get("repository"), &field(&fields, "description"), &get("do")).await,
-        "app-password" => sessions::forget_app_password(env, &user.did).await.map(|_| Outcome::Saved("sign-ins")).map_err(|e| refuse(500, e.to_string())),
-        _ => Err(refuse(404, format!("There is no setting called “{action}”."))),
+        "description" => {
+            description(
+                env,
+                &user,
+                &mut writer,
+                &get("repository"),
+                &field(&fields, "description"),
+                &get("do"),
+            )
+            .await
+        }
+        "app-password" => sessions::forget_app_password(env, &user.did)
+            .await
+            .map(|_| Outcome::Saved("sign-ins"))
+            .map_err(|e| refuse(500, e.to_string())),
+        _ => Err(refuse(
+            404,
+            format!("There is no setting called “{action}”."),
+        )),
     };
     let page = match outcome {
-        Ok(Outcome::Saved(section)) => return see_other(&format!("/settings?saved={section}#{section}")),
+        Ok(Outcome::Saved(section)) => {
+            return see_other(&format!("/settings?saved={section}#{section}"))
+        }
         Ok(Outcome::Preview { repository, text }) => {
             settings_page(env, config, &user, Some(repository), None, None, Some(text)).await?
         }
         Err(Failure { status: 401, .. }) => return sign_in_again(&viewer, config),
         Err(Failure { status, message }) => {
-            let (_, html) = settings_page(env, config, &user, None, None, Some(message), None).await?;
+            let (_, html) =
+                settings_page(env, config, &user, None, None, Some(message), None).await?;
             (status, html)
         }
     };
@@ -124,79 +160,174 @@ fn signed_in(viewer: &Viewer, config: &AppConfig) -> Result<Option<User>> {
         return Ok(None);
     };
     let csrf = viewer.csrf(config, SETTINGS_FORM);
-    let did = session.did.parse().map_err(|e| worker::Error::RustError(format!("{e}")))?;
-    Ok(Some(User { did, handle: session.handle.clone(), csrf }))
+    let did = session
+        .did
+        .parse()
+        .map_err(|e| worker::Error::RustError(format!("{e}")))?;
+    Ok(Some(User {
+        did,
+        handle: session.handle.clone(),
+        csrf,
+    }))
 }
 
 fn sign_in_again(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
-    let message = "Your sign-in with your PDS has ended, so nothing was written to it. Sign in again.";
-    notice(viewer, config, 401, "Sign in again", message.into(), Some((LOGIN, "Sign in")))
+    let message =
+        "Your sign-in with your PDS has ended, so nothing was written to it. Sign in again.";
+    notice(
+        viewer,
+        config,
+        401,
+        "Sign in again",
+        message.into(),
+        Some((LOGIN, "Sign in")),
+    )
 }
 
 /// A write the PDS refused: `DENIED` means the session ended (401).
 fn pds_failure((code, message): (OciCode, String)) -> Failure {
     match code {
         OciCode::Denied => refuse(401, message),
-        _ => refuse(502, format!("Your PDS did not take the change: {message}. Nothing was changed.")),
+        _ => refuse(
+            502,
+            format!("Your PDS did not take the change: {message}. Nothing was changed."),
+        ),
     }
 }
 
-async fn put_record(writer: &mut PdsWriter<'_>, collection: &str, rkey: &str, record: Value) -> std::result::Result<Value, Failure> {
-    let body = json!({ "repo": writer.did(), "collection": collection, "rkey": rkey, "record": record });
-    writer.post("com.atproto.repo.putRecord", Body::Json(body)).await.map_err(pds_failure)
+async fn put_record(
+    writer: &mut PdsWriter<'_>,
+    collection: &str,
+    rkey: &str,
+    record: Value,
+) -> std::result::Result<Value, Failure> {
+    let body =
+        json!({ "repo": writer.did(), "collection": collection, "rkey": rkey, "record": record });
+    writer
+        .post("com.atproto.repo.putRecord", Body::Json(body))
+        .await
+        .map_err(pds_failure)
 }
 
-async fn delete_record(writer: &mut PdsWriter<'_>, collection: &str, rkey: &str) -> std::result::Result<(), Failure> {
+async fn delete_record(
+    writer: &mut PdsWriter<'_>,
+    collection: &str,
+    rkey: &str,
+) -> std::result::Result<(), Failure> {
     let body = json!({ "repo": writer.did(), "collection": collection, "rkey": rkey });
-    writer.post("com.atproto.repo.deleteRecord", Body::Json(body)).await.map(|_| ()).map_err(pds_failure)
+    writer
+        .post("com.atproto.repo.deleteRecord", Body::Json(body))
+        .await
+        .map(|_| ())
+        .map_err(pds_failure)
 }
 
 /// A hold typed as its DID or its URL.
 fn hold_did(typed: &str) -> std::result::Result<Did, Failure> {
-    let parsed = if typed.starts_with("did:") { typed.parse().ok() } else { Did::web_for_url(typed).ok() };
+    let parsed = if typed.starts_with("did:") {
+        typed.parse().ok()
+    } else {
+        Did::web_for_url(typed).ok()
+    };
     parsed
         .filter(|did: &Did| did.method() == "web")
-        .ok_or_else(|| refuse(400, format!("“{typed}” is neither a hold's did:web nor its URL.")))
+        .ok_or_else(|| {
+            refuse(
+                400,
+                format!("“{typed}” is neither a hold's did:web nor its URL."),
+            )
+        })
 }
 
-async fn default_hold(config: &AppConfig, writer: &mut PdsWriter<'_>, typed: &str) -> std::result::Result<Outcome, Failure> {
+async fn default_hold(
+    config: &AppConfig,
+    writer: &mut PdsWriter<'_>,
+    typed: &str,
+) -> std::result::Result<Outcome, Failure> {
     let hold = hold_did(typed)?;
-    check_hold(&hold, config).await.map_err(|e| refuse(400, format!("{hold} cannot be your hold: {e}")))?;
+    check_hold(&hold, config)
+        .await
+        .map_err(|e| refuse(400, format!("{hold} cannot be your hold: {e}")))?;
     let pds = writer.pds.clone();
-    let current = get_record(&pds, writer.did(), collections::PROFILE, "self").await.map_err(|e| refuse(502, e))?;
+    let current = get_record(&pds, writer.did(), collections::PROFILE, "self")
+        .await
+        .map_err(|e| refuse(502, e))?;
     let now = now_rfc3339();
-    let created = current.as_ref().and_then(|r| r["value"]["createdAt"].as_str()).unwrap_or(&now).to_string();
+    let created = current
+        .as_ref()
+        .and_then(|r| r["value"]["createdAt"].as_str())
+        .unwrap_or(&now)
+        .to_string();
     let record = json!({ "$type": collections::PROFILE, "defaultHold": hold, "createdAt": created, "updatedAt": now });
     put_record(writer, collections::PROFILE, "self", record).await?;
     hold_chosen(writer.did(), &hold);
     Ok(Outcome::Saved("hold"))
 }
 
-async fn register_hold(config: &AppConfig, writer: &mut PdsWriter<'_>, typed: &str, public: bool) -> std::result::Result<Outcome, Failure> {
+async fn register_hold(
+    config: &AppConfig,
+    writer: &mut PdsWriter<'_>,
+    typed: &str,
+    public: bool,
+) -> std::result::Result<Outcome, Failure> {
     let hold = hold_did(typed)?;
-    let facts = check_hold(&hold, config).await.map_err(|e| refuse(400, format!("{hold} cannot be registered: {e}")))?;
+    let facts = check_hold(&hold, config)
+        .await
+        .map_err(|e| refuse(400, format!("{hold} cannot be registered: {e}")))?;
     if facts.owner.as_ref() != Some(writer.did()) {
-        let owner = facts.owner.map_or("nobody it names".to_string(), |d| d.to_string());
-        return Err(refuse(403, format!("{hold} is run by {owner}, not by you: only a hold's owner registers it.")));
+        let owner = facts
+            .owner
+            .map_or("nobody it names".to_string(), |d| d.to_string());
+        return Err(refuse(
+            403,
+            format!("{hold} is run by {owner}, not by you: only a hold's owner registers it."),
+        ));
     }
     let record = json!({ "$type": collections::HOLD, "endpoint": facts.endpoint, "owner": writer.did(), "public": public, "createdAt": now_rfc3339() });
-    put_record(writer, collections::HOLD, &record_key_for(hold.as_str()), record).await?;
+    put_record(
+        writer,
+        collections::HOLD,
+        &record_key_for(hold.as_str()),
+        record,
+    )
+    .await?;
     Ok(Outcome::Saved("holds"))
 }
 
-async fn add_crew(config: &AppConfig, writer: &mut PdsWriter<'_>, typed: &str) -> std::result::Result<Outcome, Failure> {
-    let member = resolve_user(typed, config).await.map_err(|e| refuse(400, format!("Cannot add “{typed}”: {e}")))?.did;
+async fn add_crew(
+    config: &AppConfig,
+    writer: &mut PdsWriter<'_>,
+    typed: &str,
+) -> std::result::Result<Outcome, Failure> {
+    let member = resolve_user(typed, config)
+        .await
+        .map_err(|e| refuse(400, format!("Cannot add “{typed}”: {e}")))?
+        .did;
     let record = json!({ "$type": collections::HOLD_CREW, "member": member, "role": "crew", "addedAt": now_rfc3339() });
-    put_record(writer, collections::HOLD_CREW, &record_key_for(member.as_str()), record).await?;
+    put_record(
+        writer,
+        collections::HOLD_CREW,
+        &record_key_for(member.as_str()),
+        record,
+    )
+    .await?;
     Ok(Outcome::Saved("crew"))
 }
 
 /// Deletes every crew record naming `member`, whatever key its writer chose.
-async fn remove_crew(writer: &mut PdsWriter<'_>, member: &str) -> std::result::Result<Outcome, Failure> {
+async fn remove_crew(
+    writer: &mut PdsWriter<'_>,
+    member: &str,
+) -> std::result::Result<Outcome, Failure> {
     let pds = writer.pds.clone();
     let did = writer.did().clone();
-    let records = all_records(&pds, &did, collections::HOLD_CREW).await.map_err(|e| refuse(502, e))?;
-    for record in records.iter().filter(|r| r["value"]["member"].as_str() == Some(member)) {
+    let records = all_records(&pds, &did, collections::HOLD_CREW)
+        .await
+        .map_err(|e| refuse(502, e))?;
+    for record in records
+        .iter()
+        .filter(|r| r["value"]["member"].as_str() == Some(member))
+    {
         let uri = record["uri"].as_str().unwrap_or_default();
         delete_record(writer, collections::HOLD_CREW, record_key(uri)).await?;
     }
@@ -211,32 +342,61 @@ async fn description(
     text: &str,
     what: &str,
 ) -> std::result::Result<Outcome, Failure> {
-    let Some(repo) = index::repository_of(env, user.did.as_str(), repository).await.map_err(|e| refuse(500, e.to_string()))? else {
-        return Err(refuse(404, format!("You have no repository called “{repository}”.")));
+    let Some(repo) = index::repository_of(env, user.did.as_str(), repository)
+        .await
+        .map_err(|e| refuse(500, e.to_string()))?
+    else {
+        return Err(refuse(
+            404,
+            format!("You have no repository called “{repository}”."),
+        ));
     };
     if text.len() > MAX_DESCRIPTION {
-        return Err(refuse(413, format!("A description may be {MAX_DESCRIPTION} bytes; this one is {}.", text.len())));
+        return Err(refuse(
+            413,
+            format!(
+                "A description may be {MAX_DESCRIPTION} bytes; this one is {}.",
+                text.len()
+            ),
+        ));
     }
     // Browsers send a textarea's lines ending in CRLF; Markdown wants LF.
     let text = text.replace("\r\n", "\n");
     let text = text.as_str();
     if what == "preview" {
-        return Ok(Outcome::Preview { repository: repo.name, text: text.to_string() });
+        return Ok(Outcome::Preview {
+            repository: repo.name,
+            text: text.to_string(),
+        });
     }
     let now = now_rfc3339();
     let record = json!({ "$type": collections::REPO_PAGE, "repository": repo.name, "description": text, "createdAt": now, "updatedAt": now });
-    put_record(writer, collections::REPO_PAGE, &repo_page_record_key(&repo.name), record).await?;
+    put_record(
+        writer,
+        collections::REPO_PAGE,
+        &repo_page_record_key(&repo.name),
+        record,
+    )
+    .await?;
     description_changed(&repo.owner_did, &repo.name);
     // The record is written; search catches up with it here.
     if let Err(e) = index::description_changed(env, &user.did, &repo.name, text).await {
-        worker::console_error!("indexing the description of {}/{} failed: {e}", user.did, repo.name);
+        worker::console_error!(
+            "indexing the description of {}/{} failed: {e}",
+            user.did,
+            repo.name
+        );
     }
     Ok(Outcome::Saved("description"))
 }
 
 /// Every record of `collection` in `did`'s repository (a user's holds and
 /// crew: a few, never many).
-async fn all_records(pds: &str, did: &Did, collection: &str) -> std::result::Result<Vec<Value>, String> {
+async fn all_records(
+    pds: &str,
+    did: &Did,
+    collection: &str,
+) -> std::result::Result<Vec<Value>, String> {
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
@@ -260,7 +420,9 @@ async fn settings_page(
     error: Option<String>,
     draft: Option<String>,
 ) -> super::Page {
-    let identity = resolve_user(user.did.as_str(), config).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let identity = resolve_user(user.did.as_str(), config)
+        .await
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
     let pds = identity.pds.as_str();
     let (profile, holds, crew, repos, app_password) = futures_util::join!(
         get_record(pds, &user.did, collections::PROFILE, "self"),
@@ -270,20 +432,33 @@ async fn settings_page(
         sessions::app_password_since(env, &user.did)
     );
     let failed = |e: String| worker::Error::RustError(e);
-    let default_hold = profile.map_err(failed)?.and_then(|r| r["value"]["defaultHold"].as_str().map(str::to_string));
+    let default_hold = profile
+        .map_err(failed)?
+        .and_then(|r| r["value"]["defaultHold"].as_str().map(str::to_string));
     let repos: Vec<String> = repos?.into_iter().map(|r| r.name).collect();
-    let editing = repository.filter(|r| repos.contains(r)).or_else(|| repos.first().cloned());
+    let editing = repository
+        .filter(|r| repos.contains(r))
+        .or_else(|| repos.first().cloned());
     let editor = match editing {
         Some(name) => {
             let text = match draft.clone() {
                 Some(text) => text,
-                None => get_record(pds, &user.did, collections::REPO_PAGE, &repo_page_record_key(&name))
-                    .await
-                    .map_err(failed)?
-                    .and_then(|r| r["value"]["description"].as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                None => get_record(
+                    pds,
+                    &user.did,
+                    collections::REPO_PAGE,
+                    &repo_page_record_key(&name),
+                )
+                .await
+                .map_err(failed)?
+                .and_then(|r| r["value"]["description"].as_str().map(str::to_string))
+                .unwrap_or_default(),
             };
-            Some(DescriptionEditor { preview: draft.as_deref().map(to_safe_html), repository: name, text })
+            Some(DescriptionEditor {
+                preview: draft.as_deref().map(to_safe_html),
+                repository: name,
+                text,
+            })
         }
         None => None,
     };
@@ -293,14 +468,35 @@ async fn settings_page(
         handle: user.handle.clone(),
         appview_hold: config.default_hold.to_string(),
         default_hold,
-        holds: holds.map_err(failed)?.iter().map(|r| RegisteredHold {
-            endpoint: r["value"]["endpoint"].as_str().unwrap_or_default().to_string(),
-            public: r["value"]["public"].as_bool().unwrap_or(false),
-        }).collect(),
-        crew: crew.map_err(failed)?.iter().filter_map(|r| Some(CrewMember {
-            member: r["value"]["member"].as_str()?.to_string(),
-            permissions: r["value"]["permissions"].as_array().map(|p| p.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
-        })).collect(),
+        holds: holds
+            .map_err(failed)?
+            .iter()
+            .map(|r| RegisteredHold {
+                endpoint: r["value"]["endpoint"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                public: r["value"]["public"].as_bool().unwrap_or(false),
+            })
+            .collect(),
+        crew: crew
+            .map_err(failed)?
+            .iter()
+            .filter_map(|r| {
+                Some(CrewMember {
+                    member: r["value"]["member"].as_str()?.to_string(),
+                    permissions: r["value"]["permissions"]
+                        .as_array()
+                        .map(|p| {
+                            p.iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default(),
+                })
+            })
+            .collect(),
         repos,
         editor,
         app_password_since: app_password?.map(when),

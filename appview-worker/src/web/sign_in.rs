@@ -19,9 +19,9 @@ use crate::auth::oauth::sign_in::{self, SignInError};
 use crate::auth::web_sessions::{self, WebSession};
 use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
 use atcr_protocol::web_session::{
-    clear_cookie, cookie, csrf_ok, csrf_token, id_hash, is_well_formed, new_cookie_value, safe_return_path,
-    same_origin_post, set_cookie, SESSION_COOKIE, SESSION_LIFETIME_SECS, SIGN_IN_COOKIE,
-    SIGN_IN_LIFETIME_SECS,
+    clear_cookie, cookie, csrf_ok, csrf_token, id_hash, is_well_formed, new_cookie_value,
+    safe_return_path, same_origin_post, set_cookie, SESSION_COOKIE, SESSION_LIFETIME_SECS,
+    SIGN_IN_COOKIE, SIGN_IN_LIFETIME_SECS,
 };
 use worker::{Env, Request, Response, Result};
 use worker_support::query_param;

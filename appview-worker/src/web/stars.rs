@@ -7,8 +7,8 @@
 use super::sign_in::{
     cross_site, cross_site_refusal, field, form_fields, notice, see_other, viewer,
 };
-use crate::auth::writer::PdsWriter;
 use crate::atproto::pds::Body;
+use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
 use crate::index::{self, Starrer};
 use atcr_protocol::{collections, star, Did, OciCode};
@@ -40,7 +40,14 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
     };
     let Some(repo) = index::repository_of(env, &owner, &repository).await? else {
         let message = format!("No repository {repository} of {owner} is known here.");
-        return notice(&viewer, config, 404, "No such repository", message, Some(("/", "Go to the home page")));
+        return notice(
+            &viewer,
+            config,
+            404,
+            "No such repository",
+            message,
+            Some(("/", "Go to the home page")),
+        );
     };
     let page = format!("/r/{}/{}", repo.handle, repo.name);
     let Some(session) = viewer.user() else {
@@ -49,9 +56,19 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
     };
     if !viewer.csrf_ok(config, STAR_FORM, &field(&fields, "csrf")) {
         let message = "This form was not made for this browser's session, so it was not acted on.";
-        return notice(&viewer, config, 403, "Refused", message.into(), Some((&page, "Back to the repository")));
+        return notice(
+            &viewer,
+            config,
+            403,
+            "Refused",
+            message.into(),
+            Some((&page, "Back to the repository")),
+        );
     }
-    let parse = |did: &str| did.parse::<Did>().map_err(|e| worker::Error::RustError(e.to_string()));
+    let parse = |did: &str| {
+        did.parse::<Did>()
+            .map_err(|e| worker::Error::RustError(e.to_string()))
+    };
     let (starrer, owner) = (parse(&session.did)?, parse(&owner)?);
     let Some(mut writer) = PdsWriter::for_user(env, config, &starrer).await? else {
         return sign_in_again(&viewer, config, &page);
@@ -60,22 +77,39 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
     let written = if starring {
         let record = star::record(&owner, &repository, &now_rfc3339());
         let body = json!({ "repo": starrer, "collection": collections::STAR, "rkey": rkey, "record": record });
-        writer.post("com.atproto.repo.putRecord", Body::Json(body)).await
+        writer
+            .post("com.atproto.repo.putRecord", Body::Json(body))
+            .await
     } else {
         let body = json!({ "repo": starrer, "collection": collections::STAR, "rkey": rkey });
-        writer.post("com.atproto.repo.deleteRecord", Body::Json(body)).await
+        writer
+            .post("com.atproto.repo.deleteRecord", Body::Json(body))
+            .await
     };
     let written = match written {
         Ok(written) => written,
         Err((OciCode::Denied, _)) => return sign_in_again(&viewer, config, &page),
         Err((_, message)) => {
-            let message = format!("Your PDS did not take the change: {message}. Nothing was changed; try again.");
-            return notice(&viewer, config, 502, "Not saved", message, Some((&page, "Back to the repository")));
+            let message = format!(
+                "Your PDS did not take the change: {message}. Nothing was changed; try again."
+            );
+            return notice(
+                &viewer,
+                config,
+                502,
+                "Not saved",
+                message,
+                Some((&page, "Back to the repository")),
+            );
         }
     };
     // The record is in the PDS: the index follows it.
     if starring {
-        let who = Starrer { did: &starrer, handle: &session.handle, pds: &writer.pds };
+        let who = Starrer {
+            did: &starrer,
+            handle: &session.handle,
+            pds: &writer.pds,
+        };
         let uri = written["uri"].as_str().unwrap_or_default();
         index::star_added(env, &who, owner.as_str(), &repository, uri).await?;
     } else {
@@ -92,9 +126,21 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
     Ok(resp)
 }
 
-fn sign_in_again(viewer: &super::sign_in::Viewer, config: &AppConfig, page: &str) -> Result<Response> {
+fn sign_in_again(
+    viewer: &super::sign_in::Viewer,
+    config: &AppConfig,
+    page: &str,
+) -> Result<Response> {
     let back: String = url::form_urlencoded::byte_serialize(page.as_bytes()).collect();
     let login = format!("/login?return_to={back}");
-    let message = "Your sign-in with your PDS has ended, so nothing was written to it. Sign in again.";
-    notice(viewer, config, 401, "Sign in again", message.into(), Some((&login, "Sign in")))
+    let message =
+        "Your sign-in with your PDS has ended, so nothing was written to it. Sign in again.";
+    notice(
+        viewer,
+        config,
+        401,
+        "Sign in again",
+        message.into(),
+        Some((&login, "Sign in")),
+    )
 }
