@@ -107,4 +107,8 @@ Push and pull (plain http on loopback, hence --dest-tls-verify=false / --tls-ver
   podman pull --tls-verify=false ${registry}/${alice.handle}/hello:latest
   (${alice.handle}'s blobs go to her own hold; ${bob.handle}'s, with --dest-creds ${bob.handle}:${bob.appPassword}, to the shared one)
 
+Without a password: sign in on the web at ${stack.urls.appview}/login (${alice.handle} / ${alice.password}, on the PDS's own page),
+or log the credential helper in with a device code and let podman, buildah and skopeo use it:
+  cargo install --path helper && docker-credential-atcr configure-docker ${registry} && docker-credential-atcr login ${registry}
+
 Ctrl-C stops everything.`);
