@@ -54,14 +54,15 @@ try {
     (SELECT count(*) FROM repository_search WHERE repository_search MATCH '"web"*') AS web`);
 
   const pages = [
-    ['home', '/'],
-    ['search "web"', '/search?q=web'],
-    ['search "web api"', '/search?q=web%20api'],
-    [`repository (${BIG_TAGS} tags), page 1`, `/r/${big}`],
-    ['repository, page 5 by name', `/r/${big}?sort=name&page=5`],
+    // What each page must show, so a figure is never of an empty page.
+    ['home', '/', '.bench.test'],
+    ['search "web"', '/search?q=web', 'web-'],
+    ['search "web api"', '/search?q=web%20api', 'web-api-'],
+    [`repository (${BIG_TAGS} tags), page 1`, `/r/${big}`, 'build-0'],
+    ['repository, page 5 by name', `/r/${big}?sort=name&page=5`, 'build-0'],
   ];
   const rows = [];
-  for (const [label, url] of pages) rows.push([label, ...await measure(stack.urls.appview, url, requests)]);
+  for (const [label, url, shows] of pages) rows.push([label, ...await measure(stack.urls.appview, url, shows, requests)]);
 
   console.log(`\nweb pages over an index of ${counts.repositories} repositories (${counts.users} users), ${counts.tags} tags, ${counts.manifests} manifests, ${counts.stars} stars, ${counts.pulls} pull counts (seeded in ${seconds.toFixed(0)} s); "web" matches ${counts.web} repositories`);
   console.log(`${requests} requests per page, one at a time, after ${WARMUP} of warm-up; ms from request to last byte at the client on loopback`);
@@ -75,8 +76,8 @@ try {
   await stack.stop();
 }
 
-/** `n` GETs of `url` after a warm-up: median, p95 and max ms, KB of the body, subrequests of the last. */
-async function measure(base, url, n) {
+/** `n` GETs of `url` (its first answer showing `shows`) after a warm-up: median, p95 and max ms, KB of the body, subrequests of the last. */
+async function measure(base, url, shows, n) {
   const times = [];
   let bytes = 0;
   let subrequests = '-';
@@ -86,6 +87,7 @@ async function measure(base, url, n) {
     const body = await res.arrayBuffer();
     const ms = performance.now() - started;
     if (res.status !== 200) throw new Error(`${url}: ${res.status}`);
+    if (i === 0 && !Buffer.from(body).toString().includes(shows)) throw new Error(`${url} does not show ${shows}`);
     if (i < WARMUP) continue;
     times.push(ms);
     bytes = body.byteLength;
