@@ -296,7 +296,7 @@ test('bob signs in, finds alice\'s repository by search, reads it and a manifest
     // session's token, a repository nobody has; signed out, it asks to sign in.
     const cookie = (await context.cookies(stack.urls.appview)).map((c) => `${c.name}=${c.value}`).join('; ');
     const csrf = await p.getAttribute('form.star input[name=csrf]', 'value');
-    const form = (fields) => new URLSearchParams({ owner: alice.did, repository: 'documented', action: 'star', csrf, ...fields });
+    const form = (fields) => new URLSearchParams({ owner: alice.did, repository: 'documented', action: 'star', page: `/r/${alice.handle}/documented`, csrf, ...fields });
     const post = (body, headers) => fetch(url('/star'), { method: 'POST', redirect: 'manual', body, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
     const origin = new URL(stack.urls.appview).origin;
     assert.equal((await post(form(), { cookie, origin: 'https://elsewhere.example' })).status, 403);

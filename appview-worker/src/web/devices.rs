@@ -13,10 +13,7 @@
 
 use super::format::when;
 use super::render;
-use super::sign_in::{
-    cross_site, cross_site_refusal, field, form_fields, notice, page_response, see_other, viewer,
-    Viewer,
-};
+use super::sign_in::{field, notice, page_response, see_other, signed_in_form, viewer, Viewer};
 use super::views::{DeviceItem, DevicePage, DevicesPage};
 use crate::auth::devices;
 use crate::config::AppConfig;
@@ -31,28 +28,6 @@ const REVOKE_FORM: &str = "device-revoke";
 fn to_login(return_to: &str) -> Result<Response> {
     let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
     see_other(&format!("/login?return_to={encoded}"))
-}
-
-fn not_signed_in(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
-    notice(
-        viewer,
-        config,
-        401,
-        "Not signed in",
-        "This browser is not signed in (or its sign-in has ended), so nothing was changed.".into(),
-        Some(("/login", "Sign in")),
-    )
-}
-
-fn forged(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
-    notice(
-        viewer,
-        config,
-        403,
-        "Refused",
-        "This form was not made for this browser's session, so it was not acted on.".into(),
-        Some(("/settings/devices", "Your devices")),
-    )
 }
 
 fn approval_form(
@@ -107,27 +82,24 @@ pub async fn approval_page(req: &Request, env: &Env, config: &AppConfig) -> Resu
 
 /// `POST /device`: approves or denies the login of the code sent.
 pub async fn decide(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Response> {
-    let viewer = viewer(req, env).await;
-    if cross_site(req, config) {
-        return cross_site_refusal(&viewer, config);
-    }
-    let fields = form_fields(&req.text().await?);
-    let Some(user) = viewer.user() else {
-        return not_signed_in(&viewer, config);
+    // A signed-out browser signs in and comes back to the code it sent.
+    let back = |fields: &[(String, String)]| {
+        let code: String =
+            url::form_urlencoded::byte_serialize(field(fields, "user_code").as_bytes()).collect();
+        format!("/device?user_code={code}")
     };
-    if !viewer.csrf_ok(config, APPROVE_FORM, &field(&fields, "csrf")) {
-        return forged(&viewer, config);
-    }
-    let typed = field(&fields, "user_code");
-    let name = device_name(
-        Some(&field(&fields, "device_name")),
-        "docker-credential-atcr",
-    );
+    let form = match signed_in_form(req, env, config, APPROVE_FORM, back).await? {
+        Ok(form) => form,
+        Err(refusal) => return Ok(refusal),
+    };
+    let (viewer, user) = (&form.viewer, form.user());
+    let typed = form.field("user_code");
+    let name = device_name(Some(&form.field("device_name")), "docker-credential-atcr");
     let Some(code) = normalize_user_code(&typed) else {
         let error = format!("{typed:?} is not a device code.");
-        return approval_form(&viewer, config, 400, typed, name, Some(error));
+        return approval_form(viewer, config, 400, typed, name, Some(error));
     };
-    let approve = field(&fields, "action") == "approve";
+    let approve = form.field("action") == "approve";
     let decided = devices::decide(
         env,
         &code,
@@ -137,7 +109,7 @@ pub async fn decide(req: &mut Request, env: &Env, config: &AppConfig) -> Result<
     )
     .await?;
     if let Err(e) = decided {
-        return approval_form(&viewer, config, 400, code, name, Some(e.message().into()));
+        return approval_form(viewer, config, 400, code, name, Some(e.message().into()));
     }
     let (title, message) = if approve {
         (
@@ -154,7 +126,7 @@ pub async fn decide(req: &mut Request, env: &Env, config: &AppConfig) -> Result<
         )
     };
     notice(
-        &viewer,
+        viewer,
         config,
         200,
         title,
@@ -190,22 +162,17 @@ pub async fn list_page(req: &Request, env: &Env, config: &AppConfig) -> Result<R
 
 /// `POST /settings/devices/revoke`.
 pub async fn revoke(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Response> {
-    let viewer = viewer(req, env).await;
-    if cross_site(req, config) {
-        return cross_site_refusal(&viewer, config);
-    }
-    let fields = form_fields(&req.text().await?);
-    let Some(user) = viewer.user() else {
-        return not_signed_in(&viewer, config);
+    let back = |_: &[(String, String)]| "/settings/devices".to_string();
+    let form = match signed_in_form(req, env, config, REVOKE_FORM, back).await? {
+        Ok(form) => form,
+        Err(refusal) => return Ok(refusal),
     };
-    if !viewer.csrf_ok(config, REVOKE_FORM, &field(&fields, "csrf")) {
-        return forged(&viewer, config);
-    }
-    if devices::revoke(env, &user.did, &field(&fields, "id")).await? {
+    let (viewer, user) = (&form.viewer, form.user());
+    if devices::revoke(env, &user.did, &form.field("id")).await? {
         see_other("/settings/devices")
     } else {
         notice(
-            &viewer,
+            viewer,
             config,
             404,
             "No such device",

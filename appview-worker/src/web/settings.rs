@@ -15,10 +15,7 @@
 //! and is refused when the browser says another site sent it.
 
 use super::repository::description_changed;
-use super::sign_in::{
-    cross_site, cross_site_refusal, field, form_fields, notice, page_response, see_other, viewer,
-    Viewer,
-};
+use super::sign_in::{page_response, see_other, sign_in_again, signed_in_form, viewer, Viewer};
 use super::views::{CrewMember, DescriptionEditor, RegisteredHold, SettingsPage};
 use super::{format::when, render};
 use crate::atproto::pds::{get_record, record_key, Body};
@@ -81,29 +78,19 @@ pub async fn submit(
     config: &AppConfig,
     action: &str,
 ) -> Result<Response> {
-    let viewer = viewer(req, env).await;
-    if cross_site(req, config) {
-        return cross_site_refusal(&viewer, config);
-    }
-    let Some(user) = signed_in(&viewer, config)? else {
+    let back = |_: &[(String, String)]| "/settings".to_string();
+    let form = match signed_in_form(req, env, config, SETTINGS_FORM, back).await? {
+        Ok(form) => form,
+        Err(refusal) => return Ok(refusal),
+    };
+    let viewer = &form.viewer;
+    let Some(user) = signed_in(viewer, config)? else {
         return see_other(LOGIN);
     };
-    let fields = form_fields(&req.text().await?);
-    if !viewer.csrf_ok(config, SETTINGS_FORM, &field(&fields, "csrf")) {
-        let message = "This form was not made for this browser's session, so it was not acted on.";
-        return notice(
-            &viewer,
-            config,
-            403,
-            "Refused",
-            message.into(),
-            Some(("/settings", "Back to settings")),
-        );
-    }
     let Some(mut writer) = PdsWriter::for_user(env, config, &user.did).await? else {
-        return sign_in_again(&viewer, config);
+        return sign_in_again(viewer, config, "/settings");
     };
-    let get = |name: &str| field(&fields, name).trim().to_string();
+    let get = |name: &str| form.field(name).trim().to_string();
     let outcome = match action {
         "hold" => default_hold(config, &mut writer, &get("hold")).await,
         "holds" => {
@@ -117,7 +104,7 @@ pub async fn submit(
                 &user,
                 &mut writer,
                 &get("repository"),
-                &field(&fields, "description"),
+                &form.field("description"),
                 &get("do"),
             )
             .await
@@ -138,14 +125,14 @@ pub async fn submit(
         Ok(Outcome::Preview { repository, text }) => {
             settings_page(env, config, &user, Some(repository), None, None, Some(text)).await?
         }
-        Err(Failure { status: 401, .. }) => return sign_in_again(&viewer, config),
+        Err(Failure { status: 401, .. }) => return sign_in_again(viewer, config, "/settings"),
         Err(Failure { status, message }) => {
             let (_, html) =
                 settings_page(env, config, &user, None, None, Some(message), None).await?;
             (status, html)
         }
     };
-    page_response(page, &viewer, config)
+    page_response(page, viewer, config)
 }
 
 /// The signed-in user, with the token their forms carry.
@@ -169,19 +156,6 @@ fn signed_in(viewer: &Viewer, config: &AppConfig) -> Result<Option<User>> {
         handle: session.handle.clone(),
         csrf,
     }))
-}
-
-fn sign_in_again(viewer: &Viewer, config: &AppConfig) -> Result<Response> {
-    let message =
-        "Your sign-in with your PDS has ended, so nothing was written to it. Sign in again.";
-    notice(
-        viewer,
-        config,
-        401,
-        "Sign in again",
-        message.into(),
-        Some((LOGIN, "Sign in")),
-    )
 }
 
 /// A write the PDS refused: `DENIED` means the session ended (401).

@@ -266,6 +266,78 @@ pub(super) fn cross_site_refusal(viewer: &Viewer, config: &AppConfig) -> Result<
     )
 }
 
+/// The answer to a form whose user's PDS session has ended (nothing was
+/// written): sign in again, then back to `back`.
+pub fn sign_in_again(viewer: &Viewer, config: &AppConfig, back: &str) -> Result<Response> {
+    let encoded: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+    let login = format!("/login?return_to={encoded}");
+    let message =
+        "Your sign-in with your PDS has ended, so nothing was written to it. Sign in again.";
+    notice(
+        viewer,
+        config,
+        401,
+        "Sign in again",
+        message.into(),
+        Some((&login, "Sign in")),
+    )
+}
+
+/// A form a signed-in browser sent from this site, carrying the CSRF token
+/// of its purpose: what the pages' form handlers start from.
+pub struct SignedInForm {
+    pub viewer: Viewer,
+    fields: Vec<(String, String)>,
+}
+
+impl SignedInForm {
+    /// Who sent it.
+    pub fn user(&self) -> &WebSession {
+        self.viewer.user().expect("a signed-in form has a user")
+    }
+
+    /// The value of the field `name` (empty when absent).
+    pub fn field(&self, name: &str) -> String {
+        field(&self.fields, name)
+    }
+}
+
+/// Reads a form POST made for `purpose`, or answers it: a form another site
+/// sent, or one without this session's CSRF token, gets a 403 page with a
+/// link to `back` (worked out from the fields); a signed-out browser is
+/// sent to sign in and come back there. Either way nothing is acted on.
+pub async fn signed_in_form(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    purpose: &str,
+    back: impl FnOnce(&[(String, String)]) -> String,
+) -> Result<std::result::Result<SignedInForm, Response>> {
+    let viewer = viewer(req, env).await;
+    if cross_site(req, config) {
+        return cross_site_refusal(&viewer, config).map(Err);
+    }
+    let fields = form_fields(&req.text().await?);
+    let back = back(&fields);
+    if !viewer.signed_in() {
+        let encoded: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+        return see_other(&format!("/login?return_to={encoded}")).map(Err);
+    }
+    if !viewer.csrf_ok(config, purpose, &field(&fields, "csrf")) {
+        let message = "This form was not made for this browser's session, so it was not acted on.";
+        return notice(
+            &viewer,
+            config,
+            403,
+            "Refused",
+            message.into(),
+            Some((&back, "Go back")),
+        )
+        .map(Err);
+    }
+    Ok(Ok(SignedInForm { viewer, fields }))
+}
+
 /// `POST /login`: starts the sign-in at the user's authorization server.
 pub async fn login_submit(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Response> {
     let viewer = viewer(req, env).await;

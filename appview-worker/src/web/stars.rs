@@ -4,13 +4,12 @@
 //! index. Without JavaScript the form comes back to the repository page
 //! (`303`); `star.js` asks for JSON and updates the button in place.
 
-use super::sign_in::{
-    cross_site, cross_site_refusal, field, form_fields, notice, see_other, viewer,
-};
+use super::sign_in::{field, notice, see_other, sign_in_again, signed_in_form};
 use crate::atproto::pds::Body;
 use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
 use crate::index::{self, Starrer};
+use atcr_protocol::web_session::safe_return_path;
 use atcr_protocol::{collections, star, Did, OciCode};
 use serde_json::json;
 use worker::{Env, Request, Response, Result};
@@ -20,28 +19,30 @@ use worker_support::now_rfc3339;
 pub const STAR_FORM: &str = "star";
 
 pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Response> {
-    let viewer = viewer(req, env).await;
-    if cross_site(req, config) {
-        return cross_site_refusal(&viewer, config);
-    }
     let wants_json = req
         .headers()
         .get("Accept")?
         .is_some_and(|a| a.contains("application/json"));
-    let fields = form_fields(&req.text().await?);
-    let (owner, repository) = (field(&fields, "owner"), field(&fields, "repository"));
-    let starring = match field(&fields, "action").as_str() {
+    // The form names the page it sits on: where a signed-out browser returns.
+    let back = |fields: &[(String, String)]| safe_return_path(Some(&field(fields, "page")));
+    let form = match signed_in_form(req, env, config, STAR_FORM, back).await? {
+        Ok(form) => form,
+        Err(refusal) => return Ok(refusal),
+    };
+    let viewer = &form.viewer;
+    let (owner, repository) = (form.field("owner"), form.field("repository"));
+    let starring = match form.field("action").as_str() {
         "star" => true,
         "unstar" => false,
         other => {
             let message = format!("“{other}” is neither star nor unstar.");
-            return notice(&viewer, config, 400, "Not understood", message, None);
+            return notice(viewer, config, 400, "Not understood", message, None);
         }
     };
     let Some(repo) = index::repository_of(env, &owner, &repository).await? else {
         let message = format!("No repository {repository} of {owner} is known here.");
         return notice(
-            &viewer,
+            viewer,
             config,
             404,
             "No such repository",
@@ -50,28 +51,14 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
         );
     };
     let page = format!("/r/{}/{}", repo.handle, repo.name);
-    let Some(session) = viewer.user() else {
-        let back: String = url::form_urlencoded::byte_serialize(page.as_bytes()).collect();
-        return see_other(&format!("/login?return_to={back}"));
-    };
-    if !viewer.csrf_ok(config, STAR_FORM, &field(&fields, "csrf")) {
-        let message = "This form was not made for this browser's session, so it was not acted on.";
-        return notice(
-            &viewer,
-            config,
-            403,
-            "Refused",
-            message.into(),
-            Some((&page, "Back to the repository")),
-        );
-    }
+    let session = form.user();
     let parse = |did: &str| {
         did.parse::<Did>()
             .map_err(|e| worker::Error::RustError(e.to_string()))
     };
     let (starrer, owner) = (parse(&session.did)?, parse(&owner)?);
     let Some(mut writer) = PdsWriter::for_user(env, config, &starrer).await? else {
-        return sign_in_again(&viewer, config, &page);
+        return sign_in_again(viewer, config, &page);
     };
     let rkey = star::record_key(&owner, &repository);
     let written = if starring {
@@ -88,13 +75,13 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
     };
     let written = match written {
         Ok(written) => written,
-        Err((OciCode::Denied, _)) => return sign_in_again(&viewer, config, &page),
+        Err((OciCode::Denied, _)) => return sign_in_again(viewer, config, &page),
         Err((_, message)) => {
             let message = format!(
                 "Your PDS did not take the change: {message}. Nothing was changed; try again."
             );
             return notice(
-                &viewer,
+                viewer,
                 config,
                 502,
                 "Not saved",
@@ -124,23 +111,4 @@ pub async fn star(req: &mut Request, env: &Env, config: &AppConfig) -> Result<Re
     let mut resp = Response::from_json(&json!({ "starred": starring, "stars": stars }))?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
     Ok(resp)
-}
-
-fn sign_in_again(
-    viewer: &super::sign_in::Viewer,
-    config: &AppConfig,
-    page: &str,
-) -> Result<Response> {
-    let back: String = url::form_urlencoded::byte_serialize(page.as_bytes()).collect();
-    let login = format!("/login?return_to={back}");
-    let message =
-        "Your sign-in with your PDS has ended, so nothing was written to it. Sign in again.";
-    notice(
-        viewer,
-        config,
-        401,
-        "Sign in again",
-        message.into(),
-        Some((&login, "Sign in")),
-    )
 }
