@@ -428,8 +428,20 @@ test('settings: alice changes her default hold (her next push goes there), regis
     assert.equal((await record('io.atcr.sailor.profile', 'self')).value.defaultHold, stack.byoHoldDid);
     await p.goto(url('/settings'));
     await screenshots(p, 'settings');
+    await p.goto(url('/settings/devices'));
+    await screenshots(p, 'devices');
   } finally {
     await context.close();
+  }
+});
+
+test('an unknown user or repository is a 404 page that says what to do next', async () => {
+  for (const [p, said] of [['/u/nobody.test', /No user nobody\.test/], [`/r/${alice.handle}/nothing-here`, /No repository/]]) {
+    const res = await page.goto(url(p));
+    assert.equal(res.status(), 404, p);
+    assert.match(await page.textContent('main'), said);
+    assert.equal(await page.locator('main a[href="/search"]').count(), 1, `${p} offers a search`);
+    assert.equal(await page.locator('main a[href="/"]').count(), 1, `${p} leads home`);
   }
 });
 
