@@ -68,15 +68,26 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Manifest(ManifestEntry),
-    ManifestDeleted { record_uri: String },
+    ManifestDeleted {
+        record_uri: String,
+    },
     Tag(TagEntry),
-    TagDeleted { record_uri: String },
+    TagDeleted {
+        record_uri: String,
+    },
     Star(StarEntry),
-    StarDeleted { record_uri: String },
+    StarDeleted {
+        record_uri: String,
+    },
     /// An `io.atcr.repo.page` written: the repository's description.
-    Page { repository: String, description: Option<String> },
+    Page {
+        repository: String,
+        description: Option<String>,
+    },
     /// An `io.atcr.repo.page` deleted (its key names the repository).
-    PageDeleted { repository: String },
+    PageDeleted {
+        repository: String,
+    },
     /// An event the index has no place for (identity, account, a profile).
     Ignored,
 }
@@ -122,14 +133,22 @@ pub enum Skip {
     /// Not a Jetstream event at all.
     Unreadable(String),
     /// A record that does not follow its lexicon.
-    Malformed { collection: String, uri: String, why: String },
+    Malformed {
+        collection: String,
+        uri: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Skip::Unreadable(why) => write!(f, "unreadable event: {why}"),
-            Skip::Malformed { collection, uri, why } => {
+            Skip::Malformed {
+                collection,
+                uri,
+                why,
+            } => {
                 write!(f, "malformed {collection} record {uri}: {why}")
             }
         }
@@ -161,10 +180,16 @@ pub fn parse(text: &str) -> Result<Event, Skip> {
         .map_err(|_| Skip::Unreadable(format!("'{}' is not a DID", raw.did)))?;
     let change = match (raw.kind.as_str(), raw.commit) {
         ("commit", Some(commit)) => commit_change(&did, commit)?,
-        ("commit", None) => return Err(Skip::Unreadable("a commit event without its commit".into())),
+        ("commit", None) => {
+            return Err(Skip::Unreadable("a commit event without its commit".into()))
+        }
         _ => Change::Ignored,
     };
-    Ok(Event { did, time_us: raw.time_us, change })
+    Ok(Event {
+        did,
+        time_us: raw.time_us,
+        change,
+    })
 }
 
 fn commit_change(did: &Did, commit: RawCommit) -> Result<Change, Skip> {
@@ -445,17 +470,31 @@ mod tests {
 
     #[test]
     fn a_manifest_record_becomes_an_index_entry() {
-        let event = parse(&commit("create", "io.atcr.manifest", "team~web:x", Some(manifest_record()))).unwrap();
+        let event = parse(&commit(
+            "create",
+            "io.atcr.manifest",
+            "team~web:x",
+            Some(manifest_record()),
+        ))
+        .unwrap();
         assert_eq!(event.did.as_str(), ALICE);
         assert_eq!(event.time_us, 1_725_911_162_329_308);
-        let Change::Manifest(m) = event.change else { panic!("{:?}", event.change) };
+        let Change::Manifest(m) = event.change else {
+            panic!("{:?}", event.change)
+        };
         assert_eq!(m.repository, "team/web");
         assert_eq!(m.digest.as_str(), D1);
         assert_eq!(m.size, 321);
         assert_eq!(m.hold.as_deref(), Some("did:web:hold.example.com"));
-        assert_eq!(m.platforms.as_deref(), Some(r#"[{"architecture":"amd64","os":"linux"}]"#));
+        assert_eq!(
+            m.platforms.as_deref(),
+            Some(r#"[{"architecture":"amd64","os":"linux"}]"#)
+        );
         assert_eq!(m.description.as_deref(), Some("A web server"));
-        assert_eq!(m.record_uri, format!("at://{ALICE}/io.atcr.manifest/team~web:x"));
+        assert_eq!(
+            m.record_uri,
+            format!("at://{ALICE}/io.atcr.manifest/team~web:x")
+        );
     }
 
     #[test]
@@ -477,32 +516,73 @@ mod tests {
         assert!(malformed(&with("repository", json!(""))).contains("repository"));
         assert!(malformed(&with("createdAt", json!("yesterday"))).contains("createdAt"));
         assert!(malformed(&with("holdDid", json!("hold"))).contains("holdDid"));
-        assert!(malformed(&with("layers", json!([{ "mediaType": "x", "size": -1, "digest": D1 }]))).contains("layers[0]"));
+        assert!(malformed(&with(
+            "layers",
+            json!([{ "mediaType": "x", "size": -1, "digest": D1 }])
+        ))
+        .contains("layers[0]"));
         assert!(malformed(&with("manifests", json!({}))).contains("manifests"));
-        assert!(malformed(&commit("create", "io.atcr.manifest", "k", Some(json!("text")))).contains("object"));
+        assert!(malformed(&commit(
+            "create",
+            "io.atcr.manifest",
+            "k",
+            Some(json!("text"))
+        ))
+        .contains("object"));
         assert!(malformed(&commit("update", "io.atcr.manifest", "k", None)).contains("no record"));
     }
 
     #[test]
     fn tags_point_at_a_manifest_by_record_key() {
-        let record = |manifest: &str| json!({ "repository": "team/web", "tag": "v1", "manifest": manifest,
-                                              "createdAt": "2026-12-02T05:00:00Z" });
+        let record = |manifest: &str| {
+            json!({ "repository": "team/web", "tag": "v1", "manifest": manifest,
+                                              "createdAt": "2026-12-02T05:00:00Z" })
+        };
         let uri = format!("at://{ALICE}/io.atcr.manifest/team~web:{D1}");
-        let Change::Tag(tag) = parse(&commit("create", "io.atcr.tag", "team~web:v1", Some(record(&uri)))).unwrap().change else {
+        let Change::Tag(tag) = parse(&commit(
+            "create",
+            "io.atcr.tag",
+            "team~web:v1",
+            Some(record(&uri)),
+        ))
+        .unwrap()
+        .change
+        else {
             panic!()
         };
-        assert_eq!((tag.repository.as_str(), tag.tag.as_str()), ("team/web", "v1"));
+        assert_eq!(
+            (tag.repository.as_str(), tag.tag.as_str()),
+            ("team/web", "v1")
+        );
         assert_eq!(tag.digest.as_ref().map(Digest::as_str), Some(D1));
-        assert_eq!(tag.record_uri, format!("at://{ALICE}/io.atcr.tag/team~web:v1"));
+        assert_eq!(
+            tag.record_uri,
+            format!("at://{ALICE}/io.atcr.tag/team~web:v1")
+        );
         // A TID-keyed manifest: the index looks the URI up.
         let tid = format!("at://{ALICE}/io.atcr.manifest/3l3qo2vutsw2b");
-        let Change::Tag(tag) = parse(&commit("update", "io.atcr.tag", "k", Some(record(&tid)))).unwrap().change else {
+        let Change::Tag(tag) = parse(&commit("update", "io.atcr.tag", "k", Some(record(&tid))))
+            .unwrap()
+            .change
+        else {
             panic!()
         };
         assert_eq!((tag.digest, tag.manifest_uri), (None, tid));
-        assert!(malformed(&commit("create", "io.atcr.tag", "k", Some(record("https://x")))).contains("at-uri"));
+        assert!(malformed(&commit(
+            "create",
+            "io.atcr.tag",
+            "k",
+            Some(record("https://x"))
+        ))
+        .contains("at-uri"));
         let elsewhere = format!("at://{ALICE}/io.atcr.tag/x");
-        assert!(malformed(&commit("create", "io.atcr.tag", "k", Some(record(&elsewhere)))).contains("io.atcr.manifest"));
+        assert!(malformed(&commit(
+            "create",
+            "io.atcr.tag",
+            "k",
+            Some(record(&elsewhere))
+        ))
+        .contains("io.atcr.manifest"));
         let mut bad = record(&uri);
         bad["tag"] = json!("-v1");
         assert!(malformed(&commit("create", "io.atcr.tag", "k", Some(bad))).contains("tag"));
@@ -511,32 +591,76 @@ mod tests {
     #[test]
     fn stars_and_pages() {
         let star = json!({ "subject": { "did": BOB, "repository": "app" }, "createdAt": "2026-12-02T05:00:00Z" });
-        let Change::Star(s) = parse(&commit("create", "io.atcr.sailor.star", "abc", Some(star))).unwrap().change else {
+        let Change::Star(s) = parse(&commit("create", "io.atcr.sailor.star", "abc", Some(star)))
+            .unwrap()
+            .change
+        else {
             panic!()
         };
         assert_eq!((s.owner.as_str(), s.repository.as_str()), (BOB, "app"));
         let no_subject = json!({ "createdAt": "2026-12-02T05:00:00Z" });
-        assert!(malformed(&commit("create", "io.atcr.sailor.star", "abc", Some(no_subject))).contains("subject"));
+        assert!(malformed(&commit(
+            "create",
+            "io.atcr.sailor.star",
+            "abc",
+            Some(no_subject)
+        ))
+        .contains("subject"));
 
         let page = json!({ "repository": "team/web", "description": "# Web", "createdAt": "2026-12-02T05:00:00Z" });
         assert_eq!(
-            parse(&commit("update", "io.atcr.repo.page", "team~web", Some(page))).unwrap().change,
-            Change::Page { repository: "team/web".into(), description: Some("# Web".into()) }
+            parse(&commit(
+                "update",
+                "io.atcr.repo.page",
+                "team~web",
+                Some(page)
+            ))
+            .unwrap()
+            .change,
+            Change::Page {
+                repository: "team/web".into(),
+                description: Some("# Web".into())
+            }
         );
         let long = json!({ "repository": "web", "description": "x".repeat(100_001), "createdAt": "2026-12-02T05:00:00Z" });
-        assert!(malformed(&commit("create", "io.atcr.repo.page", "web", Some(long))).contains("longer"));
+        assert!(
+            malformed(&commit("create", "io.atcr.repo.page", "web", Some(long))).contains("longer")
+        );
     }
 
     #[test]
     fn deletions_name_the_record_by_its_uri() {
-        let change = |collection| parse(&commit("delete", collection, "team~web:v1", None)).unwrap().change;
+        let change = |collection| {
+            parse(&commit("delete", collection, "team~web:v1", None))
+                .unwrap()
+                .change
+        };
         let uri = |collection| format!("at://{ALICE}/{collection}/team~web:v1");
-        assert_eq!(change("io.atcr.tag"), Change::TagDeleted { record_uri: uri("io.atcr.tag") });
-        assert_eq!(change("io.atcr.manifest"), Change::ManifestDeleted { record_uri: uri("io.atcr.manifest") });
-        assert_eq!(change("io.atcr.sailor.star"), Change::StarDeleted { record_uri: uri("io.atcr.sailor.star") });
         assert_eq!(
-            parse(&commit("delete", "io.atcr.repo.page", "team~web", None)).unwrap().change,
-            Change::PageDeleted { repository: "team/web".into() }
+            change("io.atcr.tag"),
+            Change::TagDeleted {
+                record_uri: uri("io.atcr.tag")
+            }
+        );
+        assert_eq!(
+            change("io.atcr.manifest"),
+            Change::ManifestDeleted {
+                record_uri: uri("io.atcr.manifest")
+            }
+        );
+        assert_eq!(
+            change("io.atcr.sailor.star"),
+            Change::StarDeleted {
+                record_uri: uri("io.atcr.sailor.star")
+            }
+        );
+        assert_eq!(
+            parse(&commit("delete", "io.atcr.repo.page", "team~web", None))
+                .unwrap()
+                .change,
+            Change::PageDeleted {
+                repository: "team/web".into()
+            }
         );
     }
 
@@ -544,13 +668,26 @@ mod tests {
     fn other_events_are_ignored_and_garbage_is_unreadable() {
         let identity = json!({ "did": ALICE, "time_us": 5, "kind": "identity",
                                "identity": { "did": ALICE, "handle": "alice.test", "seq": 1, "time": "2026-12-02T05:00:00Z" } });
-        assert_eq!(parse(&identity.to_string()).unwrap().change, Change::Ignored);
         assert_eq!(
-            parse(&commit("create", "io.atcr.sailor.profile", "self", Some(json!({})))).unwrap().change,
+            parse(&identity.to_string()).unwrap().change,
+            Change::Ignored
+        );
+        assert_eq!(
+            parse(&commit(
+                "create",
+                "io.atcr.sailor.profile",
+                "self",
+                Some(json!({}))
+            ))
+            .unwrap()
+            .change,
             Change::Ignored
         );
         assert!(matches!(parse("not json"), Err(Skip::Unreadable(_))));
-        assert!(matches!(parse(r#"{"did":"nope","time_us":1,"kind":"commit"}"#), Err(Skip::Unreadable(_))));
+        assert!(matches!(
+            parse(r#"{"did":"nope","time_us":1,"kind":"commit"}"#),
+            Err(Skip::Unreadable(_))
+        ));
         assert!(matches!(
             parse(&json!({ "did": ALICE, "time_us": 1, "kind": "commit" }).to_string()),
             Err(Skip::Unreadable(_))

@@ -26,7 +26,8 @@ const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
 
 /**
  * Starts the server on `port` (0: any) reading `pdsUrl`'s firehose.
- * Resolves to { url, port, events, pause(), resume(), stop(), clients() }.
+ * Resolves to { url, port, events, subscriptions, pause(), resume(), stop(),
+ * clients() }.
  * `pause()` closes every subscriber and refuses new ones (503) while the
  * firehose is still read into the replay buffer: a consumer cut off.
  */
@@ -39,6 +40,8 @@ export async function startJetstream({ pdsUrl, plcUrl, port = 0, log = () => {} 
   /** Every event so far, in time_us order. */
   const events = [];
   const subscribers = new Set();
+  /** Every subscription accepted: {wantedCollections, cursor, at}. */
+  const subscriptions = [];
   let lastSeq;
   let lastTimeUs = 0;
   let paused = false;
@@ -109,6 +112,7 @@ export async function startJetstream({ pdsUrl, plcUrl, port = 0, log = () => {} 
     }
     const wanted = url.searchParams.getAll('wantedCollections').flatMap((v) => v.split(',')).filter(Boolean);
     const cursor = url.searchParams.get('cursor');
+    subscriptions.push({ wantedCollections: wanted, cursor: cursor === null ? null : Number(cursor), at: Date.now() });
     wss.handleUpgrade(req, socket, head, (ws) => {
       const sub = { ws, wants: (evt) => evt.kind !== 'commit' || matches(wanted, evt.commit.collection) };
       // Replay first (synchronously, so no live event slips in between).
@@ -133,6 +137,7 @@ export async function startJetstream({ pdsUrl, plcUrl, port = 0, log = () => {} 
     url: `ws://127.0.0.1:${actualPort}`,
     port: actualPort,
     events,
+    subscriptions,
     clients: () => subscribers.size,
     pause() { paused = true; disconnectAll(); },
     resume() { paused = false; },

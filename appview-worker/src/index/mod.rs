@@ -5,10 +5,12 @@
 //! a queue; `browse` answers the pages;
 //! `search` finds repositories by the words of their owner, name and description;
 //! `unlinks` keeps the blobs deleted from a repository's view; `stars` who
-//! starred what.
+//! starred what; `jetstream` the place of the consumer that follows the
+//! network's records (and how many it applied and skipped).
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
 mod browse;
+mod jetstream;
 mod pulls;
 mod search;
 mod stars;
@@ -16,6 +18,7 @@ mod unlinks;
 mod writes;
 
 pub use browse::*;
+pub use jetstream::*;
 pub use pulls::*;
 pub use search::*;
 pub use stars::*;

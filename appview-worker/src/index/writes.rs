@@ -1,5 +1,5 @@
 //! Writing the index: what the registry records as it stores, deletes and
-//! serves manifests.
+//! serves manifests, and what the Jetstream consumer sees written elsewhere.
 
 use crate::config::DB_BINDING;
 use atcr_protocol::{Did, Digest};
@@ -51,7 +51,7 @@ pub async fn manifest_stored(
             nullable(m.artifact_type),
             nullable(m.subject.map(|d| d.as_str())),
             (m.size as f64).into(),
-            m.hold.into(),
+            nullable(m.hold),
             m.record_uri.into(),
             nullable(m.platforms.as_deref()),
             now.into(),
@@ -68,7 +68,8 @@ pub struct StoredManifest<'a> {
     pub artifact_type: Option<&'a str>,
     pub subject: Option<&'a Digest>,
     pub size: u64,
-    pub hold: &'a str,
+    /// The hold that stores its blobs (`holdDid`; optional in the lexicon).
+    pub hold: Option<&'a str>,
     pub record_uri: &'a str,
     pub platforms: Option<String>,
     /// The `org.opencontainers.image.description` annotation, if any.
@@ -145,11 +146,46 @@ pub async fn manifest_deleted(
 }
 
 /// The owner's `io.atcr.repo.page` description of a repository changed
-/// (search reads it).
-pub async fn description_changed(env: &Env, owner: &Did, repository: &str, description: &str) -> Result<()> {
+/// (search reads it); `None`: the page was deleted.
+pub async fn description_changed(
+    env: &Env,
+    owner: &Did,
+    repository: &str,
+    description: Option<&str>,
+) -> Result<()> {
     env.d1(DB_BINDING)?
         .prepare("UPDATE repositories SET description = ?3 WHERE owner_did = ?1 AND name = ?2")
-        .bind(&[owner.as_str().into(), repository.into(), description.into()])?
+        .bind(&[owner.as_str().into(), repository.into(), nullable(description)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// The repository and digest of the manifest whose record is `record_uri`,
+/// if the index has it (records are named by URI in deletions, and tags
+/// name their manifest by URI).
+pub async fn manifest_by_record(
+    env: &Env,
+    owner: &Did,
+    record_uri: &str,
+) -> Result<Option<(String, Digest)>> {
+    let row: Option<serde_json::Value> = env
+        .d1(DB_BINDING)?
+        .prepare("SELECT repository, digest FROM manifests WHERE owner_did = ?1 AND record_uri = ?2")
+        .bind(&[owner.as_str().into(), record_uri.into()])?
+        .first(None)
+        .await?;
+    Ok(row.and_then(|r| {
+        let digest = r["digest"].as_str()?.parse().ok()?;
+        Some((r["repository"].as_str()?.to_string(), digest))
+    }))
+}
+
+/// The tag whose record is `record_uri` was deleted from its owner's PDS.
+pub async fn tag_record_deleted(env: &Env, owner: &Did, record_uri: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("DELETE FROM tags WHERE owner_did = ?1 AND record_uri = ?2")
+        .bind(&[owner.as_str().into(), record_uri.into()])?
         .run()
         .await?;
     Ok(())

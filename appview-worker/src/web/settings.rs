@@ -228,7 +228,7 @@ async fn description(
     put_record(writer, collections::REPO_PAGE, &repo_page_record_key(&repo.name), record).await?;
     description_changed(&repo.owner_did, &repo.name);
     // The record is written; search catches up with it here.
-    if let Err(e) = index::description_changed(env, &user.did, &repo.name, text).await {
+    if let Err(e) = index::description_changed(env, &user.did, &repo.name, Some(text)).await {
         worker::console_error!("indexing the description of {}/{} failed: {e}", user.did, repo.name);
     }
     Ok(Outcome::Saved("description"))
