@@ -56,12 +56,15 @@ pub fn resume_cursor(saved: Option<i64>) -> Option<i64> {
     saved.map(|c| (c - REWIND_US).max(0))
 }
 
-/// One event, read and validated.
+/// One event, read; its record validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub did: Did,
+    /// Where the event is in the stream: a consumer's cursor moves past it
+    /// whether it was applied or skipped.
     pub time_us: i64,
-    pub change: Change,
+    /// What to apply, or why not (a record that breaks its lexicon).
+    pub change: Result<Change, Skip>,
 }
 
 /// What an event changes in the index.
@@ -171,7 +174,7 @@ struct RawCommit {
     record: Option<Value>,
 }
 
-/// Reads one Jetstream message.
+/// Reads one Jetstream message; `Err` when it is not one at all.
 pub fn parse(text: &str) -> Result<Event, Skip> {
     let raw: Raw = serde_json::from_str(text).map_err(|e| Skip::Unreadable(e.to_string()))?;
     let did: Did = raw
@@ -179,11 +182,9 @@ pub fn parse(text: &str) -> Result<Event, Skip> {
         .parse()
         .map_err(|_| Skip::Unreadable(format!("'{}' is not a DID", raw.did)))?;
     let change = match (raw.kind.as_str(), raw.commit) {
-        ("commit", Some(commit)) => commit_change(&did, commit)?,
-        ("commit", None) => {
-            return Err(Skip::Unreadable("a commit event without its commit".into()))
-        }
-        _ => Change::Ignored,
+        ("commit", Some(commit)) => commit_change(&did, commit),
+        ("commit", None) => Err(Skip::Unreadable("a commit event without its commit".into())),
+        _ => Ok(Change::Ignored),
     };
     Ok(Event {
         did,
@@ -441,8 +442,8 @@ mod tests {
     }
 
     fn malformed(text: &str) -> String {
-        match parse(text) {
-            Err(Skip::Malformed { why, .. }) => why,
+        match parse(text).map(|e| e.change) {
+            Ok(Err(Skip::Malformed { why, .. })) => why,
             other => panic!("expected a malformed record, got {other:?}"),
         }
     }
@@ -479,7 +480,7 @@ mod tests {
         .unwrap();
         assert_eq!(event.did.as_str(), ALICE);
         assert_eq!(event.time_us, 1_725_911_162_329_308);
-        let Change::Manifest(m) = event.change else {
+        let Ok(Change::Manifest(m)) = event.change else {
             panic!("{:?}", event.change)
         };
         assert_eq!(m.repository, "team/web");
@@ -547,7 +548,7 @@ mod tests {
         ))
         .unwrap()
         .change
-        else {
+        .unwrap() else {
             panic!()
         };
         assert_eq!(
@@ -564,6 +565,7 @@ mod tests {
         let Change::Tag(tag) = parse(&commit("update", "io.atcr.tag", "k", Some(record(&tid))))
             .unwrap()
             .change
+            .unwrap()
         else {
             panic!()
         };
@@ -594,6 +596,7 @@ mod tests {
         let Change::Star(s) = parse(&commit("create", "io.atcr.sailor.star", "abc", Some(star)))
             .unwrap()
             .change
+            .unwrap()
         else {
             panic!()
         };
@@ -616,7 +619,8 @@ mod tests {
                 Some(page)
             ))
             .unwrap()
-            .change,
+            .change
+            .unwrap(),
             Change::Page {
                 repository: "team/web".into(),
                 description: Some("# Web".into())
@@ -634,6 +638,7 @@ mod tests {
             parse(&commit("delete", collection, "team~web:v1", None))
                 .unwrap()
                 .change
+                .unwrap()
         };
         let uri = |collection| format!("at://{ALICE}/{collection}/team~web:v1");
         assert_eq!(
@@ -657,7 +662,8 @@ mod tests {
         assert_eq!(
             parse(&commit("delete", "io.atcr.repo.page", "team~web", None))
                 .unwrap()
-                .change,
+                .change
+                .unwrap(),
             Change::PageDeleted {
                 repository: "team/web".into()
             }
@@ -665,11 +671,18 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_event_still_has_its_place_in_the_stream() {
+        let event = parse(&commit("create", "io.atcr.tag", "k", Some(json!({})))).unwrap();
+        assert_eq!(event.time_us, 1_725_911_162_329_308);
+        assert!(matches!(event.change, Err(Skip::Malformed { .. })));
+    }
+
+    #[test]
     fn other_events_are_ignored_and_garbage_is_unreadable() {
         let identity = json!({ "did": ALICE, "time_us": 5, "kind": "identity",
                                "identity": { "did": ALICE, "handle": "alice.test", "seq": 1, "time": "2026-12-02T05:00:00Z" } });
         assert_eq!(
-            parse(&identity.to_string()).unwrap().change,
+            parse(&identity.to_string()).unwrap().change.unwrap(),
             Change::Ignored
         );
         assert_eq!(
@@ -680,7 +693,8 @@ mod tests {
                 Some(json!({}))
             ))
             .unwrap()
-            .change,
+            .change
+            .unwrap(),
             Change::Ignored
         );
         assert!(matches!(parse("not json"), Err(Skip::Unreadable(_))));
@@ -689,7 +703,9 @@ mod tests {
             Err(Skip::Unreadable(_))
         ));
         assert!(matches!(
-            parse(&json!({ "did": ALICE, "time_us": 1, "kind": "commit" }).to_string()),
+            parse(&json!({ "did": ALICE, "time_us": 1, "kind": "commit" }).to_string())
+                .unwrap()
+                .change,
             Err(Skip::Unreadable(_))
         ));
     }

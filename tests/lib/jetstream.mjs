@@ -11,6 +11,9 @@
 // commits only, as Jetstream does. Every event is kept, so a `cursor`
 // (time_us) replays from there; without one a client gets live events.
 //
+// Identity events carry no handle here (the firehose library drops an
+// unverified one); account events are as the PDS sent them.
+//
 // time_us comes from the firehose event's own time (strictly increasing),
 // not from when this server saw it: the server reads the PDS's firehose
 // from its start, so a server started again gives the same events the same
@@ -31,9 +34,8 @@ const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
  * `pause()` closes every subscriber and refuses new ones (503) while the
  * firehose is still read into the replay buffer: a consumer cut off.
  */
-export async function startJetstream({ pdsUrl, plcUrl, port = 0, log = () => {} }) {
+export async function startJetstream({ pdsUrl, port = 0, log = () => {} }) {
   const { Firehose } = await import(require.resolve('@atproto/sync'));
-  const { IdResolver } = await import(require.resolve('@atproto/identity'));
   const { lexToJson } = await import(require.resolve('@atproto/lex-json'));
   const { WebSocketServer } = require('ws');
 
@@ -79,7 +81,9 @@ export async function startJetstream({ pdsUrl, plcUrl, port = 0, log = () => {} 
   }
 
   const firehose = new Firehose({
-    idResolver: new IdResolver({ plcUrl }),
+    // Commits are taken as the PDS sends them (unauthenticated): nothing to
+    // resolve. (The library's resolver also refuses the local http PLC.)
+    idResolver: { did: { resolve: async () => null }, handle: { resolve: async () => undefined } },
     service: pdsUrl.replace(/^http/, 'ws'),
     unauthenticatedCommits: true,
     unauthenticatedHandles: true,
@@ -95,7 +99,7 @@ export async function startJetstream({ pdsUrl, plcUrl, port = 0, log = () => {} 
       const text = JSON.stringify(out);
       for (const sub of subscribers) if (sub.wants(out)) sub.ws.send(text);
     },
-    onError: (err) => log(`jetstream: firehose: ${err.message}`),
+    onError: (err) => log(`jetstream: firehose: ${err.message}${err.cause ? `: ${err.cause.message ?? err.cause}` : ''}`),
   });
   firehose.start();
 

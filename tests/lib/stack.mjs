@@ -414,7 +414,7 @@ export async function startStack(opts = {}) {
 
     if (opts.jetstream) {
       log('starting the Jetstream test server (fed by the PDS firehose) ...');
-      stack.jetstream = await startJetstream({ pdsUrl: stack.urls.pds, plcUrl: stack.urls.plc, log });
+      stack.jetstream = await startJetstream({ pdsUrl: stack.urls.pds, log });
       stack.urls.jetstream = stack.jetstream.url;
     }
 

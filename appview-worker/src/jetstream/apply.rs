@@ -4,16 +4,21 @@
 use crate::atproto::resolve::{resolve_owner, Identity, ResolveError};
 use crate::config::AppConfig;
 use crate::index::{self, Starrer, StoredManifest};
-use atcr_protocol::jetstream::{Change, Event};
+use atcr_protocol::jetstream::Change;
 use atcr_protocol::reference::Owner;
 use atcr_protocol::Did;
 use worker::Env;
 
-/// Applies `event`; `Err` says why it was not (counted as skipped).
-pub async fn apply(env: &Env, config: &AppConfig, event: &Event) -> Result<(), String> {
-    let did = &event.did;
+/// Applies `change`, made by `did`; `Err` says why it was not (counted as
+/// skipped).
+pub async fn apply(
+    env: &Env,
+    config: &AppConfig,
+    did: &Did,
+    change: &Change,
+) -> Result<(), String> {
     let failed = |e: worker::Error| format!("not applied ({did}): {e}");
-    match &event.change {
+    match change {
         Change::Manifest(m) => {
             let who = identity(did, config).await?;
             let handle = who.doc.handle().map(|h| h.to_string());

@@ -20,7 +20,7 @@
 mod apply;
 
 use crate::config::{AppConfig, JETSTREAM_BINDING};
-use atcr_protocol::jetstream::{self, Skip};
+use atcr_protocol::jetstream;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::cell::RefCell;
@@ -122,8 +122,11 @@ impl JetstreamConsumer {
     }
 
     async fn connect(&self, base: &str) -> Result<()> {
-        let saved = crate::index::jetstream_cursor(&self.env).await?;
-        let cursor = jetstream::resume_cursor(saved.and_then(|c| c.time_us).map(|t| t as i64));
+        let saved = crate::index::jetstream_cursor(&self.env)
+            .await?
+            .and_then(|c| c.time_us)
+            .map(|t| t as i64);
+        let cursor = jetstream::resume_cursor(saved);
         let url = jetstream::subscribe_url(base, cursor);
         let ws = WebSocket::connect(url.parse()?).await?;
         ws.accept()?;
@@ -135,7 +138,7 @@ impl JetstreamConsumer {
         }
         let (env, live, storage) = (self.env.clone(), self.live.clone(), self.state.storage());
         wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = follow(&ws, &env, &live).await {
+            if let Err(e) = follow(&ws, &env, &live, saved).await {
                 console_error!("jetstream: the stream failed: {e}");
             }
             live.borrow_mut().connected = false;
@@ -148,8 +151,14 @@ impl JetstreamConsumer {
     }
 }
 
-/// Applies each message until the socket closes.
-async fn follow(ws: &WebSocket, env: &Env, live: &Rc<RefCell<Live>>) -> Result<()> {
+/// Applies each message until the socket closes. `replayed_until`: the
+/// cursor saved when it connected.
+async fn follow(
+    ws: &WebSocket,
+    env: &Env,
+    live: &Rc<RefCell<Live>>,
+    replayed_until: Option<i64>,
+) -> Result<()> {
     let config = AppConfig::cached(env).map_err(Error::RustError)?;
     let mut events = ws.events()?;
     while let Some(event) = events.next().await {
@@ -164,20 +173,24 @@ async fn follow(ws: &WebSocket, env: &Env, live: &Rc<RefCell<Live>>) -> Result<(
             }
         };
         let skipped = match jetstream::parse(&text) {
-            Ok(event) => match apply::apply(env, &config, &event).await {
-                Ok(()) => {
-                    let mut live = live.borrow_mut();
-                    live.applied += 1;
-                    live.time_us = live.time_us.max(Some(event.time_us));
-                    None
+            Ok(event) => {
+                let outcome = match &event.change {
+                    Ok(change) => apply::apply(env, &config, &event.did, change).await,
+                    Err(skip) => Err(skip.to_string()),
+                };
+                // Events up to the saved cursor come again after a rewind:
+                // applied again (harmless), counted once.
+                let new = replayed_until.is_none_or(|until| event.time_us > until);
+                let mut live = live.borrow_mut();
+                live.time_us = live.time_us.max(Some(event.time_us));
+                match outcome {
+                    Ok(()) => {
+                        live.applied += u64::from(new);
+                        None
+                    }
+                    Err(why) => new.then_some(why),
                 }
-                Err(why) => {
-                    let mut live = live.borrow_mut();
-                    live.time_us = live.time_us.max(Some(event.time_us));
-                    Some(why)
-                }
-            },
-            Err(Skip::Unreadable(why)) => Some(format!("unreadable event: {why}")),
+            }
             Err(skip) => Some(skip.to_string()),
         };
         if let Some(why) = &skipped {
