@@ -91,7 +91,9 @@ pub enum Change {
     PageDeleted {
         repository: String,
     },
-    /// An event the index has no place for (identity, account, a profile).
+    /// The author's identity changed (handle, PDS): resolve it again.
+    Identity,
+    /// An event the index has no place for (account status, a profile).
     Ignored,
 }
 
@@ -184,6 +186,7 @@ pub fn parse(text: &str) -> Result<Event, Skip> {
     let change = match (raw.kind.as_str(), raw.commit) {
         ("commit", Some(commit)) => commit_change(&did, commit),
         ("commit", None) => Err(Skip::Unreadable("a commit event without its commit".into())),
+        ("identity", _) => Ok(Change::Identity),
         _ => Ok(Change::Ignored),
     };
     Ok(Event {
@@ -678,11 +681,17 @@ mod tests {
     }
 
     #[test]
-    fn other_events_are_ignored_and_garbage_is_unreadable() {
+    fn identities_are_resolved_again_other_events_ignored_and_garbage_unreadable() {
         let identity = json!({ "did": ALICE, "time_us": 5, "kind": "identity",
                                "identity": { "did": ALICE, "handle": "alice.test", "seq": 1, "time": "2026-12-02T05:00:00Z" } });
         assert_eq!(
             parse(&identity.to_string()).unwrap().change.unwrap(),
+            Change::Identity
+        );
+        let account = json!({ "did": ALICE, "time_us": 6, "kind": "account",
+                              "account": { "did": ALICE, "active": false, "status": "deactivated", "seq": 2, "time": "2026-12-02T05:00:00Z" } });
+        assert_eq!(
+            parse(&account.to_string()).unwrap().change.unwrap(),
             Change::Ignored
         );
         assert_eq!(

@@ -8,9 +8,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startStack } from '../lib/stack.mjs';
+import { startStack, queryD1 } from '../lib/stack.mjs';
 import { registryToken } from '../lib/registry.mjs';
-import { login, putRecord, deleteRecord } from '../lib/atproto.mjs';
+import { login, putRecord, deleteRecord, xrpc } from '../lib/atproto.mjs';
 import { OCI_MANIFEST } from '../lib/image.mjs';
 
 const MANIFEST = 'io.atcr.manifest';
@@ -144,6 +144,13 @@ test('a changed io.atcr.repo.page changes the description search finds', async (
     repository: 'netapp', description: 'A wombat-shaped web server', createdAt: now(), updatedAt: now(),
   });
   await until(async () => (await search('wombat')) && !(await search('quokka')), 'search follows the changed description');
+});
+
+test("an identity event (a new handle) updates the user's handle in the index", async () => {
+  const handleOf = () => queryD1(stack.appviewStateDir, `SELECT handle FROM users WHERE did = '${bob.did}'`)[0]?.handle;
+  assert.equal(handleOf(), bob.handle, 'bob is in the index (he starred a repository)');
+  await xrpc(stack.urls.pds, 'com.atproto.identity.updateHandle', { body: { handle: 'robert.test' }, token: bobJwt });
+  await until(() => handleOf() === 'robert.test', "the index follows bob's new handle");
 });
 
 test('a malformed io.atcr.manifest record is skipped and counted; the UI stays up', async () => {

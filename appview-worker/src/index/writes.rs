@@ -190,3 +190,26 @@ pub async fn tag_record_deleted(env: &Env, owner: &Did, record_uri: &str) -> Res
         .await?;
     Ok(())
 }
+
+/// A user's identity changed: their handle (search follows it) and PDS, if
+/// the index knows them.
+pub async fn identity_changed(env: &Env, did: &Did, handle: Option<&str>, pds: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("UPDATE users SET handle = ?2, pds_endpoint = ?3, updated_at = ?4 WHERE did = ?1")
+        .bind(&[did.as_str().into(), nullable(handle), pds.into(), now_ms().into()])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Whether the index has a row for `did` (identity events arrive for every
+/// account on the network; only known ones are worth resolving).
+pub async fn user_known(env: &Env, did: &Did) -> Result<bool> {
+    let found: Option<f64> = env
+        .d1(DB_BINDING)?
+        .prepare("SELECT 1 AS found FROM users WHERE did = ?1")
+        .bind(&[did.as_str().into()])?
+        .first(Some("found"))
+        .await?;
+    Ok(found.is_some())
+}

@@ -109,6 +109,24 @@ pub async fn apply(
                 .await
                 .map_err(failed)
         }
+        Change::Identity => {
+            // Jetstream sends every account's identity events; most are
+            // not ours.
+            if !index::user_known(env, did).await.map_err(failed)? {
+                return Ok(());
+            }
+            // Afresh: the caches hold the document from before the change.
+            let doc = worker_support::resolve_did_again(did, &config.plc_url)
+                .await
+                .map_err(|e| format!("{did} could not be resolved: {e}"))?;
+            let Some(pds) = doc.pds_endpoint() else {
+                return Err(format!("{did} names no PDS"));
+            };
+            let handle = doc.handle().map(|h| h.to_string());
+            index::identity_changed(env, did, handle.as_deref(), pds)
+                .await
+                .map_err(failed)
+        }
         Change::Ignored => Ok(()),
     }
 }
