@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '5');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '6');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -128,6 +128,20 @@ CREATE TABLE IF NOT EXISTS stars (
   PRIMARY KEY (starrer_did, owner_did, repository)
 );
 CREATE INDEX IF NOT EXISTS stars_repository ON stars (owner_did, repository);
+
+-- The Jetstream consumer's place in the network's stream (migration 0006):
+-- the time_us of the last event it applied (it resumes a few seconds before
+-- it after a restart or a dropped connection), and how many events it
+-- applied and skipped (records that break their lexicon, unreadable messages).
+CREATE TABLE IF NOT EXISTS jetstream_cursor (
+  consumer   TEXT PRIMARY KEY,            -- 'jetstream': one consumer per appview
+  endpoint   TEXT NOT NULL,               -- the JETSTREAM_URL it follows
+  time_us    INTEGER,                     -- unix µs of the last event applied
+  applied    INTEGER NOT NULL DEFAULT 0,
+  skipped    INTEGER NOT NULL DEFAULT 0,
+  last_skip  TEXT,                        -- why the last skipped event was skipped
+  updated_at INTEGER NOT NULL             -- unix ms
+);
 
 -- PDS sessions the appview holds to write a user's records (app password or
 -- OAuth). Tokens are encrypted with the appview's secret key before storage.

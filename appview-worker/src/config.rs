@@ -16,6 +16,9 @@ pub const DB_BINDING: &str = "DB";
 pub const SIGN_IN_LIMITER_BINDING: &str = "SIGN_IN_LIMITER";
 /// Its period, in seconds: what a refused client is told to wait.
 pub const SIGN_IN_LIMIT_PERIOD_SECS: u32 = 60;
+/// The Durable Object namespace of the Jetstream consumer
+/// (`[[durable_objects.bindings]]` in wrangler.toml).
+pub const JETSTREAM_BINDING: &str = "JETSTREAM";
 
 pub struct AppConfig {
     /// Public base URL of the registry, e.g. `https://atcr.example`.
@@ -49,6 +52,10 @@ pub struct AppConfig {
     /// How long a device login waits for the user's approval
     /// (`DEVICE_CODE_SECONDS`, default 600).
     pub device_code_seconds: u64,
+    /// The Jetstream the index follows (`JETSTREAM_URL`, `wss://host` or
+    /// `wss://host/subscribe`); `None` (unset or empty): the index knows
+    /// only what passes through this appview.
+    pub jetstream_url: Option<String>,
 }
 
 /// An endpoint setting: empty means "do not use".
@@ -134,6 +141,7 @@ impl AppConfig {
                     })?,
                 Err(_) => atcr_protocol::device::DEFAULT_CODE_SECONDS,
             },
+            jetstream_url: optional_url(var("JETSTREAM_URL").unwrap_or_default()),
             public_url,
             signing_key,
             secret_key,

@@ -1,9 +1,12 @@
 //! `GET /health`: are D1, the PLC directory, the handle resolvers (DNS over
-//! HTTPS and XRPC) and the default hold reachable?
+//! HTTPS and XRPC) and the default hold reachable? With a Jetstream
+//! configured, also where its consumer is: `jetstream` holds its cursor,
+//! lag and counts.
 
 use crate::config::{AppConfig, DB_BINDING};
+use crate::index;
 use atcr_protocol::health::{Check, HealthReport};
-use worker::{Env, Method, Response, Result};
+use worker::{Date, Env, Method, Response, Result};
 use worker_support::{health_response, probe, resolve_did, timed};
 
 pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
@@ -28,11 +31,60 @@ pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
         checks.push(probe("handle_resolver", Method::Get, &url, &[], &[200]).await);
     }
     checks.push(default_hold(config).await);
-    health_response(&HealthReport::for_build(
-        "atcr-appview",
-        atcr_protocol::build_info!(),
-        checks,
-    ))
+    let consumer = match &config.jetstream_url {
+        Some(url) => Some(jetstream(env, url).await),
+        None => None,
+    };
+    if let Some((check, _)) = &consumer {
+        checks.push(check.clone());
+    }
+    let report = HealthReport::for_build("atcr-appview", atcr_protocol::build_info!(), checks);
+    let Some((_, progress)) = consumer else {
+        return health_response(&report);
+    };
+    let mut body = serde_json::to_value(&report)?;
+    body["jetstream"] = progress;
+    let mut resp = worker_support::json(report.status(), &body)?;
+    resp.headers_mut().set("Cache-Control", "no-store")?;
+    Ok(resp)
+}
+
+/// The consumer's saved place: its cursor (unix µs of the last event
+/// applied), how far that is behind now, and the events applied and skipped.
+/// A quiet network leaves the cursor where it is, so the lag is reported,
+/// not judged; the check fails only when D1 cannot say.
+async fn jetstream(env: &Env, url: &str) -> (Check, serde_json::Value) {
+    let mut progress = serde_json::json!({ "url": url });
+    let check = timed("jetstream", async {
+        let saved = index::jetstream_cursor(env)
+            .await
+            .map_err(|e| format!("D1 query failed: {e}"))?;
+        let Some(saved) = saved else {
+            return Ok(format!("following {url}: no event applied yet"));
+        };
+        let now_ms = Date::now().as_millis() as f64;
+        let lag_ms = saved
+            .time_us
+            .map(|t| (now_ms - t / 1000.0).max(0.0).round());
+        progress = serde_json::json!({
+            "url": url,
+            "cursor": saved.time_us,
+            "lag_ms": lag_ms,
+            "applied": saved.applied,
+            "skipped": saved.skipped,
+            "last_skip": saved.last_skip,
+            "saved_at": saved.updated_at,
+        });
+        Ok(format!(
+            "following {url}: cursor {}{}, {} events applied, {} skipped",
+            saved.time_us.map_or("none".into(), |t| format!("{t:.0}")),
+            lag_ms.map_or(String::new(), |l| format!(" ({:.1} s behind)", l / 1000.0)),
+            saved.applied,
+            saved.skipped,
+        ))
+    })
+    .await;
+    (check, progress)
 }
 
 /// D1 answers and holds our schema (`schema.sql` was applied).

@@ -9,6 +9,7 @@
 //! - `auth/`: the token service, the token exchange and the sessions the appview writes with
 //! - `holds`: the client of holds
 //! - `index/`: the D1 index
+//! - `jetstream/`: the consumer that follows the network's records into the index
 //! - `atproto/`: names → DIDs → PDS, and the PDS's API
 //! - `config`, `oci_error`: leaves every folder may use
 
@@ -18,6 +19,7 @@ mod config;
 mod health;
 mod holds;
 mod index;
+mod jetstream;
 mod oci_error;
 mod registry;
 mod web;
@@ -60,6 +62,18 @@ async fn queue(
         }
     }
     Ok(())
+}
+
+/// The cron trigger (`[triggers]` in wrangler.toml): starts the Jetstream
+/// consumer if it is not running (it keeps itself alive with alarms too).
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let enabled = AppConfig::cached(&env).is_ok_and(|c| c.jetstream_url.is_some());
+    if enabled {
+        if let Err(e) = jetstream::poke(&env).await {
+            console_error!("jetstream: the consumer could not be started: {e}");
+        }
+    }
 }
 
 async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {

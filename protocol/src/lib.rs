@@ -17,6 +17,7 @@ pub mod health;
 pub mod hold_api;
 pub mod hold_storage;
 pub mod identity;
+pub mod jetstream;
 pub mod manifest;
 pub mod markdown;
 pub mod oauth;

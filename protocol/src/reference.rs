@@ -129,6 +129,16 @@ impl fmt::Display for RepoName {
     }
 }
 
+/// A repository path under its owner (`app`, `team/app`), as records name
+/// it: OCI path components joined by `/`, the whole name within 255 bytes.
+pub fn parse_repository(s: &str) -> Result<&str, NameError> {
+    if s.len() <= 200 && s.split('/').all(valid_path_component) {
+        Ok(s)
+    } else {
+        Err(NameError::Invalid(s.chars().take(300).collect()))
+    }
+}
+
 /// A manifest reference: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {

@@ -1,11 +1,12 @@
 //! Property tests over every parser that takes input from outside: request
 //! paths, names, references and digests, chunk and byte ranges, manifests,
-//! tokens and sealed state, identities, scopes and Markdown. Each runs
+//! tokens and sealed state, identities, scopes, Markdown and Jetstream events. Each runs
 //! `CASES` cases of arbitrary input and of near-valid input (valid shapes
 //! with hostile parts): nothing may panic, and every refusal must say why.
 
 use atcr_protocol::chunk_range::ChunkRange;
 use atcr_protocol::hold_storage::{resolve_range, RangeRequest, StorageUrl};
+use atcr_protocol::jetstream::{self, Skip};
 use atcr_protocol::manifest;
 use atcr_protocol::markdown::to_safe_html;
 use atcr_protocol::reference::{Reference, RepoName};
@@ -204,6 +205,35 @@ proptest! {
     fn storage_urls(method in "(GET|PUT|HEAD|DELETE|[A-Z]{0,6})", path in ".{0,80}", query in prop::collection::vec((".{0,12}", ".{0,40}"), 0..8)) {
         let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         prop_assert!(StorageUrl::verify(&method, &path, pairs, b"key", 1_800_000_000).is_err());
+    }
+
+    #[test]
+    fn jetstream_events(
+        text in ".{0,300}",
+        record in json(),
+        collection in "(io\\.atcr\\.(manifest|tag|sailor\\.star|repo\\.page|sailor\\.profile)|[a-z.]{0,20})",
+        operation in "(create|update|delete|[a-z]{0,8})",
+        kind in "(commit|identity|account|[a-z]{0,8})",
+    ) {
+        let near = serde_json::json!({
+            "did": "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "time_us": 1_725_911_162_329_308_i64, "kind": kind,
+            "commit": { "rev": "3l3qo2vutsw2b", "operation": operation, "collection": collection,
+                        "rkey": "team~web:v1", "record": record, "cid": "bafyrei" },
+        })
+        .to_string();
+        for message in [&text, &near] {
+            let why = match jetstream::parse(message) {
+                Ok(event) => match event.change {
+                    Ok(_) => continue,
+                    Err(skip) => skip,
+                },
+                Err(skip) => skip,
+            };
+            if let Skip::Malformed { collection, uri, .. } = &why {
+                prop_assert!(uri.contains(collection.as_str()));
+            }
+            prop_assert!(!why.to_string().is_empty());
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ import crypto from 'node:crypto';
 import { readState, checkCompatible, newState, completeState, saveState, startPersistentPlc, restoreAccount } from './stack-state.mjs';
 import { login, putRecord, xrpc } from './atproto.mjs';
 import { startEdge, edgeBodyLimit } from './edge.mjs';
+import { startJetstream } from './jetstream.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOLS = path.join(ROOT, 'tools', 'node_modules');
@@ -61,6 +62,10 @@ export const DEMO_ACCOUNTS = [
  * starts alice's own hold (stack.urls.byoHold, stack.byoHoldDid: only she
  * and her crew write, no quota, its own bucket) and makes it her
  * io.atcr.sailor.profile defaultHold unless she has a profile already.
+ * jetstream (default false) starts a Jetstream-compatible server fed by the
+ * PDS's firehose (stack.jetstream, stack.urls.jetstream; jetstream.mjs) and
+ * points the appview's JETSTREAM_URL at it; stack.triggerCron() runs the
+ * appview's cron, which starts its consumer.
  * A `dir` that holds a stack from before is reused (same accounts, DIDs,
  * keys, records, blobs and D1; see stack-state.mjs); one that cannot be
  * reused throws a StackStateError before anything starts. `stack.reused`
@@ -221,7 +226,18 @@ export async function startStack(opts = {}) {
       await serviceReady(label, `${url}/`, [200]);
       return url;
     },
+    /**
+     * Runs a Worker's cron trigger now (wrangler dev --test-scheduled):
+     * the appview's starts its Jetstream consumer, a hold's sweeps.
+     */
+    async triggerCron(label = 'appview') {
+      const base = label === 'appview' ? stack.urls.appview : stack.urls[label];
+      const res = await fetch(`${base}/__scheduled`);
+      const body = await res.text();
+      if (res.status !== 200) throw new Error(`${label} /__scheduled: ${res.status} ${body}`);
+    },
     async stop() {
+      await stack.jetstream?.stop().catch(() => {});
       await Promise.all(children.map(stopChild));
       await Promise.all([...fronts.values()].map((f) => f.close()));
       if (network) await network.close().catch(() => {});
@@ -396,6 +412,12 @@ export async function startStack(opts = {}) {
       );
     }
 
+    if (opts.jetstream) {
+      log('starting the Jetstream test server (fed by the PDS firehose) ...');
+      stack.jetstream = await startJetstream({ pdsUrl: stack.urls.pds, log });
+      stack.urls.jetstream = stack.jetstream.url;
+    }
+
     log('applying the D1 migrations (migrations/) to local D1 ...');
     const appviewState = path.join(dir, 'appview-state');
     applySchema(appviewState);
@@ -414,6 +436,8 @@ export async function startStack(opts = {}) {
       // token signing key and the key that encrypts PDS sessions in D1.
       APPVIEW_SIGNING_KEY: opts.appview?.signingKey ?? state.appview.signingKey,
       APPVIEW_SECRET_KEY: opts.appview?.secretKey ?? state.appview.secretKey,
+      // The index follows the network through the Jetstream test server (or not at all).
+      JETSTREAM_URL: stack.urls.jetstream ?? '',
     });
     stack.appviewStateDir = appviewState;
     const appviewPort = await front('appview', ports.appview);
@@ -535,8 +559,9 @@ function startWrangler(name, config, { port, inspector, envFile, persist, log, e
     WRANGLER, 'dev', '--config', frozenConfig(config, path.dirname(envFile), name, extraConfig), '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--env-file', envFile, '--persist-to', persist,
     '--show-interactive-dev-session=false', '--log-level', 'warn',
-    // Holds run a cron sweep: GET /__scheduled triggers it (tests, by hand).
-    ...(config === HOLD_TOML ? ['--test-scheduled'] : []),
+    // Crons (a hold's sweep, the appview's Jetstream consumer): GET
+    // /__scheduled triggers them (tests, by hand).
+    '--test-scheduled',
   // wrangler runs [build] commands from its working directory: the config's own.
   ], { log, cwd: path.dirname(config), env: { ATCR_PREBUILT: '1', WRANGLER_SEND_METRICS: 'false', CI: 'true' } });
 }

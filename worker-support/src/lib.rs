@@ -206,6 +206,20 @@ pub async fn resolve_did_cached(
     Ok(doc)
 }
 
+/// `did`'s document resolved afresh (its identity changed: a new handle, a
+/// new PDS), and remembered in place of what the caches held.
+pub async fn resolve_did_again(
+    did: &atcr_protocol::Did,
+    plc_url: &str,
+) -> std::result::Result<atcr_protocol::DidDocument, String> {
+    let doc = resolve_did(did, plc_url).await?;
+    SharedCache::new("did")
+        .put(did.as_str(), &doc, DID_CACHE_MS / 1000)
+        .await;
+    DID_CACHE.with(|c| c.put(did.as_str(), doc.clone(), DID_CACHE_MS));
+    Ok(doc)
+}
+
 /// JSON values shared by every isolate of a Worker in one location, in the
 /// Workers Cache API. A second level behind `IsolateCache`: new isolates
 /// start warm. Misses and failures are silent; the caller fetches again.

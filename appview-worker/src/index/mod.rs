@@ -1,14 +1,16 @@
 //! The D1 index: a write-through cache of users, repositories, manifests,
 //! tags, stars and pull counts, for the web UI and for fast lookups. The PDS stays
 //! the source of truth; every row here can be rebuilt from records.
-//! `writes` is fed by the registry as it works; `pulls` counts pulls through
+//! `writes` is fed by the registry as it works and by the Jetstream consumer; `pulls` counts pulls through
 //! a queue; `browse` answers the pages;
 //! `search` finds repositories by the words of their owner, name and description;
 //! `unlinks` keeps the blobs deleted from a repository's view; `stars` who
-//! starred what.
+//! starred what; `jetstream` the place of the consumer that follows the
+//! network's records (and how many it applied and skipped).
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
 mod browse;
+mod jetstream;
 mod pulls;
 mod search;
 mod stars;
@@ -16,6 +18,7 @@ mod unlinks;
 mod writes;
 
 pub use browse::*;
+pub use jetstream::*;
 pub use pulls::*;
 pub use search::*;
 pub use stars::*;

@@ -48,6 +48,16 @@ pub async fn star_removed(env: &Env, starrer: &Did, owner: &str, repository: &st
     Ok(())
 }
 
+/// The star whose record is `record_uri` was deleted from its starrer's PDS.
+pub async fn star_record_removed(env: &Env, starrer: &Did, record_uri: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("DELETE FROM stars WHERE starrer_did = ?1 AND record_uri = ?2")
+        .bind(&[starrer.as_str().into(), record_uri.into()])?
+        .run()
+        .await?;
+    Ok(())
+}
+
 /// Whether the browser whose session cookie hashes to `session_hash` is
 /// signed in as one who starred the repository: asked alongside the rest of
 /// the page, before the page knows who is looking.

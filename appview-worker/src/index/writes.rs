@@ -1,5 +1,5 @@
 //! Writing the index: what the registry records as it stores, deletes and
-//! serves manifests.
+//! serves manifests, and what the Jetstream consumer sees written elsewhere.
 
 use crate::config::DB_BINDING;
 use atcr_protocol::{Did, Digest};
@@ -51,7 +51,7 @@ pub async fn manifest_stored(
             nullable(m.artifact_type),
             nullable(m.subject.map(|d| d.as_str())),
             (m.size as f64).into(),
-            m.hold.into(),
+            nullable(m.hold),
             m.record_uri.into(),
             nullable(m.platforms.as_deref()),
             now.into(),
@@ -68,7 +68,8 @@ pub struct StoredManifest<'a> {
     pub artifact_type: Option<&'a str>,
     pub subject: Option<&'a Digest>,
     pub size: u64,
-    pub hold: &'a str,
+    /// The hold that stores its blobs (`holdDid`; optional in the lexicon).
+    pub hold: Option<&'a str>,
     pub record_uri: &'a str,
     pub platforms: Option<String>,
     /// The `org.opencontainers.image.description` annotation, if any.
@@ -145,17 +146,81 @@ pub async fn manifest_deleted(
 }
 
 /// The owner's `io.atcr.repo.page` description of a repository changed
-/// (search reads it).
+/// (search reads it); `None`: the page was deleted.
 pub async fn description_changed(
     env: &Env,
     owner: &Did,
     repository: &str,
-    description: &str,
+    description: Option<&str>,
 ) -> Result<()> {
     env.d1(DB_BINDING)?
         .prepare("UPDATE repositories SET description = ?3 WHERE owner_did = ?1 AND name = ?2")
-        .bind(&[owner.as_str().into(), repository.into(), description.into()])?
+        .bind(&[
+            owner.as_str().into(),
+            repository.into(),
+            nullable(description),
+        ])?
         .run()
         .await?;
     Ok(())
+}
+
+/// The repository and digest of the manifest whose record is `record_uri`,
+/// if the index has it (records are named by URI in deletions, and tags
+/// name their manifest by URI).
+pub async fn manifest_by_record(
+    env: &Env,
+    owner: &Did,
+    record_uri: &str,
+) -> Result<Option<(String, Digest)>> {
+    let row: Option<serde_json::Value> = env
+        .d1(DB_BINDING)?
+        .prepare(
+            "SELECT repository, digest FROM manifests WHERE owner_did = ?1 AND record_uri = ?2",
+        )
+        .bind(&[owner.as_str().into(), record_uri.into()])?
+        .first(None)
+        .await?;
+    Ok(row.and_then(|r| {
+        let digest = r["digest"].as_str()?.parse().ok()?;
+        Some((r["repository"].as_str()?.to_string(), digest))
+    }))
+}
+
+/// The tag whose record is `record_uri` was deleted from its owner's PDS.
+pub async fn tag_record_deleted(env: &Env, owner: &Did, record_uri: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("DELETE FROM tags WHERE owner_did = ?1 AND record_uri = ?2")
+        .bind(&[owner.as_str().into(), record_uri.into()])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// A user's identity changed: their handle (search follows it) and PDS, if
+/// the index knows them.
+pub async fn identity_changed(env: &Env, did: &Did, handle: Option<&str>, pds: &str) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare("UPDATE users SET handle = ?2, pds_endpoint = ?3, updated_at = ?4 WHERE did = ?1")
+        .bind(&[
+            did.as_str().into(),
+            nullable(handle),
+            pds.into(),
+            now_ms().into(),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Whether the index has a row for `did` (identity events arrive for every
+/// account on the network; only known ones are worth resolving).
+pub async fn user_known(env: &Env, did: &Did) -> Result<bool> {
+    let found: Option<f64> = env
+        .d1(DB_BINDING)?
+        .prepare("SELECT 1 AS found FROM users WHERE did = ?1")
+        .bind(&[did.as_str().into()])?
+        .first(Some("found"))
+        .await?;
+    Ok(found.is_some())
 }

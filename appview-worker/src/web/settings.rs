@@ -354,7 +354,7 @@ async fn description(
     .await?;
     description_changed(&repo.owner_did, &repo.name);
     // The record is written; search catches up with it here.
-    if let Err(e) = index::description_changed(env, &user.did, &repo.name, text).await {
+    if let Err(e) = index::description_changed(env, &user.did, &repo.name, Some(text)).await {
         worker::console_error!(
             "indexing the description of {}/{} failed: {e}",
             user.did,

@@ -292,7 +292,7 @@ async fn update_index(
         artifact_type: parsed.artifact_type.as_deref(),
         subject: parsed.subject.as_ref().map(|s| &s.digest),
         size: pushed.bytes.len() as u64,
-        hold: hold.did.as_str(),
+        hold: Some(hold.did.as_str()),
         record_uri: manifest_uri,
         platforms,
         description: parsed

@@ -1,0 +1,215 @@
+// The index follows the network: records written straight into a PDS with
+// the PDS's own API (not through the appview) reach the web UI and the
+// catalog through Jetstream. The stack runs a Jetstream-compatible server
+// fed by the PDS's firehose (tests/lib/jetstream.mjs); the appview's
+// consumer (a Durable Object) holds the WebSocket, applies creates, updates
+// and deletes, skips and counts malformed records, and resumes from its
+// cursor after its connection drops or the appview restarts.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { startStack, queryD1 } from '../lib/stack.mjs';
+import { registryToken } from '../lib/registry.mjs';
+import { login, putRecord, deleteRecord, xrpc } from '../lib/atproto.mjs';
+import { OCI_MANIFEST } from '../lib/image.mjs';
+
+const MANIFEST = 'io.atcr.manifest';
+const TAG = 'io.atcr.tag';
+const STAR = 'io.atcr.sailor.star';
+const PAGE = 'io.atcr.repo.page';
+
+let stack, alice, bob, aliceJwt, bobJwt;
+
+before(async () => {
+  stack = await startStack({ jetstream: true, log: (m) => process.stderr.write(`${m}\n`) });
+  ({ alice, bob } = stack.accounts);
+  aliceJwt = await login(stack.urls.pds, alice);
+  bobJwt = await login(stack.urls.pds, bob);
+  // The cron trigger starts the consumer; it subscribes to our collections, live.
+  await stack.triggerCron();
+  await until(() => stack.jetstream.clients() === 1, 'the consumer connects to Jetstream');
+  const [first] = stack.jetstream.subscriptions;
+  assert.deepEqual(first.wantedCollections, [MANIFEST, TAG, STAR, PAGE]);
+  assert.equal(first.cursor, null, 'with no cursor saved yet, the consumer starts live');
+});
+
+after(async () => {
+  await stack?.stop();
+});
+
+/** Polls `check` (truthy when done) every 200 ms; no fixed sleeps. */
+async function until(check, what, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function page(path) {
+  const res = await fetch(new URL(path, stack.urls.appview));
+  return { status: res.status, text: await res.text() };
+}
+
+async function catalog() {
+  const token = await registryToken(stack, 'registry:catalog:*');
+  const res = await fetch(new URL('/v2/_catalog?n=1000', stack.urls.appview), { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(res.status, 200);
+  return (await res.json()).repositories;
+}
+
+async function health() {
+  const res = await fetch(new URL('/health', stack.urls.appview));
+  return { status: res.status, body: await res.json() };
+}
+
+const sha256 = (bytes) => `sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`;
+const now = () => new Date().toISOString();
+
+/**
+ * An image manifest written as the registry writes one, but straight into
+ * alice's PDS: its bytes as a PDS blob, its io.atcr.manifest record under
+ * `<repository>:<digest>`. Resolves to { digest, uri }.
+ */
+async function writeManifest(repository, label) {
+  const blob = (content) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: content.length, digest: sha256(content) });
+  const config = Buffer.from(`{"architecture":"amd64","os":"linux","label":"${label}"}`);
+  const layer = Buffer.from(`layer of ${label}`);
+  const bytes = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: OCI_MANIFEST,
+    config: { ...blob(config), mediaType: 'application/vnd.oci.image.config.v1+json' },
+    layers: [blob(layer)],
+  }));
+  const digest = sha256(bytes);
+  const upload = await fetch(new URL('/xrpc/com.atproto.repo.uploadBlob', stack.urls.pds), {
+    method: 'POST', headers: { authorization: `Bearer ${aliceJwt}`, 'content-type': OCI_MANIFEST }, body: bytes,
+  });
+  assert.equal(upload.status, 200, await upload.clone().text());
+  const parsed = JSON.parse(bytes);
+  const rkey = `${repository.replace(/\//g, '~')}:${digest}`;
+  const { uri } = await putRecord(stack.urls.pds, aliceJwt, alice.did, MANIFEST, rkey, {
+    repository, digest, mediaType: OCI_MANIFEST, schemaVersion: 2, holdDid: stack.holdDid,
+    config: parsed.config, layers: parsed.layers, manifestBlob: (await upload.json()).blob, createdAt: now(),
+  });
+  return { digest, uri };
+}
+
+async function writeTag(repository, tag, manifestUri) {
+  const rkey = `${repository.replace(/\//g, '~')}:${tag}`;
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, TAG, rkey, {
+    repository, tag, manifest: manifestUri, createdAt: now(), updatedAt: now(),
+  });
+  return rkey;
+}
+
+const tagLink = (repository, tag) => `href="/r/${alice.handle}/${repository}/${tag}"`;
+
+test('a manifest, a tag and a star written straight into PDSs appear in the web UI and the catalog', async () => {
+  const { digest, uri } = await writeManifest('netapp', 'one');
+  await writeTag('netapp', 'v1', uri);
+  await putRecord(stack.urls.pds, bobJwt, bob.did, STAR, 'netapp-star', {
+    subject: { did: alice.did, repository: 'netapp' }, createdAt: now(),
+  });
+  const started = Date.now();
+  await until(async () => (await catalog()).includes(`${alice.handle}/netapp`), 'the catalog lists alice.test/netapp');
+  const shown = await until(async () => {
+    const p = await page(`/r/${alice.handle}/netapp`);
+    return p.status === 200 && p.text.includes(tagLink('netapp', 'v1')) && /1 star\b/.test(p.text) && p;
+  }, 'the repository page shows tag v1 and one star');
+  assert.ok(shown.text.includes(digest), 'the tag names the manifest written');
+  process.stderr.write(`network records indexed ${Date.now() - started} ms after they were written\n`);
+  // bob's page lists what he starred.
+  await until(async () => (await page(`/u/${bob.handle}`)).text.includes('netapp'), "bob's page lists the repository he starred");
+});
+
+test('deleting the tag record removes the tag; deleting the star removes it', async () => {
+  await deleteRecord(stack.urls.pds, aliceJwt, alice.did, TAG, 'netapp:v1');
+  await deleteRecord(stack.urls.pds, bobJwt, bob.did, STAR, 'netapp-star');
+  await until(async () => {
+    const p = await page(`/r/${alice.handle}/netapp`);
+    return p.status === 200 && !p.text.includes(tagLink('netapp', 'v1')) && /0 stars\b/.test(p.text);
+  }, 'the repository page shows neither the tag nor the star');
+});
+
+test('a changed io.atcr.repo.page changes the description search finds', async () => {
+  const search = async (word) => (await page(`/search?q=${word}`)).text.includes(`/r/${alice.handle}/netapp`);
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, PAGE, 'netapp', {
+    repository: 'netapp', description: 'A quokka-shaped web server', createdAt: now(),
+  });
+  await until(() => search('quokka'), 'search finds the repository by its description');
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, PAGE, 'netapp', {
+    repository: 'netapp', description: 'A wombat-shaped web server', createdAt: now(), updatedAt: now(),
+  });
+  await until(async () => (await search('wombat')) && !(await search('quokka')), 'search follows the changed description');
+});
+
+test("an identity event (a new handle) updates the user's handle in the index", async () => {
+  const handleOf = () => queryD1(stack.appviewStateDir, `SELECT handle FROM users WHERE did = '${bob.did}'`)[0]?.handle;
+  assert.equal(handleOf(), bob.handle, 'bob is in the index (he starred a repository)');
+  await xrpc(stack.urls.pds, 'com.atproto.identity.updateHandle', { body: { handle: 'robert.test' }, token: bobJwt });
+  await until(() => handleOf() === 'robert.test', "the index follows bob's new handle");
+});
+
+test('a malformed io.atcr.manifest record is skipped and counted; the UI stays up', async () => {
+  const before = (await health()).body.jetstream?.skipped ?? 0;
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, MANIFEST, 'broken:sha256:nothex', {
+    repository: 'broken', digest: 'sha256:nothex', mediaType: OCI_MANIFEST, schemaVersion: 'two', createdAt: now(),
+  });
+  // A good record after it is still applied.
+  const { uri } = await writeManifest('afterbroken', 'two');
+  await writeTag('afterbroken', 'v2', uri);
+  await until(async () => (await page(`/r/${alice.handle}/afterbroken`)).text.includes(tagLink('afterbroken', 'v2')),
+    'the record after the malformed one is applied');
+  const { status, body } = await until(async () => {
+    const h = await health();
+    return h.body.jetstream?.skipped > before && h;
+  }, '/health counts the skipped record');
+  assert.equal(status, 200);
+  assert.match(body.jetstream.last_skip, /io\.atcr\.manifest.*broken/);
+  assert.equal(typeof body.jetstream.cursor, 'number');
+  assert.equal(typeof body.jetstream.lag_ms, 'number');
+  assert.ok(body.checks.some((c) => c.name === 'jetstream' && c.ok), JSON.stringify(body.checks));
+  assert.ok(!(await catalog()).includes(`${alice.handle}/broken`), 'the malformed manifest is not indexed');
+  assert.equal((await page('/')).status, 200);
+  assert.equal((await page(`/r/${alice.handle}/netapp`)).status, 200);
+});
+
+test('the connection drops, events happen, the consumer reconnects by itself from its cursor: nothing missed', async () => {
+  const subscriptions = stack.jetstream.subscriptions.length;
+  stack.jetstream.pause();
+  const { uri } = await writeManifest('whiledropped', 'three');
+  await writeTag('whiledropped', 'v3', uri);
+  stack.jetstream.resume();
+  // No poke: the consumer's own alarm connects again.
+  await until(() => stack.jetstream.clients() === 1, 'the consumer reconnects', 60_000);
+  const again = stack.jetstream.subscriptions.at(-1);
+  assert.ok(stack.jetstream.subscriptions.length > subscriptions);
+  assert.equal(typeof again.cursor, 'number', 'it resumes from its cursor');
+  await until(async () => (await page(`/r/${alice.handle}/whiledropped`)).text.includes(tagLink('whiledropped', 'v3')),
+    'what happened while it was cut off is indexed');
+});
+
+test('the appview restarts, events happen meanwhile, the cron starts the consumer from its saved cursor: nothing missed', async () => {
+  const { cursor: saved, skipped } = (await health()).body.jetstream;
+  await stack.stopService('appview');
+  await until(() => stack.jetstream.clients() === 0, 'the consumer is gone with the appview');
+  const { uri } = await writeManifest('whiledown', 'four');
+  await writeTag('whiledown', 'v4', uri);
+  await deleteRecord(stack.urls.pds, aliceJwt, alice.did, TAG, 'afterbroken:v2');
+  await stack.startService('appview', `${stack.urls.appview}/health`);
+  await stack.triggerCron();
+  await until(() => stack.jetstream.clients() === 1, 'the consumer connects again');
+  const resumed = stack.jetstream.subscriptions.at(-1);
+  assert.ok(resumed.cursor <= saved && resumed.cursor >= saved - 10_000_000,
+    `it resumes a few seconds before the cursor it saved (${resumed.cursor} vs ${saved})`);
+  await until(async () => {
+    const [down, after] = await Promise.all([page(`/r/${alice.handle}/whiledown`), page(`/r/${alice.handle}/afterbroken`)]);
+    return down.text.includes(tagLink('whiledown', 'v4')) && after.status === 200 && !after.text.includes(tagLink('afterbroken', 'v2'));
+  }, 'the writes and the deletion made while the appview was down are indexed');
+  // Replayed events are applied again harmlessly (one row each) and counted once.
+  assert.equal((await catalog()).filter((r) => r === `${alice.handle}/whiledown`).length, 1);
+  assert.equal((await health()).body.jetstream.skipped, skipped, 'a replayed malformed record is not counted again');
+});
