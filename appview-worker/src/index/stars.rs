@@ -1,6 +1,7 @@
 //! Stars in the index: who starred which repository (the records live in
 //! the starrers' PDSs), counted for the pages.
 
+use super::writes::user_seen;
 use crate::config::DB_BINDING;
 use atcr_protocol::Did;
 use worker::{Date, Env, Result};
@@ -24,11 +25,7 @@ pub async fn star_added(
     let db = env.d1(DB_BINDING)?;
     let now = Date::now().as_millis() as f64;
     db.batch(vec![
-        db.prepare(
-            "INSERT INTO users (did, handle, pds_endpoint, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, pds_endpoint = excluded.pds_endpoint, updated_at = excluded.updated_at",
-        )
-        .bind(&[starrer.did.as_str().into(), starrer.handle.into(), starrer.pds.into(), now.into()])?,
+        user_seen(&db, starrer.did.as_str(), Some(starrer.handle), starrer.pds, now)?,
         db.prepare(
             "INSERT INTO stars (starrer_did, owner_did, repository, record_uri, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (starrer_did, owner_did, repository) DO UPDATE SET record_uri = excluded.record_uri",

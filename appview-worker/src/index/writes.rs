@@ -4,7 +4,7 @@
 use crate::config::DB_BINDING;
 use atcr_protocol::{Did, Digest};
 use wasm_bindgen::JsValue;
-use worker::{Date, Env, Result};
+use worker::{D1Database, D1PreparedStatement, Date, Env, Result};
 
 fn now_ms() -> f64 {
     Date::now().as_millis() as f64
@@ -13,6 +13,21 @@ fn now_ms() -> f64 {
 /// D1 refuses `undefined`, which is what `None` becomes: bind SQL NULL.
 fn nullable(value: Option<&str>) -> JsValue {
     value.map_or(JsValue::NULL, JsValue::from)
+}
+
+/// The statement that records a user as last seen: their handle and PDS.
+pub(super) fn user_seen(
+    db: &D1Database,
+    did: &str,
+    handle: Option<&str>,
+    pds: &str,
+    now: f64,
+) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "INSERT INTO users (did, handle, pds_endpoint, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, pds_endpoint = excluded.pds_endpoint, updated_at = excluded.updated_at",
+    )
+    .bind(&[did.into(), nullable(handle), pds.into(), now.into()])
 }
 
 /// Records a stored manifest (and its owner and repository).
@@ -26,11 +41,7 @@ pub async fn manifest_stored(
     let db = env.d1(DB_BINDING)?;
     let now = now_ms();
     let statements = vec![
-        db.prepare(
-            "INSERT INTO users (did, handle, pds_endpoint, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, pds_endpoint = excluded.pds_endpoint, updated_at = excluded.updated_at",
-        )
-        .bind(&[owner.as_str().into(), nullable(handle), pds.into(), now.into()])?,
+        user_seen(&db, owner.as_str(), handle, pds, now)?,
         // The newest image's description describes the repository (search finds it).
         db.prepare(
             "INSERT INTO repositories (owner_did, name, description, created_at, updated_at) VALUES (?1, ?2, ?4, ?3, ?3)
