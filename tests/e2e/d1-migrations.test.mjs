@@ -219,7 +219,7 @@ describe('D1 migrations', { concurrency: true }, () => {
     assert.ok(migrationsIn(MIGRATIONS).length >= 1, 'migrations/ holds the schema');
     // The local stack's own path (tests/lib/stack.mjs) and wrangler.toml's migrations_dir.
     const migrated = freshDir('migrated');
-    applySchema(migrated);
+    await applySchema(migrated);
     const reference = freshDir('schema-sql');
     await wrangler(['d1', 'execute', 'DB', '--local', '--persist-to', reference,
       '--config', path.join(ROOT, 'wrangler.toml'), '--file', path.join(ROOT, 'schema.sql')]);

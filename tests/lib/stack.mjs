@@ -176,7 +176,7 @@ export async function startStack(opts = {}) {
     async startAppview(label, vars = {}) {
       const port = await freePort();
       const state = path.join(dir, `${label}-state`);
-      applySchema(state);
+      await applySchema(state);
       const url = `http://127.0.0.1:${port}`;
       const envFile = writeEnvFile(dir, `${label}.env`, {
         PUBLIC_URL: url,
@@ -306,6 +306,27 @@ export async function startStack(opts = {}) {
       }
     }
 
+    // Both local databases are brought to their schema while PLC and PDS
+    // start: the migrations need nothing from them, and each is a wrangler
+    // run of a few seconds.
+    const r2 = opts.hold?.storage === 'r2';
+    const quota = {
+      bytes: String(opts.hold?.quotaBytes ?? DEFAULT_QUOTA.bytes),
+      blobs: String(opts.hold?.quotaBlobs ?? DEFAULT_QUOTA.blobs),
+    };
+    const limited = quota.bytes !== '0' || quota.blobs !== '0';
+    const holdState = path.join(dir, 'hold-state');
+    // The binding HOLD_STORAGE=r2 reads (hold-worker/wrangler.toml describes
+    // it), and the usage database quotas need.
+    const holdExtra = (r2 ? r2BucketConfig(s3.bucket) : '') + (limited ? USAGE_DB_CONFIG : '');
+    const appviewState = path.join(dir, 'appview-state');
+    log('applying the D1 migrations (migrations/, hold-worker/migrations/) to the local D1s ...');
+    const migrated = Promise.all([
+      limited && applyHoldMigrations(frozenConfig(HOLD_TOML, dir, 'hold', holdExtra), holdState),
+      applySchema(appviewState),
+    ]);
+    migrated.catch(() => {}); // awaited below; a failure then fails the start
+
     log('starting PLC and PDS (@atproto/dev-env) ...');
     const devEnv = await import(require.resolve('@atproto/dev-env'));
     // Started one by one (not TestNetworkNoAppView.create) so a failure still closes what did start.
@@ -339,7 +360,6 @@ export async function startStack(opts = {}) {
     // From here on the directory can be restarted: PLC, PDS and accounts agree.
     saveState(dir, completeState(state, settings, stack.accounts));
 
-    const r2 = opts.hold?.storage === 'r2';
     // State from before the prefix was recorded keeps distribution's root.
     const s3KeyPrefix = state.hold.keyPrefix ?? 'docker/registry/v2';
     stack.holdStorage = r2 ? 'r2' : 's3';
@@ -383,12 +403,7 @@ export async function startStack(opts = {}) {
       };
     /** Where the holds' keys start in their buckets ('' or a prefix ending in '/'). */
     stack.keyRoot = r2 ? 'docker/registry/v2/' : s3KeyPrefix && `${s3KeyPrefix}/`;
-    const quota = {
-      bytes: String(opts.hold?.quotaBytes ?? DEFAULT_QUOTA.bytes),
-      blobs: String(opts.hold?.quotaBlobs ?? DEFAULT_QUOTA.blobs),
-    };
     stack.quota = quota;
-    const limited = quota.bytes !== '0' || quota.blobs !== '0';
     const holdEnv = writeEnvFile(dir, 'hold.env', {
       HOLD_PUBLIC_URL: stack.urls.hold,
       REPORT_SUBREQUESTS: 'true', // the ATCR-Subrequests header the tests read
@@ -405,14 +420,7 @@ export async function startStack(opts = {}) {
       HOLD_CREW_CACHE_SECONDS: String(opts.hold?.crewCacheSeconds ?? 30),
       HOLD_READ_URL_SECONDS: String(opts.hold?.readUrlSeconds ?? 300),
     });
-    const holdState = path.join(dir, 'hold-state');
-    // The binding HOLD_STORAGE=r2 reads (hold-worker/wrangler.toml describes
-    // it), and the usage database quotas need.
-    const holdExtra = (r2 ? r2BucketConfig(s3.bucket) : '') + (limited ? USAGE_DB_CONFIG : '');
-    if (limited) {
-      log('applying the hold\'s D1 migrations (hold-worker/migrations/) to its local D1 ...');
-      applyHoldMigrations(frozenConfig(HOLD_TOML, dir, 'hold', holdExtra), holdState);
-    }
+    await migrated;
     children.push(
       startWrangler('hold', HOLD_TOML, {
         port: await front('hold', ports.hold), inspector: ports.holdInspector, envFile: holdEnv, persist: holdState, log,
@@ -453,10 +461,6 @@ export async function startStack(opts = {}) {
       stack.jetstream = await startJetstream({ pdsUrl: stack.urls.pds, log });
       stack.urls.jetstream = stack.jetstream.url;
     }
-
-    log('applying the D1 migrations (migrations/) to local D1 ...');
-    const appviewState = path.join(dir, 'appview-state');
-    applySchema(appviewState);
 
     log('starting the appview Worker (wrangler dev) ...');
     const appviewEnv = writeEnvFile(dir, 'appview.env', {
@@ -516,7 +520,7 @@ const r2BucketConfig = (bucket) => `\n[[r2_buckets]]\nbinding = "BLOBS"\nbucket_
  * for a deployed hold.
  */
 export function applyHoldMigrations(config, persistTo) {
-  run(NODE22, [WRANGLER, 'd1', 'migrations', 'apply', 'USAGE', '--local', '--persist-to', persistTo, '--config', config]);
+  return runAsync(NODE22, [WRANGLER, 'd1', 'migrations', 'apply', 'USAGE', '--local', '--persist-to', persistTo, '--config', config]);
 }
 
 /** Makes `holdDid` the account's io.atcr.sailor.profile defaultHold, unless it has a profile already. */
@@ -546,7 +550,7 @@ export function queryD1(persistTo, sql) {
  * had yet, as a deployment does with `--remote`.
  */
 export function applySchema(persistTo) {
-  run(NODE22, [
+  return runAsync(NODE22, [
     WRANGLER, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistTo,
     '--config', path.join(ROOT, 'wrangler.toml'),
   ]);
@@ -609,6 +613,22 @@ function run(cmd, args) {
     throw new Error(`${cmd} ${args.join(' ')} failed (${res.status}):\n${res.stdout}\n${res.stderr}`);
   }
   return res.stdout;
+}
+
+/** Runs a command to completion without blocking the event loop; resolves to its output. */
+function runAsync(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => { stdout += c; });
+    child.stderr.on('data', (c) => { stderr += c; });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (${code}):\n${stdout}\n${stderr}`));
+    });
+  });
 }
 
 /** Starts a long-running service in its own process group, so stopping it stops its children too. */
