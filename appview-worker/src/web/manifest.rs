@@ -168,7 +168,7 @@ fn config_facts(config: &Value) -> ConfigFacts {
     labels.sort();
     ConfigFacts {
         platform,
-        created: config["created"].as_str().unwrap_or_default().to_string(),
+        created: created_at(config["created"].as_str().unwrap_or_default()),
         env: strings(&runtime["Env"]),
         entrypoint: strings(&runtime["Entrypoint"]).join(" "),
         cmd: strings(&runtime["Cmd"]).join(" "),
@@ -179,4 +179,12 @@ fn config_facts(config: &Value) -> ConfigFacts {
             .to_string(),
         labels,
     }
+}
+
+/// The image's `created` (RFC 3339) as the pages show times; text that is
+/// not a timestamp as it was written.
+fn created_at(created: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(created)
+        .map(|t| when(t.timestamp_millis() as f64))
+        .unwrap_or_else(|_| created.to_string())
 }
