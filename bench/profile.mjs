@@ -10,9 +10,11 @@
 //   manifest  manifest GET by tag, with a pull token
 //   head      manifest HEAD by digest, with a pull token
 //   blob      blob GET (the 307 to a presigned URL), with a pull token
+//   floor     an empty 200 from a trivial Rust Worker (bench/floor-worker)
+//             served the same way: what the runtime costs on its own
 //   all       each of the above in turn (default)
 //
-//   ./dev bench profile [kind, default all] [n, default 500]
+//   ./dev bench profile [kind[,kind…], default all] [n, default 500]
 //
 // CPU time is the profile's sampled time outside "(idle)": JavaScript,
 // WebAssembly, garbage collection, "(program)" (V8 work that belongs to no
@@ -20,13 +22,15 @@
 // isolate idle while it waits, so that last kind includes waiting on I/O;
 // "in code" leaves it and "(program)" out, and is the figure to compare. WebAssembly functions show under their names
 // when the build keeps a name section; otherwise as wasm-function[index].
-import { startStack } from '../tests/lib/stack.mjs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { startStack, ROOT } from '../tests/lib/stack.mjs';
 import { registryToken, pushImage } from '../tests/lib/registry.mjs';
 
-const KINDS = ['base', 'manifest', 'head', 'blob'];
+const KINDS = ['floor', 'base', 'manifest', 'head', 'blob'];
 const kindArg = process.argv[2] ?? 'all';
 const n = Number(process.argv[3] ?? 500);
-const kinds = kindArg === 'all' ? KINDS : [kindArg];
+const kinds = kindArg === 'all' ? KINDS : kindArg.split(',');
 if (!kinds.every((k) => KINDS.includes(k)) || !(n > 0)) {
   console.error(`usage: ./dev bench profile [${[...KINDS, 'all'].join('|')}] [requests]`);
   process.exit(2);
@@ -131,8 +135,15 @@ class Inspector {
 await main();
 
 async function main() {
-  const stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`) });
+  const log = (m) => process.stderr.write(`${m}\n`);
+  const floorWanted = kinds.includes('floor');
+  if (floorWanted && process.env.ATCR_E2E_NO_BUILD !== '1') {
+    log('building bench/floor-worker ...');
+    execFileSync('bash', [path.join(ROOT, 'scripts', 'build-worker'), 'bench/floor-worker'], { stdio: 'inherit' });
+  }
+  const stack = await startStack({ log });
   try {
+    const floor = floorWanted && await stack.startWorker('floor', path.join(ROOT, 'bench', 'floor-worker', 'wrangler.toml'));
     const alice = stack.accounts.alice;
     const name = `${alice.handle}/profile`;
     const pushToken = await registryToken(stack, `repository:${name}:pull,push`, alice);
@@ -142,12 +153,14 @@ async function main() {
     const accept = { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' };
     const base = stack.urls.appview;
     const requests = {
+      floor: { label: 'empty 200 from the trivial Rust Worker', url: `${floor}/`, init: {}, status: 200, worker: 'floor' },
       base: { label: 'GET /v2/ without a token', url: `${base}/v2/`, init: {}, status: 401 },
       manifest: { label: 'manifest GET by tag', url: `${base}/v2/${name}/manifests/v1`, init: { headers: { ...auth, ...accept } }, status: 200 },
       head: { label: 'manifest HEAD by digest', url: `${base}/v2/${name}/manifests/${image.manifest}`, init: { method: 'HEAD', headers: { ...auth, ...accept } }, status: 200 },
       blob: { label: 'blob GET (307)', url: `${base}/v2/${name}/blobs/${image.layer}`, init: { headers: auth, redirect: 'manual' }, status: 307 },
     };
-    const appview = await Inspector.connect('appview', stack.ports.appviewInspector);
+    const workers = { appview: await Inspector.connect('appview', stack.ports.appviewInspector) };
+    if (floor) workers.floor = await Inspector.connect('floor', stack.ports.floorInspector);
     const hold = await Inspector.connect('hold', stack.ports.holdInspector);
     try {
       for (const kind of kinds) {
@@ -160,13 +173,15 @@ async function main() {
           return performance.now() - t;
         };
         for (let i = 0; i < WARMUP; i++) await send();
-        await Promise.all([appview.start(), hold.start()]);
+        // The Worker that answers this kind (the appview, or the floor) and the hold.
+        const front = workers[r.worker ?? 'appview'];
+        await Promise.all([front.start(), hold.start()]);
         const latencies = [];
         for (let i = 0; i < n; i++) latencies.push(await send());
-        const [av, ho] = await Promise.all([appview.stop(), hold.stop()]);
+        const [av, ho] = await Promise.all([front.stop(), hold.stop()]);
         latencies.sort((a, b) => a - b);
         console.log(`\n## ${r.label} (${kind}): ${n} requests one at a time, after ${WARMUP} warm-up; wall p50 ${latencies[n >> 1].toFixed(2)} ms`);
-        for (const [label, profile] of [['appview', av], ['hold', ho]]) {
+        for (const [label, profile] of [[front.label, av], ['hold', ho]]) {
           const s = summarize(profile);
           const perRequest = (us) => `${(us / n / 1000).toFixed(3)} ms`;
           console.log(`${label.padEnd(8)} CPU ${perRequest(s.busy)} per request, in code (JS, wasm, GC) ${perRequest(s.code)} (GC ${perRequest(s.gc)}, "(program)" ${perRequest(s.program)}); ${s.wasmNamed ? 'wasm names present' : s.wasmAnonymous ? 'wasm functions unnamed' : 'no wasm samples'}`);
@@ -178,7 +193,7 @@ async function main() {
         }
       }
     } finally {
-      appview.close();
+      for (const w of Object.values(workers)) w.close();
       hold.close();
     }
   } finally {

@@ -254,8 +254,10 @@ export async function startStack(opts = {}) {
      */
     async startWorker(label, config) {
       const port = await freePort();
+      // Its inspector (e.g. for the CPU profile) at stack.ports[`${label}Inspector`].
+      ports[`${label}Inspector`] = await freePort();
       children.push(startWrangler(label, config, {
-        port: await front(label, port), inspector: await freePort(), envFile: writeEnvFile(dir, `${label}.env`, {}),
+        port: await front(label, port), inspector: ports[`${label}Inspector`], envFile: writeEnvFile(dir, `${label}.env`, {}),
         persist: path.join(dir, `${label}-state`), log,
       }));
       const url = `http://127.0.0.1:${port}`;
