@@ -207,6 +207,25 @@ impl Hold {
             .map(|_| ())
     }
 
+    /// A service token for calling `nsid` on this hold for `user`, signed
+    /// by the appview, living `lifetime`.
+    pub fn token_for(
+        &self,
+        config: &AppConfig,
+        user: &Did,
+        nsid: &str,
+        lifetime: Duration,
+    ) -> Result<String, HoldCallError> {
+        let claims = ServiceClaims {
+            iss: config.did.clone(),
+            aud: self.did.to_string(),
+            sub: Some(user.to_string()),
+            lxm: Some(nsid.to_string()),
+            jti: None,
+        };
+        sign_es256(&config.signing_key, claims, now(), lifetime).map_err(HoldCallError::Unavailable)
+    }
+
     /// Calls one XRPC method, acting for `user` (or anonymously): a GET with
     /// `query`, or a POST of `body`.
     async fn call<T: DeserializeOwned>(
@@ -240,15 +259,7 @@ impl Hold {
     ) -> Result<T, HoldCallError> {
         let headers = Headers::new();
         if let Some(user) = user {
-            let claims = ServiceClaims {
-                iss: config.did.clone(),
-                aud: self.did.to_string(),
-                sub: Some(user.to_string()),
-                lxm: Some(nsid.to_string()),
-                jti: None,
-            };
-            let token = sign_es256(&config.signing_key, claims, now(), SERVICE_TOKEN_LIFETIME)
-                .map_err(HoldCallError::Unavailable)?;
+            let token = self.token_for(config, user, nsid, SERVICE_TOKEN_LIFETIME)?;
             headers
                 .set("Authorization", &format!("Bearer {token}"))
                 .map_err(|e| HoldCallError::Unavailable(e.to_string()))?;

@@ -112,6 +112,11 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
         (Method::Post, p) if p == auth::exchange::xrpc_path() => {
             auth::exchange::exchange(req, &config).await
         }
+        (Method::Get, p)
+            if p.strip_prefix("/xrpc/") == Some(atcr_protocol::hold_api::GET_HOLD_ACCESS) =>
+        {
+            registry::hold_access::get_hold_access(&req, &config).await
+        }
         (Method::Get, "/.well-known/did.json") => did_document(&config),
         (Method::Get, oauth::METADATA_PATH) => auth::oauth::client::metadata_document(&config),
         (Method::Get, oauth::JWKS_PATH) => auth::oauth::client::jwks(&config),

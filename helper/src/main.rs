@@ -6,35 +6,13 @@
 //! (`login.rs`). `configure-docker` registers the helper for a registry
 //! host in `~/.docker/config.json` and the containers `auth.json`.
 
-mod docker_config;
-mod http;
-mod login;
-mod store;
-
-use serde::{Deserialize, Serialize};
+use atcr_helper::store::CredentialStore;
+use atcr_helper::{docker_config, login, Credentials};
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use store::CredentialStore;
 
 /// The message Docker recognises as "nothing stored for this registry".
 const NOT_FOUND: &str = "credentials not found in native keychain";
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Credentials {
-    #[serde(rename = "ServerURL")]
-    pub server_url: String,
-    pub username: String,
-    pub secret: String,
-    /// The device name a `login` was approved under (not part of the
-    /// credential-helper protocol: `get` leaves it out).
-    #[serde(
-        rename = "DeviceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub device_name: Option<String>,
-}
 
 const USAGE: &str = "usage: docker-credential-atcr <command>
 

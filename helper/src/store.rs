@@ -23,10 +23,7 @@ pub fn registry_key(server_url: &str) -> String {
 
 impl CredentialStore {
     pub fn default_location() -> Result<Self, String> {
-        let base = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-            .ok_or("neither XDG_CONFIG_HOME nor HOME is set")?;
+        let base = crate::xdg_dir("XDG_CONFIG_HOME", ".config")?;
         Ok(CredentialStore {
             path: base.join("atcr").join("credentials.json"),
         })

@@ -44,6 +44,43 @@ pub fn max_chunk(body_limit: u64) -> u64 {
     (ceiling / MIN_CHUNK * MIN_CHUNK).max(MIN_CHUNK)
 }
 
+/// One part of a blob sent straight to storage: its number (from 1), where
+/// it starts in the blob and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedPart {
+    pub number: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The part size for a blob of `size` bytes when `wanted` is asked for:
+/// at least `MIN_CHUNK`, at most `MAX_PART`, and large enough that the blob
+/// fits in `hold_api::MAX_PARTS` parts (rounded up to whole MiB then).
+pub fn part_size_for(size: u64, wanted: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let max_parts = u64::from(crate::hold_api::MAX_PARTS);
+    let fitting = size.div_ceil(max_parts).div_ceil(MIB) * MIB;
+    wanted.max(fitting).clamp(MIN_CHUNK, MAX_PART)
+}
+
+/// A blob of `size` bytes cut into parts of `part_size` (see
+/// `part_size_for`): all of one size but the last, which is shorter or
+/// equal, as R2 and S3 assemble them. An empty blob is one empty part.
+pub fn plan_parts(size: u64, part_size: u64) -> Vec<PlannedPart> {
+    let part_size = part_size.max(1);
+    let count = size.div_ceil(part_size).max(1);
+    (0..count)
+        .map(|i| {
+            let offset = i * part_size;
+            PlannedPart {
+                number: i as u32 + 1,
+                offset,
+                len: part_size.min(size - offset),
+            }
+        })
+        .collect()
+}
+
 /// The parts an upload has so far, as far as the next chunk cares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartsSoFar {
@@ -123,6 +160,46 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn parts_are_planned_of_one_size_with_a_shorter_last() {
+        let plan = plan_parts(25 * MIB, 8 * MIB);
+        let lens: Vec<u64> = plan.iter().map(|p| p.len).collect();
+        assert_eq!(lens, [8 * MIB, 8 * MIB, 8 * MIB, MIB]);
+        assert_eq!(plan[3].offset, 24 * MIB);
+        assert_eq!(plan[3].number, 4);
+        assert_eq!(plan_parts(16 * MIB, 8 * MIB).len(), 2);
+        assert_eq!(
+            plan_parts(0, 8 * MIB),
+            [PlannedPart {
+                number: 1,
+                offset: 0,
+                len: 0
+            }]
+        );
+        assert_eq!(plan_parts(1, 8 * MIB)[0].len, 1);
+        for size in [0, 1, 5 * MIB, 33 * MIB + 7] {
+            let plan = plan_parts(size, MIN_CHUNK);
+            assert_eq!(plan.iter().map(|p| p.len).sum::<u64>(), size);
+        }
+    }
+
+    #[test]
+    fn part_sizes_respect_storage_limits() {
+        // (blob size, wanted, chosen)
+        for (size, wanted, chosen) in [
+            (100 * MIB, 64 * MIB, 64 * MIB),
+            (100 * MIB, MIB, MIN_CHUNK),             // S3's smallest part
+            (100 * MIB, 10 * MAX_PART, MAX_PART),    // S3's largest
+            (200 * 1024 * MIB, 16 * MIB, 21 * MIB),  // 200 GiB: 10,000 parts at most
+            (10_000 * 64 * MIB, 64 * MIB, 64 * MIB), // exactly 10,000 parts
+            (10_000 * 64 * MIB + 1, 64 * MIB, 65 * MIB), // one byte more
+        ] {
+            let part = part_size_for(size, wanted);
+            assert_eq!(part, chosen, "{size} {wanted}");
+            assert!(plan_parts(size, part).len() <= 10_000);
+        }
+    }
 
     #[test]
     fn max_chunk_stays_under_the_limit_on_part_boundaries() {

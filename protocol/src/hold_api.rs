@@ -17,6 +17,9 @@
 //! | `io.atcr.hold.getQuota` | GET | the caller's per-user quota and usage |
 //! | `io.atcr.hold.collectGarbage` | POST `{dryRun, graceSeconds?, limit?}` | removes blobs no manifest record names (owner only; `crate::gc`) |
 //!
+//! Native clients get tokens for the upload methods from the appview's
+//! `getHoldAccess` ([`GET_HOLD_ACCESS`]).
+//!
 //! A shared hold may limit what each user stores (`crate::quota`):
 //! `startUpload` (when the digest and size are known) and `completeUpload`
 //! then answer `403 QuotaExceeded`, naming the limit and the user's usage,
@@ -280,6 +283,41 @@ pub struct GarbageCollected {
 #[serde(rename_all = "camelCase")]
 pub struct SessionInput {
     pub session: String,
+}
+
+/// The appview's `io.atcr.auth.getHoldAccess` (GET `?repository=<name>`,
+/// with a registry token granting push there): where the caller's blobs go
+/// and service tokens to call that hold directly, one per upload method,
+/// so a native client sends blobs straight to storage. The tokens are the
+/// appview's (`iss` its DID, `sub` the caller, `lxm` one method) and live
+/// `HOLD_ACCESS_TOKEN_SECS`: the hold still decides who may write (owner,
+/// crew, or everyone on a shared hold), charges its quota and verifies
+/// every digest.
+pub const GET_HOLD_ACCESS: &str = "io.atcr.auth.getHoldAccess";
+
+/// The methods `getHoldAccess` grants tokens for: what an upload needs.
+pub const UPLOAD_METHODS: [&str; 4] = [
+    START_UPLOAD,
+    GET_UPLOAD_PART_URL,
+    COMPLETE_UPLOAD,
+    ABORT_UPLOAD,
+];
+
+/// How long `getHoldAccess` tokens live (holds accept at most 120 s from
+/// an appview).
+pub const HOLD_ACCESS_TOKEN_SECS: u64 = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldAccess {
+    /// The hold the repository's owner pushes to.
+    pub hold: crate::Did,
+    /// Its base URL (from its DID document), without a trailing `/`.
+    pub endpoint: String,
+    /// A service token per method in `UPLOAD_METHODS`.
+    pub tokens: std::collections::BTreeMap<String, String>,
+    /// Unix seconds at which the tokens expire.
+    pub expires_at: u64,
 }
 
 /// XRPC errors: `{"error": <name>, "message": <words for a person>}`.

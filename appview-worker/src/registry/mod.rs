@@ -9,6 +9,7 @@
 mod access;
 mod blobs;
 mod catalog;
+pub mod hold_access;
 mod manifests;
 mod owner;
 mod referrers;
