@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '6');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '8');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -215,6 +215,19 @@ CREATE TABLE IF NOT EXISTS device_codes (
   last_polled_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS device_codes_expires ON device_codes (expires_at);
+
+-- The ETags storage gave the parts of blob uploads in progress: completing
+-- an upload needs every one, and its sealed Location URL carries only how
+-- many there are. Rows go when the upload completes or is cancelled, or
+-- with the cron's sweep once it has expired.
+CREATE TABLE IF NOT EXISTS upload_parts (
+  upload_id   TEXT NOT NULL,              -- the upload's id (Docker-Upload-UUID)
+  part_number INTEGER NOT NULL,
+  etag        TEXT NOT NULL,
+  expires_at  INTEGER NOT NULL,           -- unix seconds: the upload's own deadline
+  PRIMARY KEY (upload_id, part_number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS upload_parts_expiry ON upload_parts (expires_at);
 
 -- Identity resolution (handle -> DID, DID -> document) is cached per isolate
 -- and in the Workers Cache API, not here.

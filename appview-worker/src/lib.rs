@@ -64,10 +64,14 @@ async fn queue(
     Ok(())
 }
 
-/// The cron trigger (`[triggers]` in wrangler.toml): starts the Jetstream
-/// consumer if it is not running (it keeps itself alive with alarms too).
+/// The cron trigger (`[triggers]` in wrangler.toml): sweeps the parts of
+/// uploads that expired unfinished, and starts the Jetstream consumer if it
+/// is not running (it keeps itself alive with alarms too).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    if let Err(e) = index::sweep_upload_parts(&env).await {
+        console_error!("expired upload parts not swept: {e}");
+    }
     let enabled = AppConfig::cached(&env).is_ok_and(|c| c.jetstream_url.is_some());
     if enabled {
         if let Err(e) = jetstream::poke(&env).await {

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startStack } from '../lib/stack.mjs';
+import { startStack, queryD1 } from '../lib/stack.mjs';
 import { registryToken } from '../lib/registry.mjs';
 import { fetchDigest } from '../lib/hold.mjs';
 
@@ -67,6 +67,44 @@ test('a chunked upload of several PATCHes, then PUT, makes the blob pullable', a
   assert.equal(done.headers.get('docker-content-digest'), digest);
   assert.equal(done.headers.get('location'), `/v2/${name}/blobs/${digest}`);
   await assertBlob(digest, blob);
+});
+
+test('the upload URL does not grow with its parts: their ETags wait in D1 until the upload completes or is cancelled', async () => {
+  const partsOf = (id) => queryD1(stack.appviewStateDir, `SELECT part_number FROM upload_parts WHERE upload_id = '${id}' ORDER BY part_number`)
+    .map((r) => r.part_number);
+  const chunk = 5 * MB; // OCI-Chunk-Min-Length: every chunk becomes one part
+  const blob = crypto.randomBytes(6 * chunk);
+  const digest = sha256(blob);
+  let location = await startUpload();
+  const lengths = [];
+  let id;
+  for (let offset = 0; offset < blob.length; offset += chunk) {
+    const res = await fetch(registry(location), {
+      method: 'PATCH',
+      headers: { ...bearer, 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk - 1}` },
+      body: blob.subarray(offset, offset + chunk),
+    });
+    assert.equal(res.status, 202, await res.clone().text());
+    location = res.headers.get('location');
+    id = res.headers.get('docker-upload-uuid');
+    lengths.push(location.length);
+  }
+  // Only the numbers in it (offset, part count) may gain a digit; an ETag
+  // would add some 80 characters a part.
+  assert.ok(Math.max(...lengths) - lengths[0] <= 8, `Location lengths after each part: ${lengths.join(' ')}`);
+  assert.deepEqual(partsOf(id), [1, 2, 3, 4, 5, 6]);
+  const done = await fetch(registry(`${location}?digest=${digest}`), { method: 'PUT', headers: bearer });
+  assert.equal(done.status, 201, await done.clone().text());
+  await assertBlob(digest, blob);
+  assert.deepEqual(partsOf(id), [], 'a completed upload leaves no parts behind');
+
+  const cancelled = await startUpload();
+  const sent = await fetch(registry(cancelled), { method: 'PATCH', headers: { ...bearer, 'content-range': `0-${chunk - 1}` }, body: blob.subarray(0, chunk) });
+  assert.equal(sent.status, 202);
+  const cancelledId = sent.headers.get('docker-upload-uuid');
+  assert.deepEqual(partsOf(cancelledId), [1]);
+  assert.equal((await fetch(registry(sent.headers.get('location')), { method: 'DELETE', headers: bearer })).status, 204);
+  assert.deepEqual(partsOf(cancelledId), [], 'a cancelled upload leaves no parts behind');
 });
 
 test('a streamed PATCH without Content-Length is cut into parts', async () => {

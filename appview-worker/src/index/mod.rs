@@ -6,7 +6,8 @@
 //! `search` finds repositories by the words of their owner, name and description;
 //! `unlinks` keeps the blobs deleted from a repository's view; `stars` who
 //! starred what; `jetstream` the place of the consumer that follows the
-//! network's records (and how many it applied and skipped).
+//! network's records (and how many it applied and skipped); `uploads` the
+//! part ETags of blob uploads in progress (transient, not from records).
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
 mod browse;
@@ -15,6 +16,7 @@ mod pulls;
 mod search;
 mod stars;
 mod unlinks;
+mod uploads;
 mod writes;
 
 pub use browse::*;
@@ -23,4 +25,5 @@ pub use pulls::*;
 pub use search::*;
 pub use stars::*;
 pub use unlinks::*;
+pub use uploads::*;
 pub use writes::*;

@@ -2,9 +2,11 @@
 //! `/v2/<name>/blobs/uploads/…`.
 //!
 //! Each upload is a multipart upload at the owner's hold, or one checksummed
-//! PUT when the whole blob arrives with its digest. The registry keeps
-//! no state: where the upload stands (hold session, parts sent, bytes so far)
-//! travels in the `Location` URL as a sealed token. Request bodies stream
+//! PUT when the whole blob arrives with its digest. Where the upload stands
+//! (hold session, how many parts, bytes so far) travels in the `Location`
+//! URL as a sealed token of constant size; the ETag storage gave each part,
+//! which completing the upload needs, waits in D1 (`index::uploads`), so
+//! the URL does not grow with the blob. Request bodies stream
 //! straight from the client to a presigned part URL; only a PATCH without a
 //! `Content-Length` (Docker streams layers that way) is cut into fixed-size
 //! parts, one uploading while the next fills, so memory is bounded by two
@@ -48,7 +50,16 @@ struct UploadState {
     hold: Did,
     /// The hold's sealed session.
     session: String,
+    /// Parts whose ETags travel in the state itself: uploads sealed before
+    /// they were kept in D1 (new ones leave this empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     parts: Vec<CompletedPart>,
+    /// How many parts storage has acknowledged, `parts` among them.
+    #[serde(default)]
+    part_count: u32,
+    /// Parts acknowledged during this request, not yet in D1.
+    #[serde(skip)]
+    unsaved: Vec<CompletedPart>,
     /// Length of the last part sent, which decides whether more may follow.
     last_part_len: Option<u64>,
     /// Length of the first part, which every part but the last must match.
@@ -68,13 +79,13 @@ pub async fn handle(
     id: Option<&str>,
 ) -> Result<Response> {
     let outcome = match (req.method(), id) {
-        (Method::Post, None) => start(req, config, user, name).await,
+        (Method::Post, None) => start(req, env, config, user, name).await,
         (method, Some(id)) => match open_state(id, config, user, name) {
             Ok(state) => match method {
-                Method::Patch => patch(req, config, state).await,
-                Method::Put => finish(req, config, state).await,
+                Method::Patch => patch(req, env, config, state).await,
+                Method::Put => finish(req, env, config, state).await,
                 Method::Get => status_response(&state, config, 204).map(Created::Not),
-                Method::Delete => cancel(config, state).await,
+                Method::Delete => cancel(env, config, state).await,
                 _ => Err((
                     OciCode::Unsupported,
                     format!("{method} is not an upload operation"),
@@ -106,7 +117,13 @@ enum Created {
 
 /// `POST /v2/<name>/blobs/uploads/`: mount (`?mount=&from=`), monolithic
 /// (`?digest=` with the body), or a new session (202 + `Location`).
-async fn start(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoName) -> Outcome {
+async fn start(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    user: &Did,
+    name: &RepoName,
+) -> Outcome {
     let (owner, hold) = locate(name, config).await?;
     require_owner(&owner, user, name, "push to")?;
     if let Some(mount) = query_param(req, "mount") {
@@ -124,7 +141,7 @@ async fn start(req: &mut Request, config: &AppConfig, user: &Did, name: &RepoNam
     let mut state = new_state(name, user, &hold)?;
     if let Some(digest) = query_param(req, "digest") {
         let digest: Digest = digest.parse().map_err(digest_invalid)?;
-        return upload_whole(req, config, &hold, &mut state, &digest).await;
+        return upload_whole(req, env, config, &hold, &mut state, &digest).await;
     }
     state.session = hold
         .start_upload(config, user, None)
@@ -147,6 +164,8 @@ fn new_state(
         hold: hold.did.clone(),
         session: String::new(),
         parts: vec![],
+        part_count: 0,
+        unsaved: vec![],
         last_part_len: None,
         first_part_len: None,
         offset: 0,
@@ -159,6 +178,7 @@ fn new_state(
 /// storage can checksum one PUT instead of the hold reading parts back.
 async fn upload_whole(
     req: &mut Request,
+    env: &Env,
     config: &AppConfig,
     hold: &Hold,
     state: &mut UploadState,
@@ -172,7 +192,7 @@ async fn upload_whole(
     state.session = started.session;
     let Some(put) = started.single_put else {
         append_body(req, config, hold, state).await?;
-        return complete(config, hold, state, digest).await;
+        return complete(env, config, hold, state, digest).await;
     };
     if let Err(refusal) = send_single_put(req.inner().body(), &put).await {
         // Storage refused the bytes; make sure nothing stays staged.
@@ -182,7 +202,7 @@ async fn upload_whole(
         return Err(refusal);
     }
     state.offset = length.unwrap_or(0);
-    publish(config, hold, state, digest).await
+    publish(config, hold, state, &[], digest).await
 }
 
 /// Streams `body` to a checksummed PUT; storage refuses other bytes.
@@ -229,7 +249,12 @@ async fn send_single_put(
 }
 
 /// `PATCH`: appends the body as the next part(s).
-async fn patch(req: &mut Request, config: &AppConfig, mut state: UploadState) -> Outcome {
+async fn patch(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    mut state: UploadState,
+) -> Outcome {
     if let Some(refusal) = cannot_continue(req, &state, config)? {
         return Ok(Created::Not(refusal));
     }
@@ -237,11 +262,17 @@ async fn patch(req: &mut Request, config: &AppConfig, mut state: UploadState) ->
         .await
         .map_err(hold_refusal)?;
     append_body(req, config, &hold, &mut state).await?;
+    save_parts(env, &mut state).await?;
     status_response(&state, config, 202).map(Created::Not)
 }
 
 /// `PUT ?digest=`: the last bytes (if any), then verification at the hold.
-async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -> Outcome {
+async fn finish(
+    req: &mut Request,
+    env: &Env,
+    config: &AppConfig,
+    mut state: UploadState,
+) -> Outcome {
     let digest: Digest = query_param(req, "digest")
         .ok_or((
             OciCode::DigestInvalid,
@@ -259,15 +290,15 @@ async fn finish(req: &mut Request, config: &AppConfig, mut state: UploadState) -
     let hold = Hold::resolve(&state.hold, config)
         .await
         .map_err(hold_refusal)?;
-    if state.parts.is_empty() && has_body {
+    if state.parts_sent() == 0 && has_body {
         // "POST then PUT": the whole blob is in this request.
         let opened = state.session.clone();
-        let outcome = upload_whole(req, config, &hold, &mut state, &digest).await;
+        let outcome = upload_whole(req, env, config, &hold, &mut state, &digest).await;
         hold.abort_upload(config, &state.user, &opened).await.ok();
         return outcome;
     }
     append_body(req, config, &hold, &mut state).await?;
-    complete(config, &hold, &mut state, &digest).await
+    complete(env, config, &hold, &mut state, &digest).await
 }
 
 /// A 416 for a chunk the upload cannot take: out of order, or of a size
@@ -342,39 +373,79 @@ fn unsatisfiable(
     Ok(resp)
 }
 
-async fn cancel(config: &AppConfig, state: UploadState) -> Outcome {
+async fn cancel(env: &Env, config: &AppConfig, state: UploadState) -> Outcome {
     let hold = Hold::resolve(&state.hold, config)
         .await
         .map_err(hold_refusal)?;
     hold.abort_upload(config, &state.user, &state.session)
         .await
         .map_err(hold_refusal)?;
+    index::forget_upload_parts(env, &state.id)
+        .await
+        .map_err(internal)?;
     Response::empty()
         .map(|r| Created::Not(r.with_status(204)))
         .map_err(internal)
 }
 
 async fn complete(
+    env: &Env,
     config: &AppConfig,
     hold: &Hold,
     state: &mut UploadState,
     digest: &Digest,
 ) -> Outcome {
-    if state.parts.is_empty() {
+    if state.parts_sent() == 0 {
         // An empty blob is still one (empty) part.
         put_part(config, hold, state, PartBody::Bytes(Vec::new())).await?;
     }
-    publish(config, hold, state, digest).await
+    // Every part, in order: those the state carries, those earlier requests
+    // saved, those this request sent.
+    let legacy = state.parts.len() as u32;
+    let mut parts = state.parts.clone();
+    if state.part_count > legacy {
+        let saved = index::upload_parts(env, &state.id, legacy + 1, state.part_count)
+            .await
+            .map_err(internal)?;
+        parts.extend(saved);
+    }
+    for part in &state.unsaved {
+        parts.retain(|p| p.part_number != part.part_number);
+        parts.push(part.clone());
+    }
+    parts.sort_by_key(|p| p.part_number);
+    if parts.len() as u32 != state.parts_sent() {
+        return Err((
+            OciCode::BlobUploadUnknown,
+            format!(
+                "the upload's parts are no longer known ({} of {}); start it again",
+                parts.len(),
+                state.parts_sent()
+            ),
+        ));
+    }
+    let outcome = publish(config, hold, state, &parts, digest).await;
+    if outcome.is_ok() {
+        // Only the sweep would remove them otherwise.
+        index::forget_upload_parts(env, &state.id).await.ok();
+    }
+    outcome
 }
 
-/// Asks the hold to verify the upload and publish it under `digest`.
-async fn publish(config: &AppConfig, hold: &Hold, state: &UploadState, digest: &Digest) -> Outcome {
+/// Asks the hold to verify the upload of `parts` and publish it under `digest`.
+async fn publish(
+    config: &AppConfig,
+    hold: &Hold,
+    state: &UploadState,
+    parts: &[CompletedPart],
+    digest: &Digest,
+) -> Outcome {
     match hold
         .complete_upload(
             config,
             &state.user,
             &state.session,
-            &state.parts,
+            parts,
             digest,
             state.offset,
         )
@@ -495,7 +566,7 @@ async fn put_part(
 }
 
 fn next_part_number(state: &UploadState) -> std::result::Result<u32, Refusal> {
-    let number = state.parts.len() as u32 + 1;
+    let number = state.parts_sent() + 1;
     if number > MAX_PARTS {
         return Err((
             OciCode::BlobUploadInvalid,
@@ -506,7 +577,8 @@ fn next_part_number(state: &UploadState) -> std::result::Result<u32, Refusal> {
 }
 
 fn record_part(state: &mut UploadState, (part, len): (CompletedPart, u64)) {
-    state.parts.push(part);
+    state.part_count = state.parts_sent() + 1;
+    state.unsaved.push(part);
     state.first_part_len.get_or_insert(len);
     state.last_part_len = Some(len);
     state.offset += len;
@@ -579,6 +651,26 @@ async fn send_part(
         etag,
     };
     Ok((part, len))
+}
+
+impl UploadState {
+    /// Parts storage has acknowledged so far.
+    fn parts_sent(&self) -> u32 {
+        self.part_count.max(self.parts.len() as u32)
+    }
+}
+
+/// Keeps the ETags of the parts this request sent in D1 (one write), where
+/// completing the upload finds them.
+async fn save_parts(env: &Env, state: &mut UploadState) -> std::result::Result<(), Refusal> {
+    if state.unsaved.is_empty() {
+        return Ok(());
+    }
+    index::save_upload_parts(env, &state.id, &state.unsaved, state.expires_at)
+        .await
+        .map_err(internal)?;
+    state.unsaved.clear();
+    Ok(())
 }
 
 /// 202/204 with `Location`, `Range` and `Docker-Upload-UUID`: where the upload stands.
