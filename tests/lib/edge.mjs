@@ -69,26 +69,35 @@ export async function startEdge({ port, upstreamPort, limit }) {
   /**
    * Answers 413: at once to a body declared too large (Content-Length), as
    * the edge does; to one that grew too large on the way (chunked), once
-   * the client has sent the rest (read and dropped; at most a minute).
-   * Node closes a connection it answered mid-body, and a client still
-   * writing into it would meet a broken pipe instead of the answer.
+   * the client has sent the rest. Either way the connection keeps reading
+   * (and dropping) the body until it ends, at most a minute, before the
+   * answer is finished: a lingering close, as the edge's servers make. Node
+   * would otherwise close a connection it answered mid-body, and a client
+   * still writing into it would meet a broken pipe instead of the answer.
+   * A client waiting for `100 Continue` sends no body (`awaitsContinue`).
    */
-  function refuse(req, res, { atOnce = true } = {}) {
+  function refuse(req, res, { atOnce = true, awaitsContinue = false } = {}) {
     edge.refused++;
-    const answer = () => {
-      clearTimeout(timer);
+    const send = () => {
       if (res.headersSent || res.destroyed) return;
       res.writeHead(413, {
         'content-type': 'text/html',
         'content-length': Buffer.byteLength(TOO_LARGE_PAGE),
         server: 'cloudflare',
       });
-      res.end(TOO_LARGE_PAGE);
+      res.write(TOO_LARGE_PAGE);
     };
-    const timer = setTimeout(answer, 60_000);
-    if (atOnce || req.complete) return answer();
-    req.once('end', answer);
-    req.once('error', answer);
+    const finish = () => {
+      clearTimeout(timer);
+      send();
+      if (!res.writableEnded && !res.destroyed) res.end();
+    };
+    const timer = setTimeout(finish, 60_000);
+    res.once('close', () => clearTimeout(timer));
+    if (atOnce) send();
+    if (awaitsContinue || req.complete) return finish();
+    req.once('end', finish);
+    req.once('error', finish);
     req.resume();
   }
 
@@ -140,7 +149,7 @@ export async function startEdge({ port, upstreamPort, limit }) {
   server.on('request', forward);
   // A client that waits for `100 Continue` gets the 413 instead, unsent.
   server.on('checkContinue', (req, res) => {
-    if (tooLarge(req)) return refuse(req, res);
+    if (tooLarge(req)) return refuse(req, res, { awaitsContinue: true });
     res.writeContinue();
     forward(req, res);
   });
