@@ -198,11 +198,6 @@ pub fn parse(text: &str) -> Result<Event, Skip> {
 
 fn commit_change(did: &Did, commit: RawCommit) -> Result<Change, Skip> {
     let uri = format!("at://{did}/{}/{}", commit.collection, commit.rkey);
-    let malformed = |why: String| Skip::Malformed {
-        collection: commit.collection.clone(),
-        uri: uri.clone(),
-        why,
-    };
     let collection = commit.collection.as_str();
     match commit.operation.as_str() {
         "delete" => Ok(match collection {
@@ -214,26 +209,38 @@ fn commit_change(did: &Did, commit: RawCommit) -> Result<Change, Skip> {
             },
             _ => Change::Ignored,
         }),
-        "create" | "update" => {
-            let record = commit
-                .record
-                .as_ref()
-                .ok_or_else(|| malformed("no record".into()))?;
-            let record = record
-                .as_object()
-                .ok_or_else(|| malformed("the record is not an object".into()))?;
-            let record = Value::Object(record.clone());
-            let change = match collection {
-                collections::MANIFEST => manifest_change(&record, &uri).map(Change::Manifest),
-                collections::TAG => tag_change(&record, &uri).map(Change::Tag),
-                collections::STAR => star_change(&record, &uri).map(Change::Star),
-                collections::REPO_PAGE => page_change(&record),
-                _ => Ok(Change::Ignored),
-            };
-            change.map_err(malformed)
-        }
+        "create" | "update" => record_change(did, collection, &commit.rkey, commit.record.as_ref()),
         other => Err(Skip::Unreadable(format!("unknown operation '{other}'"))),
     }
+}
+
+/// What a record written at `at://<did>/<collection>/<rkey>` changes in the
+/// index, validated against its lexicon: the one check for a record, whether
+/// it came in a Jetstream commit or from a backfill's `listRecords`.
+pub fn record_change(
+    did: &Did,
+    collection: &str,
+    rkey: &str,
+    record: Option<&Value>,
+) -> Result<Change, Skip> {
+    let uri = format!("at://{did}/{collection}/{rkey}");
+    let malformed = |why: String| Skip::Malformed {
+        collection: collection.to_string(),
+        uri: uri.clone(),
+        why,
+    };
+    let record = record.ok_or_else(|| malformed("no record".into()))?;
+    if !record.is_object() {
+        return Err(malformed("the record is not an object".into()));
+    }
+    let change = match collection {
+        collections::MANIFEST => manifest_change(record, &uri).map(Change::Manifest),
+        collections::TAG => tag_change(record, &uri).map(Change::Tag),
+        collections::STAR => star_change(record, &uri).map(Change::Star),
+        collections::REPO_PAGE => page_change(record),
+        _ => Ok(Change::Ignored),
+    };
+    change.map_err(malformed)
 }
 
 fn string<'a>(record: &'a Value, key: &str) -> Result<&'a str, String> {

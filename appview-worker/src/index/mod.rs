@@ -6,9 +6,11 @@
 //! `search` finds repositories by the words of their owner, name and description;
 //! `unlinks` keeps the blobs deleted from a repository's view; `stars` who
 //! starred what; `jetstream` the place of the consumer that follows the
-//! network's records (and how many it applied and skipped).
+//! network's records (and how many it applied and skipped); `backfill` where
+//! each walk of a PDS stands, and the emptying a rebuild starts with.
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
+mod backfill;
 mod browse;
 mod jetstream;
 mod pulls;
@@ -17,6 +19,7 @@ mod stars;
 mod unlinks;
 mod writes;
 
+pub use backfill::*;
 pub use browse::*;
 pub use jetstream::*;
 pub use pulls::*;
