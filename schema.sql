@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS users (
   handle       TEXT,
   pds_endpoint TEXT NOT NULL,
   avatar_url   TEXT,
-  updated_at   INTEGER NOT NULL            -- unix ms
+  updated_at   INTEGER NOT NULL,           -- unix ms
+  deactivated  INTEGER NOT NULL DEFAULT 0  -- 1: the account is deactivated, hidden from pages (0007)
 );
 CREATE INDEX IF NOT EXISTS users_handle ON users (handle);
 

@@ -40,4 +40,9 @@ CREATE TABLE IF NOT EXISTS backfill_rebuilds (
 );
 ALTER TABLE jetstream_cursor ADD COLUMN rewind_to_us INTEGER; -- replay from here at the next connection
 
+-- An account deactivated on its PDS (a Jetstream account event, active:
+-- false): its user and repositories leave the pages, search and the
+-- catalog until it is activated again.
+ALTER TABLE users ADD COLUMN deactivated INTEGER NOT NULL DEFAULT 0;
+
 UPDATE meta SET value = '7' WHERE key = 'schema_version';

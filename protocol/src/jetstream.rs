@@ -93,7 +93,13 @@ pub enum Change {
     },
     /// The author's identity changed (handle, PDS): resolve it again.
     Identity,
-    /// An event the index has no place for (account status, a profile).
+    /// The author's account was deactivated (`false`: its user and their
+    /// repositories leave the pages, search and the catalog) or activated
+    /// again (`true`).
+    Account {
+        active: bool,
+    },
+    /// An event the index has no place for (a profile, another collection).
     Ignored,
 }
 
@@ -166,6 +172,12 @@ struct Raw {
     time_us: i64,
     kind: String,
     commit: Option<RawCommit>,
+    account: Option<RawAccount>,
+}
+
+#[derive(Deserialize)]
+struct RawAccount {
+    active: bool,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +196,14 @@ pub fn parse(text: &str) -> Result<Event, Skip> {
         .parse()
         .map_err(|_| Skip::Unreadable(format!("'{}' is not a DID", raw.did)))?;
     let change = match (raw.kind.as_str(), raw.commit) {
+        ("account", _) => match raw.account {
+            Some(account) => Ok(Change::Account {
+                active: account.active,
+            }),
+            None => Err(Skip::Unreadable(
+                "an account event without its account".into(),
+            )),
+        },
         ("commit", Some(commit)) => commit_change(&did, commit),
         ("commit", None) => Err(Skip::Unreadable("a commit event without its commit".into())),
         ("identity", _) => Ok(Change::Identity),
@@ -688,7 +708,7 @@ mod tests {
     }
 
     #[test]
-    fn identities_are_resolved_again_other_events_ignored_and_garbage_unreadable() {
+    fn identities_are_resolved_again_accounts_hidden_or_shown_others_ignored() {
         let identity = json!({ "did": ALICE, "time_us": 5, "kind": "identity",
                                "identity": { "did": ALICE, "handle": "alice.test", "seq": 1, "time": "2026-12-02T05:00:00Z" } });
         assert_eq!(
@@ -699,8 +719,19 @@ mod tests {
                               "account": { "did": ALICE, "active": false, "status": "deactivated", "seq": 2, "time": "2026-12-02T05:00:00Z" } });
         assert_eq!(
             parse(&account.to_string()).unwrap().change.unwrap(),
-            Change::Ignored
+            Change::Account { active: false }
         );
+        let active = json!({ "did": ALICE, "time_us": 7, "kind": "account",
+                             "account": { "did": ALICE, "active": true, "seq": 3, "time": "2026-12-02T05:00:00Z" } });
+        assert_eq!(
+            parse(&active.to_string()).unwrap().change.unwrap(),
+            Change::Account { active: true }
+        );
+        let bare = json!({ "did": ALICE, "time_us": 8, "kind": "account" });
+        assert!(matches!(
+            parse(&bare.to_string()).unwrap().change,
+            Err(Skip::Unreadable(_))
+        ));
         assert_eq!(
             parse(&commit(
                 "create",

@@ -288,3 +288,15 @@ pub async fn user_known(db: &D1Database, did: &Did) -> Result<bool> {
         .await?;
     Ok(found.is_some())
 }
+
+/// The statement that hides a user whose account was deactivated
+/// (`active` false) from the pages, search and the catalog, or shows them
+/// again.
+pub fn account_statement(db: &D1Database, did: &Did, active: bool) -> Result<D1PreparedStatement> {
+    db.prepare("UPDATE users SET deactivated = ?2, updated_at = ?3 WHERE did = ?1")
+        .bind(&[
+            did.as_str().into(),
+            (if active { 0.0 } else { 1.0 }).into(),
+            now_ms().into(),
+        ])
+}

@@ -158,6 +158,9 @@ async fn statements(
                 .map(|s| vec![s])
                 .map_err(failed)
         }
+        Change::Account { active } => index::account_statement(db, did, *active)
+            .map(|s| vec![s])
+            .map_err(failed),
         Change::Ignored => Ok(vec![]),
     }
 }

@@ -7,8 +7,9 @@
 //! with `wantedCollections` = the collections the index follows, from its
 //! cursor in D1 minus a few seconds (`atcr_protocol::jetstream`); reads each
 //! message (`parse`: a record that breaks its lexicon is skipped and
-//! counted), applies it through `index` (`apply.rs`), and saves its
-//! progress at most every second (and at once after a skip). Applying an
+//! counted), applies the messages that arrived together in one D1 batch
+//! (`apply.rs`), and saves its progress at most every second (at once
+//! after a skip, a second after the last burst when none follows). Applying an
 //! event twice leaves the index as once, so the rewind and a cursor saved a
 //! little late cost only repeated writes.
 //!
@@ -82,6 +83,8 @@ struct Live {
     skipped: u64,
     last_skip: Option<String>,
     saved_at_ms: f64,
+    /// A save is set for a second from now (`save_soon`).
+    save_coming: bool,
 }
 
 #[derive(Serialize)]
@@ -230,6 +233,8 @@ async fn follow(
             skipped || Date::now().as_millis() as f64 - live.borrow().saved_at_ms >= SAVE_EVERY_MS;
         if due {
             save(env, live).await;
+        } else {
+            save_soon(env, live);
         }
         if closed {
             return Ok(());
@@ -285,6 +290,20 @@ async fn apply_burst(
         }
     }
     !skips.is_empty()
+}
+
+/// Saves the progress a second from now, unless a save is already coming:
+/// the last events of a burst are saved even if no event follows them.
+fn save_soon(env: &Env, live: &Rc<RefCell<Live>>) {
+    if std::mem::replace(&mut live.borrow_mut().save_coming, true) {
+        return;
+    }
+    let (env, live) = (env.clone(), live.clone());
+    wasm_bindgen_futures::spawn_local(async move {
+        Delay::from(std::time::Duration::from_millis(SAVE_EVERY_MS as u64)).await;
+        live.borrow_mut().save_coming = false;
+        save(&env, &live).await;
+    });
 }
 
 /// Writes the progress not yet saved; kept for the next try if D1 fails.
