@@ -47,7 +47,7 @@ async function call(method, p, body) {
     method,
     headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json' },
     body: body && JSON.stringify(body),
-  });
+  }).catch((e) => fail(`${method} ${base}${p}: ${e.cause?.message ?? e.message}`));
   const answer = await res.json().catch(() => ({}));
   if (res.status >= 300) fail(`${method} ${base}${p}: ${res.status} ${answer.error ?? JSON.stringify(answer)}`);
   return answer;
