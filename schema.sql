@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS users (
   handle       TEXT,
   pds_endpoint TEXT NOT NULL,
   avatar_url   TEXT,
-  updated_at   INTEGER NOT NULL            -- unix ms
+  updated_at   INTEGER NOT NULL,           -- unix ms
+  deactivated  INTEGER NOT NULL DEFAULT 0  -- 1: the account is deactivated, hidden from pages (0007)
 );
 CREATE INDEX IF NOT EXISTS users_handle ON users (handle);
 
@@ -140,7 +141,45 @@ CREATE TABLE IF NOT EXISTS jetstream_cursor (
   applied    INTEGER NOT NULL DEFAULT 0,
   skipped    INTEGER NOT NULL DEFAULT 0,
   last_skip  TEXT,                        -- why the last skipped event was skipped
+  updated_at INTEGER NOT NULL,            -- unix ms
+  rewind_to_us INTEGER                    -- replay from here at the next connection (0007: after a rebuild)
+);
+
+-- Backfill (migration 0007): where each walk of a PDS's accounts and of an
+-- account's records stands, saved after every page so a walk resumes.
+-- A PDS whose accounts are being listed (listRepos).
+CREATE TABLE IF NOT EXISTS backfill_hosts (
+  pds        TEXT PRIMARY KEY,            -- the PDS's URL
+  cursor     TEXT,                        -- listRepos cursor of the next page
+  state      TEXT NOT NULL,               -- 'listing', 'listed', 'failed'
+  repos      INTEGER NOT NULL DEFAULT 0,  -- accounts found so far
+  error      TEXT,                        -- why it failed
+  started_at INTEGER NOT NULL,            -- unix ms
   updated_at INTEGER NOT NULL             -- unix ms
+);
+
+-- An account whose records are being read (listRecords per collection).
+CREATE TABLE IF NOT EXISTS backfill_repos (
+  did          TEXT PRIMARY KEY,
+  pds          TEXT NOT NULL,
+  state        TEXT NOT NULL,             -- 'pending', 'done', 'failed'
+  collection   TEXT,                      -- the collection being read
+  cursor       TEXT,                      -- its listRecords cursor
+  records      INTEGER NOT NULL DEFAULT 0, -- records applied
+  skipped      INTEGER NOT NULL DEFAULT 0, -- records that broke their lexicon
+  last_skip    TEXT,
+  error        TEXT,
+  requested_at INTEGER NOT NULL,          -- unix ms
+  updated_at   INTEGER NOT NULL           -- unix ms
+);
+CREATE INDEX IF NOT EXISTS backfill_repos_state ON backfill_repos (state, requested_at);
+
+-- A rebuild (the index emptied and read again from PDSs): when its backfill
+-- ends, the Jetstream consumer replays the network's events from the
+-- rebuild's start (jetstream_cursor.rewind_to_us), over what the backfill read.
+CREATE TABLE IF NOT EXISTS backfill_rebuilds (
+  started_at  INTEGER PRIMARY KEY,        -- unix ms
+  finished_at INTEGER                     -- unix ms; NULL while its backfill runs
 );
 
 -- PDS sessions the appview holds to write a user's records (app password or

@@ -111,4 +111,7 @@ Without a password: sign in on the web at ${stack.urls.appview}/login (${alice.h
 or log the credential helper in with a device code and let podman, buildah and skopeo use it:
   cargo install --path helper && docker-credential-atcr configure-docker ${registry} && docker-credential-atcr login ${registry}
 
+Admin (backfill, rebuild; ADMIN_TOKEN ${stack.adminToken}):
+  ./dev admin backfill --pds ${stack.urls.pds} --wait      ./dev admin rebuild --wait      ./dev admin status
+
 Ctrl-C stops everything.`);

@@ -19,6 +19,8 @@ pub const SIGN_IN_LIMIT_PERIOD_SECS: u32 = 60;
 /// The Durable Object namespace of the Jetstream consumer
 /// (`[[durable_objects.bindings]]` in wrangler.toml).
 pub const JETSTREAM_BINDING: &str = "JETSTREAM";
+/// The Durable Object namespace of the backfill (`[[durable_objects.bindings]]`).
+pub const BACKFILL_BINDING: &str = "BACKFILL";
 
 pub struct AppConfig {
     /// Public base URL of the registry, e.g. `https://atcr.example`.
@@ -56,6 +58,18 @@ pub struct AppConfig {
     /// `wss://host/subscribe`); `None` (unset or empty): the index knows
     /// only what passes through this appview.
     pub jetstream_url: Option<String>,
+    /// The secret that opens the admin endpoints (`ADMIN_TOKEN`, presented
+    /// as a Bearer token); `None` (unset or empty): they are off.
+    pub admin_token: Option<String>,
+    /// Records per `listRecords` page a backfill asks for
+    /// (`BACKFILL_PAGE_SIZE`, 1 to 100, default 100).
+    pub backfill_page_size: u32,
+    /// Pages one backfill run reads (`BACKFILL_PAGES_PER_RUN`, default 10):
+    /// each is a subrequest of that run's invocation.
+    pub backfill_pages_per_run: u32,
+    /// The pause between backfill runs (`BACKFILL_PAUSE_MS`, default 200):
+    /// the rate a backfill asks PDSs at.
+    pub backfill_pause_ms: u32,
 }
 
 /// An endpoint setting: empty means "do not use".
@@ -142,6 +156,20 @@ impl AppConfig {
                 Err(_) => atcr_protocol::device::DEFAULT_CODE_SECONDS,
             },
             jetstream_url: optional_url(var("JETSTREAM_URL").unwrap_or_default()),
+            admin_token: var("ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()),
+            backfill_page_size: number(
+                &var,
+                "BACKFILL_PAGE_SIZE",
+                atcr_protocol::backfill::RECORDS_PAGE,
+            )?
+            .clamp(1, atcr_protocol::backfill::RECORDS_PAGE),
+            backfill_pages_per_run: number(
+                &var,
+                "BACKFILL_PAGES_PER_RUN",
+                atcr_protocol::backfill::PAGES_PER_RUN,
+            )?
+            .max(1),
+            backfill_pause_ms: number(&var, "BACKFILL_PAUSE_MS", 200)?,
             public_url,
             signing_key,
             secret_key,
@@ -151,6 +179,21 @@ impl AppConfig {
     /// Where clients ask for registry tokens.
     pub fn token_realm(&self) -> String {
         format!("{}/auth/token", self.public_url)
+    }
+}
+
+/// A whole-number setting, `default` when unset.
+fn number(
+    var: &dyn Fn(&str) -> Result<String, String>,
+    name: &str,
+    default: u32,
+) -> Result<u32, String> {
+    match var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: {value:?} is not a whole number")),
+        Err(_) => Ok(default),
     }
 }
 

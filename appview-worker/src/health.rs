@@ -1,13 +1,13 @@
 //! `GET /health`: are D1, the PLC directory, the handle resolvers (DNS over
 //! HTTPS and XRPC) and the default hold reachable? With a Jetstream
 //! configured, also where its consumer is: `jetstream` holds its cursor,
-//! lag and counts.
+//! lag and counts. `backfill` says how the walks of PDSs stand.
 
 use crate::config::{AppConfig, DB_BINDING};
 use crate::index;
 use atcr_protocol::health::{Check, HealthReport};
 use worker::{Date, Env, Method, Response, Result};
-use worker_support::{health_response, probe, resolve_did, timed};
+use worker_support::{probe, resolve_did, timed};
 
 pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
     let mut checks = vec![
@@ -39,11 +39,11 @@ pub async fn report(env: &Env, config: &AppConfig) -> Result<Response> {
         checks.push(check.clone());
     }
     let report = HealthReport::for_build("atcr-appview", atcr_protocol::build_info!(), checks);
-    let Some((_, progress)) = consumer else {
-        return health_response(&report);
-    };
     let mut body = serde_json::to_value(&report)?;
-    body["jetstream"] = progress;
+    if let Some((_, progress)) = consumer {
+        body["jetstream"] = progress;
+    }
+    body["backfill"] = backfill(env).await;
     let mut resp = worker_support::json(report.status(), &body)?;
     resp.headers_mut().set("Cache-Control", "no-store")?;
     Ok(resp)
@@ -85,6 +85,16 @@ async fn jetstream(env: &Env, url: &str) -> (Check, serde_json::Value) {
     })
     .await;
     (check, progress)
+}
+
+/// How the backfill stands: accounts by state (`pending`, `done`,
+/// `failed`) with the records applied and skipped, and each PDS's listing.
+/// Reported, not judged (a failed walk names its error here).
+async fn backfill(env: &Env) -> serde_json::Value {
+    match index::backfill_status(env).await {
+        Ok((repos, hosts)) => serde_json::json!({ "repos": repos, "hosts": hosts }),
+        Err(e) => serde_json::json!({ "error": format!("D1 query failed: {e}") }),
+    }
 }
 
 /// D1 answers and holds our schema (`schema.sql` was applied).

@@ -10,11 +10,15 @@
 //! - `holds`: the client of holds
 //! - `index/`: the D1 index
 //! - `jetstream/`: the consumer that follows the network's records into the index
+//! - `backfill/`: what PDSs already hold, read into the index (first sight, admin requests)
+//! - `admin`: the admin endpoints (`ADMIN_TOKEN`): backfill, rebuild
 //! - `atproto/`: names → DIDs → PDS, and the PDS's API
 //! - `config`, `oci_error`: leaves every folder may use
 
+mod admin;
 mod atproto;
 mod auth;
+mod backfill;
 mod config;
 mod health;
 mod holds;
@@ -65,8 +69,9 @@ async fn queue(
 }
 
 /// The cron trigger (`[triggers]` in wrangler.toml): sweeps the parts of
-/// uploads that expired unfinished, and starts the Jetstream consumer if it
-/// is not running (it keeps itself alive with alarms too).
+/// uploads that expired unfinished, starts the Jetstream consumer if it is
+/// not running (it keeps itself alive with alarms too), and the backfill's
+/// loop if walks are under way (after an eviction).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if let Err(e) = index::sweep_upload_parts(&env).await {
@@ -76,6 +81,11 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if enabled {
         if let Err(e) = jetstream::poke(&env).await {
             console_error!("jetstream: the consumer could not be started: {e}");
+        }
+    }
+    if index::backfill_pending(&env).await.unwrap_or(false) {
+        if let Err(e) = backfill::poke(&env).await {
+            console_error!("backfill: the loop could not be started: {e}");
         }
     }
 }
@@ -96,7 +106,10 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     if path == "/v2" || path.starts_with("/v2/") {
         return registry::handle(req, env, ctx, &config).await;
     }
-    if let Some(page) = web::serve(&mut req, env, &config).await {
+    if let Some(answer) = admin::serve(&mut req, env, &config).await {
+        return answer;
+    }
+    if let Some(page) = web::serve(&mut req, env, ctx, &config).await {
         return page;
     }
     match (req.method(), path.as_str()) {

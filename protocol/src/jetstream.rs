@@ -93,7 +93,13 @@ pub enum Change {
     },
     /// The author's identity changed (handle, PDS): resolve it again.
     Identity,
-    /// An event the index has no place for (account status, a profile).
+    /// The author's account was deactivated (`false`: its user and their
+    /// repositories leave the pages, search and the catalog) or activated
+    /// again (`true`).
+    Account {
+        active: bool,
+    },
+    /// An event the index has no place for (a profile, another collection).
     Ignored,
 }
 
@@ -166,6 +172,12 @@ struct Raw {
     time_us: i64,
     kind: String,
     commit: Option<RawCommit>,
+    account: Option<RawAccount>,
+}
+
+#[derive(Deserialize)]
+struct RawAccount {
+    active: bool,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +196,14 @@ pub fn parse(text: &str) -> Result<Event, Skip> {
         .parse()
         .map_err(|_| Skip::Unreadable(format!("'{}' is not a DID", raw.did)))?;
     let change = match (raw.kind.as_str(), raw.commit) {
+        ("account", _) => match raw.account {
+            Some(account) => Ok(Change::Account {
+                active: account.active,
+            }),
+            None => Err(Skip::Unreadable(
+                "an account event without its account".into(),
+            )),
+        },
         ("commit", Some(commit)) => commit_change(&did, commit),
         ("commit", None) => Err(Skip::Unreadable("a commit event without its commit".into())),
         ("identity", _) => Ok(Change::Identity),
@@ -198,11 +218,6 @@ pub fn parse(text: &str) -> Result<Event, Skip> {
 
 fn commit_change(did: &Did, commit: RawCommit) -> Result<Change, Skip> {
     let uri = format!("at://{did}/{}/{}", commit.collection, commit.rkey);
-    let malformed = |why: String| Skip::Malformed {
-        collection: commit.collection.clone(),
-        uri: uri.clone(),
-        why,
-    };
     let collection = commit.collection.as_str();
     match commit.operation.as_str() {
         "delete" => Ok(match collection {
@@ -214,26 +229,38 @@ fn commit_change(did: &Did, commit: RawCommit) -> Result<Change, Skip> {
             },
             _ => Change::Ignored,
         }),
-        "create" | "update" => {
-            let record = commit
-                .record
-                .as_ref()
-                .ok_or_else(|| malformed("no record".into()))?;
-            let record = record
-                .as_object()
-                .ok_or_else(|| malformed("the record is not an object".into()))?;
-            let record = Value::Object(record.clone());
-            let change = match collection {
-                collections::MANIFEST => manifest_change(&record, &uri).map(Change::Manifest),
-                collections::TAG => tag_change(&record, &uri).map(Change::Tag),
-                collections::STAR => star_change(&record, &uri).map(Change::Star),
-                collections::REPO_PAGE => page_change(&record),
-                _ => Ok(Change::Ignored),
-            };
-            change.map_err(malformed)
-        }
+        "create" | "update" => record_change(did, collection, &commit.rkey, commit.record.as_ref()),
         other => Err(Skip::Unreadable(format!("unknown operation '{other}'"))),
     }
+}
+
+/// What a record written at `at://<did>/<collection>/<rkey>` changes in the
+/// index, validated against its lexicon: the one check for a record, whether
+/// it came in a Jetstream commit or from a backfill's `listRecords`.
+pub fn record_change(
+    did: &Did,
+    collection: &str,
+    rkey: &str,
+    record: Option<&Value>,
+) -> Result<Change, Skip> {
+    let uri = format!("at://{did}/{collection}/{rkey}");
+    let malformed = |why: String| Skip::Malformed {
+        collection: collection.to_string(),
+        uri: uri.clone(),
+        why,
+    };
+    let record = record.ok_or_else(|| malformed("no record".into()))?;
+    if !record.is_object() {
+        return Err(malformed("the record is not an object".into()));
+    }
+    let change = match collection {
+        collections::MANIFEST => manifest_change(record, &uri).map(Change::Manifest),
+        collections::TAG => tag_change(record, &uri).map(Change::Tag),
+        collections::STAR => star_change(record, &uri).map(Change::Star),
+        collections::REPO_PAGE => page_change(record),
+        _ => Ok(Change::Ignored),
+    };
+    change.map_err(malformed)
 }
 
 fn string<'a>(record: &'a Value, key: &str) -> Result<&'a str, String> {
@@ -681,7 +708,7 @@ mod tests {
     }
 
     #[test]
-    fn identities_are_resolved_again_other_events_ignored_and_garbage_unreadable() {
+    fn identities_are_resolved_again_accounts_hidden_or_shown_others_ignored() {
         let identity = json!({ "did": ALICE, "time_us": 5, "kind": "identity",
                                "identity": { "did": ALICE, "handle": "alice.test", "seq": 1, "time": "2026-12-02T05:00:00Z" } });
         assert_eq!(
@@ -692,8 +719,19 @@ mod tests {
                               "account": { "did": ALICE, "active": false, "status": "deactivated", "seq": 2, "time": "2026-12-02T05:00:00Z" } });
         assert_eq!(
             parse(&account.to_string()).unwrap().change.unwrap(),
-            Change::Ignored
+            Change::Account { active: false }
         );
+        let active = json!({ "did": ALICE, "time_us": 7, "kind": "account",
+                             "account": { "did": ALICE, "active": true, "seq": 3, "time": "2026-12-02T05:00:00Z" } });
+        assert_eq!(
+            parse(&active.to_string()).unwrap().change.unwrap(),
+            Change::Account { active: true }
+        );
+        let bare = json!({ "did": ALICE, "time_us": 8, "kind": "account" });
+        assert!(matches!(
+            parse(&bare.to_string()).unwrap().change,
+            Err(Skip::Unreadable(_))
+        ));
         assert_eq!(
             parse(&commit(
                 "create",

@@ -5,6 +5,8 @@
 //! workers for `wasm32-unknown-unknown`. Time is always passed in by the caller
 //! (`SystemTime::now()` panics on wasm32).
 
+pub mod admin;
+pub mod backfill;
 pub mod challenge;
 pub mod chunk_range;
 pub mod chunking;

@@ -213,3 +213,29 @@ test('the appview restarts, events happen meanwhile, the cron starts the consume
   assert.equal((await catalog()).filter((r) => r === `${alice.handle}/whiledown`).length, 1);
   assert.equal((await health()).body.jetstream.skipped, skipped, 'a replayed malformed record is not counted again');
 });
+
+test('an account deactivated on its PDS leaves the pages, search and the catalog; activated again, it is back', async () => {
+  const shown = async () => {
+    const [listed, user, repo, search] = await Promise.all([
+      catalog(), page(`/u/${alice.handle}`), page(`/r/${alice.handle}/netapp`), page('/search?q=wombat'),
+    ]);
+    return {
+      catalog: listed.includes(`${alice.handle}/netapp`),
+      userPage: user.status,
+      repositoryPage: repo.status,
+      search: search.text.includes(`/r/${alice.handle}/netapp`),
+    };
+  };
+  const visible = { catalog: true, userPage: 200, repositoryPage: 200, search: true };
+  assert.deepEqual(await shown(), visible);
+  await xrpc(stack.urls.pds, 'com.atproto.server.deactivateAccount', { body: {}, token: aliceJwt });
+  const hidden = { catalog: false, userPage: 404, repositoryPage: 404, search: false };
+  await until(async () => JSON.stringify(await shown()) === JSON.stringify(hidden), 'alice is hidden everywhere');
+  assert.equal((await page('/')).status, 200);
+  // A procedure without input: a POST with no body.
+  const activated = await fetch(new URL('/xrpc/com.atproto.server.activateAccount', stack.urls.pds), {
+    method: 'POST', headers: { authorization: `Bearer ${aliceJwt}` },
+  });
+  assert.equal(activated.status, 200, await activated.clone().text());
+  await until(async () => JSON.stringify(await shown()) === JSON.stringify(visible), 'alice is shown again');
+});

@@ -167,17 +167,24 @@ export async function startStack(opts = {}) {
       return [...fronts.values()].reduce((sum, f) => sum + f.refused, 0);
     },
     urls: {},
+    /** The local state (D1 among it) of appviews started with startAppview, by label. */
+    stateDirs: {},
     accounts: {},
     /**
      * Starts another appview with its own empty D1 (and keys) against the
      * same PDS and hold, `vars` overriding its settings; it stops with the
-     * stack. Resolves to its URL.
+     * stack. Resolves to its URL (also stack.urls[label]); its local state
+     * (D1 among it, for queryD1) is stack.stateDirs[label]. Its admin token
+     * is the stack's (stack.adminToken) unless `vars` says otherwise. It
+     * can be stopped and started again with stopService/startService(label).
      */
     async startAppview(label, vars = {}) {
       const port = await freePort();
       const state = path.join(dir, `${label}-state`);
       await applySchema(state);
       const url = `http://127.0.0.1:${port}`;
+      stack.urls[label] = url;
+      stack.stateDirs[label] = state;
       const envFile = writeEnvFile(dir, `${label}.env`, {
         PUBLIC_URL: url,
         REPORT_SUBREQUESTS: 'true', // the ATCR-Subrequests header the tests read
@@ -188,6 +195,7 @@ export async function startStack(opts = {}) {
         EDGE_BODY_LIMIT_BYTES: String(edgeLimit),
         APPVIEW_SIGNING_KEY: crypto.randomBytes(32).toString('hex'),
         APPVIEW_SECRET_KEY: crypto.randomBytes(32).toString('hex'),
+        ADMIN_TOKEN: stack.adminToken,
         ...vars,
       });
       children.push(startWrangler(label, path.join(ROOT, 'wrangler.toml'), {
@@ -465,6 +473,7 @@ export async function startStack(opts = {}) {
     }
 
     log('starting the appview Worker (wrangler dev) ...');
+    stack.adminToken = opts.appview?.adminToken ?? localAdminToken(opts.appview?.secretKey ?? state.appview.secretKey);
     const appviewEnv = writeEnvFile(dir, 'appview.env', {
       PUBLIC_URL: stack.urls.appview,
       REPORT_SUBREQUESTS: 'true', // the ATCR-Subrequests header the tests read
@@ -478,6 +487,8 @@ export async function startStack(opts = {}) {
       // token signing key and the key that encrypts PDS sessions in D1.
       APPVIEW_SIGNING_KEY: opts.appview?.signingKey ?? state.appview.signingKey,
       APPVIEW_SECRET_KEY: opts.appview?.secretKey ?? state.appview.secretKey,
+      // Opens the admin endpoints (/admin/backfill, /admin/rebuild): stack.adminToken.
+      ADMIN_TOKEN: stack.adminToken,
       // The index follows the network through the Jetstream test server (or not at all).
       JETSTREAM_URL: stack.urls.jetstream ?? '',
     });
@@ -535,6 +546,14 @@ async function chooseHold(pdsUrl, account, holdDid) {
   await putRecord(pdsUrl, await login(pdsUrl, account), account.did, 'io.atcr.sailor.profile', 'self', {
     defaultHold: holdDid, createdAt: now, updatedAt: now,
   });
+}
+
+/**
+ * The local stack's ADMIN_TOKEN (the appview's admin endpoints), derived
+ * from the appview's secret key so a restarted stack keeps it.
+ */
+export function localAdminToken(secretKey) {
+  return crypto.createHmac('sha256', secretKey).update('atcr-local-admin-token').digest('hex');
 }
 
 /** Runs SQL against the appview's local D1 in `persistTo`; resolves to the rows. */

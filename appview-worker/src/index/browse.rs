@@ -47,7 +47,7 @@ const REPOSITORY_COLUMNS: &str = concat!(
     repository_fields!(),
     " FROM repositories r JOIN users u ON u.did = r.owner_did
      LEFT JOIN pulls p ON p.owner_did = r.owner_did AND p.repository = r.name
-     WHERE u.handle IS NOT NULL"
+     WHERE u.handle IS NOT NULL AND u.deactivated = 0"
 );
 
 /// The repositories pulled most, most first.
@@ -92,7 +92,7 @@ pub async fn starred_repositories(env: &Env, handle: &str) -> Result<Vec<Reposit
 /// The DID of the user known here by `handle`.
 pub async fn user_did(env: &Env, handle: &str) -> Result<Option<String>> {
     env.d1(DB_BINDING)?
-        .prepare("SELECT did FROM users WHERE handle = ?1 ORDER BY updated_at DESC LIMIT 1")
+        .prepare("SELECT did FROM users WHERE handle = ?1 AND deactivated = 0 ORDER BY updated_at DESC LIMIT 1")
         .bind(&[handle.into()])?
         .first(Some("did"))
         .await

@@ -6,10 +6,13 @@
 //! `search` finds repositories by the words of their owner, name and description;
 //! `unlinks` keeps the blobs deleted from a repository's view; `stars` who
 //! starred what; `jetstream` the place of the consumer that follows the
-//! network's records (and how many it applied and skipped); `uploads` the
-//! part ETags of blob uploads in progress (transient, not from records).
+//! network's records (and how many it applied and skipped); `backfill` where
+//! each walk of a PDS stands, and the emptying a rebuild starts with;
+//! `uploads` the part ETags of blob uploads in progress (transient, not
+//! from records).
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
+mod backfill;
 mod browse;
 mod jetstream;
 mod pulls;
@@ -19,6 +22,7 @@ mod unlinks;
 mod uploads;
 mod writes;
 
+pub use backfill::*;
 pub use browse::*;
 pub use jetstream::*;
 pub use pulls::*;

@@ -38,7 +38,10 @@ pub async fn search_repositories(
         n: f64,
     }
     let count = db
-        .prepare("SELECT count(*) AS n FROM repository_search WHERE repository_search MATCH ?1")
+        .prepare(
+            "SELECT count(*) AS n FROM repository_search s JOIN users u ON u.did = s.owner_did
+             WHERE repository_search MATCH ?1 AND u.handle IS NOT NULL AND u.deactivated = 0 AND u.deactivated = 0",
+        )
         .bind(&[query.clone().into()])?;
     // Weights of handle, name and description in the rank.
     let page = db
@@ -48,7 +51,7 @@ pub async fn search_repositories(
              JOIN repositories r ON r.owner_did = s.owner_did AND r.name = s.name
              JOIN users u ON u.did = r.owner_did
              LEFT JOIN pulls p ON p.owner_did = r.owner_did AND p.repository = r.name
-             WHERE repository_search MATCH ?1 AND u.handle IS NOT NULL
+             WHERE repository_search MATCH ?1 AND u.handle IS NOT NULL AND u.deactivated = 0
              ORDER BY bm25(repository_search, 2.0, 4.0, 1.0), pulls DESC, r.updated_at DESC
              LIMIT ?2 OFFSET ?3"
         ))

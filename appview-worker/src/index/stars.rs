@@ -4,7 +4,7 @@
 use super::writes::user_seen;
 use crate::config::DB_BINDING;
 use atcr_protocol::Did;
-use worker::{Date, Env, Result};
+use worker::{D1Database, D1PreparedStatement, Date, Env, Result};
 
 /// The starrer as the pages name them.
 pub struct Starrer<'a> {
@@ -24,16 +24,30 @@ pub async fn star_added(
 ) -> Result<()> {
     let db = env.d1(DB_BINDING)?;
     let now = Date::now().as_millis() as f64;
-    db.batch(vec![
-        user_seen(&db, starrer.did.as_str(), Some(starrer.handle), starrer.pds, now)?,
+    db.batch(star_statements(
+        &db, starrer, owner, repository, record_uri, now,
+    )?)
+    .await?;
+    Ok(())
+}
+
+/// The statements that record a star and its starrer.
+pub fn star_statements(
+    db: &D1Database,
+    starrer: &Starrer<'_>,
+    owner: &str,
+    repository: &str,
+    record_uri: &str,
+    now: f64,
+) -> Result<Vec<D1PreparedStatement>> {
+    Ok(vec![
+        user_seen(db, starrer.did.as_str(), Some(starrer.handle), starrer.pds, now)?,
         db.prepare(
             "INSERT INTO stars (starrer_did, owner_did, repository, record_uri, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (starrer_did, owner_did, repository) DO UPDATE SET record_uri = excluded.record_uri",
         )
         .bind(&[starrer.did.as_str().into(), owner.into(), repository.into(), record_uri.into(), now.into()])?,
     ])
-    .await?;
-    Ok(())
 }
 
 pub async fn star_removed(env: &Env, starrer: &Did, owner: &str, repository: &str) -> Result<()> {
@@ -46,13 +60,13 @@ pub async fn star_removed(env: &Env, starrer: &Did, owner: &str, repository: &st
 }
 
 /// The star whose record is `record_uri` was deleted from its starrer's PDS.
-pub async fn star_record_removed(env: &Env, starrer: &Did, record_uri: &str) -> Result<()> {
-    env.d1(DB_BINDING)?
-        .prepare("DELETE FROM stars WHERE starrer_did = ?1 AND record_uri = ?2")
-        .bind(&[starrer.as_str().into(), record_uri.into()])?
-        .run()
-        .await?;
-    Ok(())
+pub fn star_record_removed_statement(
+    db: &D1Database,
+    starrer: &Did,
+    record_uri: &str,
+) -> Result<D1PreparedStatement> {
+    db.prepare("DELETE FROM stars WHERE starrer_did = ?1 AND record_uri = ?2")
+        .bind(&[starrer.as_str().into(), record_uri.into()])
 }
 
 /// Whether the browser whose session cookie hashes to `session_hash` is

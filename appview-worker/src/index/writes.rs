@@ -6,7 +6,7 @@ use atcr_protocol::{Did, Digest};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Date, Env, Result};
 
-fn now_ms() -> f64 {
+pub fn now_ms() -> f64 {
     Date::now().as_millis() as f64
 }
 
@@ -39,9 +39,22 @@ pub async fn manifest_stored(
     m: &StoredManifest<'_>,
 ) -> Result<()> {
     let db = env.d1(DB_BINDING)?;
-    let now = now_ms();
-    let statements = vec![
-        user_seen(&db, owner.as_str(), handle, pds, now)?,
+    db.batch(manifest_statements(&db, owner, pds, handle, m, now_ms())?)
+        .await?;
+    Ok(())
+}
+
+/// The statements that record a stored manifest (and its owner and repository).
+pub fn manifest_statements(
+    db: &D1Database,
+    owner: &Did,
+    pds: &str,
+    handle: Option<&str>,
+    m: &StoredManifest<'_>,
+    now: f64,
+) -> Result<Vec<D1PreparedStatement>> {
+    Ok(vec![
+        user_seen(db, owner.as_str(), handle, pds, now)?,
         // The newest image's description describes the repository (search finds it).
         db.prepare(
             "INSERT INTO repositories (owner_did, name, description, created_at, updated_at) VALUES (?1, ?2, ?4, ?3, ?3)
@@ -67,9 +80,7 @@ pub async fn manifest_stored(
             nullable(m.platforms.as_deref()),
             now.into(),
         ])?,
-    ];
-    db.batch(statements).await?;
-    Ok(())
+    ])
 }
 
 pub struct StoredManifest<'a> {
@@ -95,15 +106,69 @@ pub async fn tag_stored(
     digest: &Digest,
     record_uri: &str,
 ) -> Result<()> {
-    env.d1(DB_BINDING)?
-        .prepare(
-            "INSERT INTO tags (owner_did, repository, tag, digest, record_uri, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (owner_did, repository, tag) DO UPDATE SET digest = excluded.digest, record_uri = excluded.record_uri, updated_at = excluded.updated_at",
-        )
-        .bind(&[owner.as_str().into(), repository.into(), tag.into(), digest.as_str().into(), record_uri.into(), now_ms().into()])?
+    let db = env.d1(DB_BINDING)?;
+    tag_statement(&db, owner, repository, tag, digest, record_uri, now_ms())?
         .run()
         .await?;
     Ok(())
+}
+
+/// The statement that records a tag naming `digest`.
+pub fn tag_statement(
+    db: &D1Database,
+    owner: &Did,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+    record_uri: &str,
+    now: f64,
+) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "INSERT INTO tags (owner_did, repository, tag, digest, record_uri, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (owner_did, repository, tag) DO UPDATE SET digest = excluded.digest, record_uri = excluded.record_uri, updated_at = excluded.updated_at",
+    )
+    .bind(&[owner.as_str().into(), repository.into(), tag.into(), digest.as_str().into(), record_uri.into(), now.into()])
+}
+
+/// The statement that records a tag naming the manifest whose record is
+/// `manifest_uri` (a record keyed by TID does not name its digest): the
+/// digest comes from the index's row for that record, in the same
+/// statement, so a manifest earlier in the same batch is found. No row, no
+/// tag.
+pub fn tag_of_record_statement(
+    db: &D1Database,
+    owner: &Did,
+    repository: &str,
+    tag: &str,
+    manifest_uri: &str,
+    record_uri: &str,
+    now: f64,
+) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "INSERT INTO tags (owner_did, repository, tag, digest, record_uri, updated_at)
+         SELECT ?1, ?2, ?3, digest, ?5, ?6 FROM manifests WHERE owner_did = ?1 AND record_uri = ?4 LIMIT 1
+         ON CONFLICT (owner_did, repository, tag) DO UPDATE SET digest = excluded.digest, record_uri = excluded.record_uri, updated_at = excluded.updated_at",
+    )
+    .bind(&[owner.as_str().into(), repository.into(), tag.into(), manifest_uri.into(), record_uri.into(), now.into()])
+}
+
+/// The statements that forget the manifest whose record is `record_uri`,
+/// and the tags naming it.
+pub fn manifest_record_deleted_statements(
+    db: &D1Database,
+    owner: &Did,
+    record_uri: &str,
+) -> Result<Vec<D1PreparedStatement>> {
+    let args = [owner.as_str().into(), record_uri.into()];
+    Ok(vec![
+        db.prepare(
+            "DELETE FROM tags WHERE owner_did = ?1 AND (repository, digest) IN
+               (SELECT repository, digest FROM manifests WHERE owner_did = ?1 AND record_uri = ?2)",
+        )
+        .bind(&args)?,
+        db.prepare("DELETE FROM manifests WHERE owner_did = ?1 AND record_uri = ?2")
+            .bind(&args)?,
+    ])
 }
 
 /// The record URI of a manifest, if this appview has seen it.
@@ -164,74 +229,74 @@ pub async fn description_changed(
     repository: &str,
     description: Option<&str>,
 ) -> Result<()> {
-    env.d1(DB_BINDING)?
-        .prepare("UPDATE repositories SET description = ?3 WHERE owner_did = ?1 AND name = ?2")
+    let db = env.d1(DB_BINDING)?;
+    description_statement(&db, owner, repository, description)?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// The statement that sets a repository's description (`None`: clears it).
+pub fn description_statement(
+    db: &D1Database,
+    owner: &Did,
+    repository: &str,
+    description: Option<&str>,
+) -> Result<D1PreparedStatement> {
+    db.prepare("UPDATE repositories SET description = ?3 WHERE owner_did = ?1 AND name = ?2")
         .bind(&[
             owner.as_str().into(),
             repository.into(),
             nullable(description),
-        ])?
-        .run()
-        .await?;
-    Ok(())
-}
-
-/// The repository and digest of the manifest whose record is `record_uri`,
-/// if the index has it (records are named by URI in deletions, and tags
-/// name their manifest by URI).
-pub async fn manifest_by_record(
-    env: &Env,
-    owner: &Did,
-    record_uri: &str,
-) -> Result<Option<(String, Digest)>> {
-    let row: Option<serde_json::Value> = env
-        .d1(DB_BINDING)?
-        .prepare(
-            "SELECT repository, digest FROM manifests WHERE owner_did = ?1 AND record_uri = ?2",
-        )
-        .bind(&[owner.as_str().into(), record_uri.into()])?
-        .first(None)
-        .await?;
-    Ok(row.and_then(|r| {
-        let digest = r["digest"].as_str()?.parse().ok()?;
-        Some((r["repository"].as_str()?.to_string(), digest))
-    }))
+        ])
 }
 
 /// The tag whose record is `record_uri` was deleted from its owner's PDS.
-pub async fn tag_record_deleted(env: &Env, owner: &Did, record_uri: &str) -> Result<()> {
-    env.d1(DB_BINDING)?
-        .prepare("DELETE FROM tags WHERE owner_did = ?1 AND record_uri = ?2")
-        .bind(&[owner.as_str().into(), record_uri.into()])?
-        .run()
-        .await?;
-    Ok(())
+pub fn tag_record_deleted_statement(
+    db: &D1Database,
+    owner: &Did,
+    record_uri: &str,
+) -> Result<D1PreparedStatement> {
+    db.prepare("DELETE FROM tags WHERE owner_did = ?1 AND record_uri = ?2")
+        .bind(&[owner.as_str().into(), record_uri.into()])
 }
 
 /// A user's identity changed: their handle (search follows it) and PDS, if
 /// the index knows them.
-pub async fn identity_changed(env: &Env, did: &Did, handle: Option<&str>, pds: &str) -> Result<()> {
-    env.d1(DB_BINDING)?
-        .prepare("UPDATE users SET handle = ?2, pds_endpoint = ?3, updated_at = ?4 WHERE did = ?1")
+pub fn identity_statement(
+    db: &D1Database,
+    did: &Did,
+    handle: Option<&str>,
+    pds: &str,
+) -> Result<D1PreparedStatement> {
+    db.prepare("UPDATE users SET handle = ?2, pds_endpoint = ?3, updated_at = ?4 WHERE did = ?1")
         .bind(&[
             did.as_str().into(),
             nullable(handle),
             pds.into(),
             now_ms().into(),
-        ])?
-        .run()
-        .await?;
-    Ok(())
+        ])
 }
 
 /// Whether the index has a row for `did` (identity events arrive for every
 /// account on the network; only known ones are worth resolving).
-pub async fn user_known(env: &Env, did: &Did) -> Result<bool> {
-    let found: Option<f64> = env
-        .d1(DB_BINDING)?
+pub async fn user_known(db: &D1Database, did: &Did) -> Result<bool> {
+    let found: Option<f64> = db
         .prepare("SELECT 1 AS found FROM users WHERE did = ?1")
         .bind(&[did.as_str().into()])?
         .first(Some("found"))
         .await?;
     Ok(found.is_some())
+}
+
+/// The statement that hides a user whose account was deactivated
+/// (`active` false) from the pages, search and the catalog, or shows them
+/// again.
+pub fn account_statement(db: &D1Database, did: &Did, active: bool) -> Result<D1PreparedStatement> {
+    db.prepare("UPDATE users SET deactivated = ?2, updated_at = ?3 WHERE did = ?1")
+        .bind(&[
+            did.as_str().into(),
+            (if active { 0.0 } else { 1.0 }).into(),
+            now_ms().into(),
+        ])
 }

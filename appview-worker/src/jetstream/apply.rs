@@ -1,23 +1,65 @@
-//! One Jetstream event applied to the index, through the same `index`
-//! functions the registry writes with.
+//! Changes applied to the index, through the same `index` statements the
+//! registry writes with: one Jetstream event, or many at once (a burst of
+//! events, a backfill's page) in one D1 batch.
 
 use crate::atproto::resolve::{resolve_owner, Identity, ResolveError};
-use crate::config::AppConfig;
+use crate::config::{AppConfig, DB_BINDING};
 use crate::index::{self, Starrer, StoredManifest};
 use atcr_protocol::jetstream::Change;
 use atcr_protocol::reference::Owner;
 use atcr_protocol::Did;
-use worker::Env;
+use worker::{D1Database, D1PreparedStatement, Env};
 
-/// Applies `change`, made by `did`; `Err` says why it was not (counted as
-/// skipped).
-pub async fn apply(
+/// Applies `changes` (each made by its DID) in one D1 batch; if the batch
+/// fails, one by one, so one bad change does not hold back the rest. Each
+/// answer is `Ok`, or why that change was not applied (counted as skipped).
+pub async fn apply_all(
     env: &Env,
+    config: &AppConfig,
+    changes: &[(&Did, &Change)],
+) -> Vec<Result<(), String>> {
+    let db = match env.d1(DB_BINDING) {
+        Ok(db) => db,
+        Err(e) => return changes.iter().map(|_| Err(e.to_string())).collect(),
+    };
+    let mut planned = Vec::with_capacity(changes.len());
+    for (did, change) in changes {
+        planned.push(statements(&db, config, did, change).await);
+    }
+    let batch: Vec<D1PreparedStatement> = planned
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .flatten()
+        .cloned()
+        .collect();
+    if batch.is_empty() || db.batch(batch).await.is_ok() {
+        return planned.into_iter().map(|p| p.map(|_| ())).collect();
+    }
+    let mut outcomes = Vec::with_capacity(planned.len());
+    for (planned, (did, _)) in planned.into_iter().zip(changes) {
+        outcomes.push(match planned {
+            Ok(statements) if statements.is_empty() => Ok(()),
+            Ok(statements) => db
+                .batch(statements)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("not applied ({did}): {e}")),
+            Err(why) => Err(why),
+        });
+    }
+    outcomes
+}
+
+/// The statements that apply `change`, made by `did`; `Err` says why it
+/// cannot be (counted as skipped).
+async fn statements(
+    db: &D1Database,
     config: &AppConfig,
     did: &Did,
     change: &Change,
-) -> Result<(), String> {
+) -> Result<Vec<D1PreparedStatement>, String> {
     let failed = |e: worker::Error| format!("not applied ({did}): {e}");
+    let now = index::now_ms();
     match change {
         Change::Manifest(m) => {
             let who = identity(did, config).await?;
@@ -34,46 +76,33 @@ pub async fn apply(
                 platforms: m.platforms.clone(),
                 description: m.description.as_deref(),
             };
-            index::manifest_stored(env, did, &who.pds, handle.as_deref(), &stored)
-                .await
+            index::manifest_statements(db, did, &who.pds, handle.as_deref(), &stored, now)
                 .map_err(failed)
         }
         Change::ManifestDeleted { record_uri } => {
-            match index::manifest_by_record(env, did, record_uri)
-                .await
-                .map_err(failed)?
-            {
-                Some((repository, digest)) => {
-                    index::manifest_deleted(env, did, &repository, &digest)
-                        .await
-                        .map_err(failed)
-                }
-                None => Ok(()),
-            }
+            index::manifest_record_deleted_statements(db, did, record_uri).map_err(failed)
         }
-        Change::Tag(t) => {
-            let digest = match &t.digest {
-                Some(digest) => digest.clone(),
-                None => match index::manifest_by_record(env, did, &t.manifest_uri)
-                    .await
-                    .map_err(failed)?
-                {
-                    Some((_, digest)) => digest,
-                    None => {
-                        return Err(format!(
-                            "tag {}: its manifest {} is not in the index",
-                            t.record_uri, t.manifest_uri
-                        ))
-                    }
-                },
-            };
-            index::tag_stored(env, did, &t.repository, &t.tag, &digest, &t.record_uri)
-                .await
+        Change::Tag(t) => match &t.digest {
+            Some(digest) => {
+                index::tag_statement(db, did, &t.repository, &t.tag, digest, &t.record_uri, now)
+            }
+            None => index::tag_of_record_statement(
+                db,
+                did,
+                &t.repository,
+                &t.tag,
+                &t.manifest_uri,
+                &t.record_uri,
+                now,
+            ),
+        }
+        .map(|s| vec![s])
+        .map_err(failed),
+        Change::TagDeleted { record_uri } => {
+            index::tag_record_deleted_statement(db, did, record_uri)
+                .map(|s| vec![s])
                 .map_err(failed)
         }
-        Change::TagDeleted { record_uri } => index::tag_record_deleted(env, did, record_uri)
-            .await
-            .map_err(failed),
         Change::Star(s) => {
             let who = identity(did, config).await?;
             let handle = who
@@ -85,35 +114,37 @@ pub async fn apply(
                 handle: &handle,
                 pds: &who.pds,
             };
-            index::star_added(
-                env,
+            index::star_statements(
+                db,
                 &starrer,
                 s.owner.as_str(),
                 &s.repository,
                 &s.record_uri,
+                now,
             )
-            .await
             .map_err(failed)
         }
-        Change::StarDeleted { record_uri } => index::star_record_removed(env, did, record_uri)
-            .await
-            .map_err(failed),
+        Change::StarDeleted { record_uri } => {
+            index::star_record_removed_statement(db, did, record_uri)
+                .map(|s| vec![s])
+                .map_err(failed)
+        }
         Change::Page {
             repository,
             description,
-        } => index::description_changed(env, did, repository, description.as_deref())
-            .await
+        } => index::description_statement(db, did, repository, description.as_deref())
+            .map(|s| vec![s])
             .map_err(failed),
         Change::PageDeleted { repository } => {
-            index::description_changed(env, did, repository, None)
-                .await
+            index::description_statement(db, did, repository, None)
+                .map(|s| vec![s])
                 .map_err(failed)
         }
         Change::Identity => {
             // Jetstream sends every account's identity events; most are
             // not ours.
-            if !index::user_known(env, did).await.map_err(failed)? {
-                return Ok(());
+            if !index::user_known(db, did).await.map_err(failed)? {
+                return Ok(vec![]);
             }
             // Afresh: the caches hold the document from before the change.
             let doc = worker_support::resolve_did_again(did, &config.plc_url)
@@ -123,11 +154,14 @@ pub async fn apply(
                 return Err(format!("{did} names no PDS"));
             };
             let handle = doc.handle().map(|h| h.to_string());
-            index::identity_changed(env, did, handle.as_deref(), pds)
-                .await
+            index::identity_statement(db, did, handle.as_deref(), pds)
+                .map(|s| vec![s])
                 .map_err(failed)
         }
-        Change::Ignored => Ok(()),
+        Change::Account { active } => index::account_statement(db, did, *active)
+            .map(|s| vec![s])
+            .map_err(failed),
+        Change::Ignored => Ok(vec![]),
     }
 }
 

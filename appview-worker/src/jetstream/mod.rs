@@ -7,8 +7,9 @@
 //! with `wantedCollections` = the collections the index follows, from its
 //! cursor in D1 minus a few seconds (`atcr_protocol::jetstream`); reads each
 //! message (`parse`: a record that breaks its lexicon is skipped and
-//! counted), applies it through `index` (`apply.rs`), and saves its
-//! progress at most every second (and at once after a skip). Applying an
+//! counted), applies the messages that arrived together in one D1 batch
+//! (`apply.rs`), and saves its progress at most every second (at once
+//! after a skip, a second after the last burst when none follows). Applying an
 //! event twice leaves the index as once, so the rewind and a cursor saved a
 //! little late cost only repeated writes.
 //!
@@ -17,7 +18,7 @@
 //! 30 seconds (2 seconds after its socket closes); each checks the socket
 //! and connects again when it is gone. `JETSTREAM_URL` empty: it does nothing.
 
-mod apply;
+pub(crate) mod apply;
 
 use crate::config::{AppConfig, JETSTREAM_BINDING};
 use atcr_protocol::jetstream;
@@ -35,14 +36,26 @@ const ALARM_MS: i64 = 30_000;
 const RECONNECT_MS: i64 = 2_000;
 /// Progress is saved at most this often while events flow.
 const SAVE_EVERY_MS: f64 = 1_000.0;
+/// The most messages applied in one D1 batch: those that arrived together.
+const BATCH: usize = 100;
 
 /// Starts the consumer if it is not running (the cron trigger calls this).
 pub async fn poke(env: &Env) -> Result<()> {
+    ask(env, "poke").await
+}
+
+/// Has the consumer connect again, from its saved cursor or rewind (the
+/// backfill calls this when a rebuild ends).
+pub async fn reconnect(env: &Env) -> Result<()> {
+    ask(env, "reconnect").await
+}
+
+async fn ask(env: &Env, what: &str) -> Result<()> {
     let stub = env
         .durable_object(JETSTREAM_BINDING)?
         .get_by_name(INSTANCE)?;
     let mut res = stub
-        .fetch_with_str("https://jetstream.internal/poke")
+        .fetch_with_str(&format!("https://jetstream.internal/{what}"))
         .await?;
     if res.status_code() != 200 {
         return Err(Error::RustError(format!(
@@ -58,6 +71,11 @@ pub async fn poke(env: &Env) -> Result<()> {
 #[derive(Default)]
 struct Live {
     connected: bool,
+    /// The open socket, to close when asked to reconnect.
+    socket: Option<WebSocket>,
+    /// Counts connections: a closed socket's task clears `connected` only
+    /// if no newer connection replaced it.
+    generation: u64,
     endpoint: String,
     /// The newest event applied since the last save.
     time_us: Option<i64>,
@@ -65,6 +83,8 @@ struct Live {
     skipped: u64,
     last_skip: Option<String>,
     saved_at_ms: f64,
+    /// A save is set for a second from now (`save_soon`).
+    save_coming: bool,
 }
 
 #[derive(Serialize)]
@@ -89,7 +109,21 @@ impl DurableObject for JetstreamConsumer {
         }
     }
 
-    async fn fetch(&self, _req: Request) -> Result<Response> {
+    /// `/reconnect`: close the socket, so the consumer connects again from
+    /// its saved cursor or rewind (after a rebuild); anything else: make
+    /// sure it runs.
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.path() == "/reconnect" {
+            let socket = {
+                let mut live = self.live.borrow_mut();
+                live.connected = false;
+                live.socket.take()
+            };
+            save(&self.env, &self.live).await;
+            if let Some(socket) = socket {
+                socket.close(Some(1000), Some("reconnecting from the saved cursor"))?;
+            }
+        }
         let enabled = self.keep_alive().await?;
         Response::from_json(&Status {
             enabled,
@@ -122,37 +156,57 @@ impl JetstreamConsumer {
     }
 
     async fn connect(&self, base: &str) -> Result<()> {
-        let saved = crate::index::jetstream_cursor(&self.env)
-            .await?
-            .and_then(|c| c.time_us)
-            .map(|t| t as i64);
-        let cursor = jetstream::resume_cursor(saved);
+        let row = crate::index::jetstream_cursor(&self.env).await?;
+        let saved = row.as_ref().and_then(|c| c.time_us).map(|t| t as i64);
+        // After a rebuild: from its start, whatever was saved since.
+        let rewind = row.as_ref().and_then(|c| c.rewind_to_us).map(|t| t as i64);
+        let from = match (saved, rewind) {
+            (Some(saved), Some(rewind)) => Some(saved.min(rewind)),
+            (saved, rewind) => saved.or(rewind),
+        };
+        let cursor = jetstream::resume_cursor(from);
         let url = jetstream::subscribe_url(base, cursor);
         let ws = WebSocket::connect(url.parse()?).await?;
         ws.accept()?;
         console_log!("jetstream: connected to {url}");
-        {
+        if rewind.is_some() {
+            crate::index::jetstream_rewound(&self.env).await?;
+        }
+        let generation = {
             let mut live = self.live.borrow_mut();
             live.connected = true;
+            live.socket = Some(ws.clone());
             live.endpoint = base.to_string();
-        }
+            live.generation += 1;
+            live.generation
+        };
         let (env, live, storage) = (self.env.clone(), self.live.clone(), self.state.storage());
         wasm_bindgen_futures::spawn_local(async move {
             if let Err(e) = follow(&ws, &env, &live, saved).await {
                 console_error!("jetstream: the stream failed: {e}");
             }
-            live.borrow_mut().connected = false;
+            let current = {
+                let mut live = live.borrow_mut();
+                let current = live.generation == generation;
+                if current {
+                    live.connected = false;
+                    live.socket = None;
+                }
+                current
+            };
             save(&env, &live).await;
-            if let Err(e) = storage.set_alarm(RECONNECT_MS).await {
-                console_error!("jetstream: no alarm to connect again: {e}");
+            if current {
+                if let Err(e) = storage.set_alarm(RECONNECT_MS).await {
+                    console_error!("jetstream: no alarm to connect again: {e}");
+                }
             }
         });
         Ok(())
     }
 }
 
-/// Applies each message until the socket closes. `replayed_until`: the
-/// cursor saved when it connected.
+/// Applies the messages until the socket closes: those that arrived
+/// together (up to [`BATCH`]) in one D1 batch.
 async fn follow(
     ws: &WebSocket,
     env: &Env,
@@ -160,52 +214,96 @@ async fn follow(
     replayed_until: Option<i64>,
 ) -> Result<()> {
     let config = AppConfig::cached(env).map_err(Error::RustError)?;
-    let mut events = ws.events()?;
-    while let Some(event) = events.next().await {
-        let text = match event? {
-            WebsocketEvent::Message(message) => match message.text() {
-                Some(text) => text,
-                None => continue,
-            },
-            WebsocketEvent::Close(close) => {
-                console_log!("jetstream: closed ({}: {})", close.code(), close.reason());
-                return Ok(());
-            }
-        };
-        let skipped = match jetstream::parse(&text) {
-            Ok(event) => {
-                let outcome = match &event.change {
-                    Ok(change) => apply::apply(env, &config, &event.did, change).await,
-                    Err(skip) => Err(skip.to_string()),
-                };
-                // Events up to the saved cursor come again after a rewind:
-                // applied again (harmless), counted once.
-                let new = replayed_until.is_none_or(|until| event.time_us > until);
-                let mut live = live.borrow_mut();
-                live.time_us = live.time_us.max(Some(event.time_us));
-                match outcome {
-                    Ok(()) => {
-                        live.applied += u64::from(new);
-                        None
-                    }
-                    Err(why) => new.then_some(why),
+    let mut bursts = ws.events()?.ready_chunks(BATCH);
+    while let Some(burst) = bursts.next().await {
+        let mut texts = Vec::with_capacity(burst.len());
+        let mut closed = false;
+        for event in burst {
+            match event? {
+                WebsocketEvent::Message(message) => texts.extend(message.text()),
+                WebsocketEvent::Close(close) => {
+                    console_log!("jetstream: closed ({}: {})", close.code(), close.reason());
+                    closed = true;
+                    break;
                 }
             }
-            Err(skip) => Some(skip.to_string()),
-        };
-        if let Some(why) = &skipped {
-            console_warn!("jetstream: skipped: {why}");
-            let mut live = live.borrow_mut();
-            live.skipped += 1;
-            live.last_skip = Some(why.clone());
         }
-        let due = skipped.is_some()
-            || Date::now().as_millis() as f64 - live.borrow().saved_at_ms >= SAVE_EVERY_MS;
+        let skipped = apply_burst(env, &config, live, replayed_until, &texts).await;
+        let due =
+            skipped || Date::now().as_millis() as f64 - live.borrow().saved_at_ms >= SAVE_EVERY_MS;
         if due {
             save(env, live).await;
+        } else {
+            save_soon(env, live);
+        }
+        if closed {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Applies a burst of messages in one batch and counts them; true when one
+/// was skipped.
+async fn apply_burst(
+    env: &Env,
+    config: &AppConfig,
+    live: &Rc<RefCell<Live>>,
+    replayed_until: Option<i64>,
+    texts: &[String],
+) -> bool {
+    let mut skips = Vec::new();
+    let events: Vec<jetstream::Event> = texts
+        .iter()
+        .filter_map(|text| {
+            jetstream::parse(text)
+                .map_err(|s| skips.push(s.to_string()))
+                .ok()
+        })
+        .collect();
+    let changes: Vec<(&atcr_protocol::Did, &jetstream::Change)> = events
+        .iter()
+        .filter_map(|e| e.change.as_ref().ok().map(|c| (&e.did, c)))
+        .collect();
+    let mut outcomes = apply::apply_all(env, config, &changes).await.into_iter();
+    {
+        let mut live = live.borrow_mut();
+        for event in &events {
+            let outcome = match &event.change {
+                Ok(_) => outcomes.next().unwrap_or(Ok(())),
+                Err(skip) => Err(skip.to_string()),
+            };
+            // Events up to the saved cursor come again after a rewind:
+            // applied again (harmless), counted once.
+            let new = replayed_until.is_none_or(|until| event.time_us > until);
+            live.time_us = live.time_us.max(Some(event.time_us));
+            match outcome {
+                Ok(()) => live.applied += u64::from(new),
+                Err(why) if new => skips.push(why),
+                Err(_) => {}
+            }
+        }
+        for why in &skips {
+            console_warn!("jetstream: skipped: {why}");
+            live.skipped += 1;
+            live.last_skip = Some(why.clone());
+        }
+    }
+    !skips.is_empty()
+}
+
+/// Saves the progress a second from now, unless a save is already coming:
+/// the last events of a burst are saved even if no event follows them.
+fn save_soon(env: &Env, live: &Rc<RefCell<Live>>) {
+    if std::mem::replace(&mut live.borrow_mut().save_coming, true) {
+        return;
+    }
+    let (env, live) = (env.clone(), live.clone());
+    wasm_bindgen_futures::spawn_local(async move {
+        Delay::from(std::time::Duration::from_millis(SAVE_EVERY_MS as u64)).await;
+        live.borrow_mut().save_coming = false;
+        save(&env, &live).await;
+    });
 }
 
 /// Writes the progress not yet saved; kept for the next try if D1 fails.

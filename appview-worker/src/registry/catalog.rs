@@ -32,7 +32,7 @@ pub async fn list(req: &Request, env: &Env) -> Result<Response> {
         .prepare(
             "SELECT u.handle || '/' || r.name AS full_name
              FROM repositories r JOIN users u ON u.did = r.owner_did
-             WHERE u.handle IS NOT NULL AND u.handle || '/' || r.name > ?1
+             WHERE u.handle IS NOT NULL AND u.deactivated = 0 AND u.handle || '/' || r.name > ?1
              ORDER BY full_name LIMIT ?2",
         )
         .bind(&[last.into(), ((n + 1) as f64).into()])?

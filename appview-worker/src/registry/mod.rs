@@ -64,6 +64,16 @@ async fn dispatch(
         Err(refused) => return refused,
     };
     let method = req.method();
+    // The owner of a repository read: if the index has never read their
+    // records, they are queued, after this answer.
+    if matches!(method, Method::Get | Method::Head) {
+        if let Some(name) = route.name() {
+            ctx.wait_until(crate::backfill::first_sight(
+                env.clone(),
+                name.owner().clone(),
+            ));
+        }
+    }
     match route {
         // "If the response is 200 OK, then the registry implements this specification."
         Route::Base => {

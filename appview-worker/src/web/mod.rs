@@ -36,7 +36,7 @@ use crate::index;
 use askama::Template;
 use repository::repository;
 use views::{Failed, Home, NotFound, RepoItem, Search, User};
-use worker::{Env, Method, Request, Response, Result};
+use worker::{Context, Env, Method, Request, Response, Result};
 use worker_support::query_param;
 
 const RECENT: u32 = 20;
@@ -46,12 +46,19 @@ const SEARCH_PAGE: u32 = 20;
 const MAX_SEARCH_PAGE: u32 = 50;
 
 /// Answers `req` if it is a page of the UI.
-pub async fn serve(req: &mut Request, env: &Env, config: &AppConfig) -> Option<Result<Response>> {
+pub async fn serve(
+    req: &mut Request,
+    env: &Env,
+    ctx: &Context,
+    config: &AppConfig,
+) -> Option<Result<Response>> {
     let path = req.path();
     match (req.method(), path.as_str()) {
         (Method::Get, "/login") => return Some(sign_in::login_page(req, env, config).await),
         (Method::Post, "/login") => return Some(sign_in::login_submit(req, env, config).await),
-        (Method::Get, "/oauth/callback") => return Some(sign_in::callback(req, env, config).await),
+        (Method::Get, "/oauth/callback") => {
+            return Some(sign_in::callback(req, env, ctx, config).await)
+        }
         (Method::Post, "/logout") => return Some(sign_in::sign_out(req, env, config).await),
         (Method::Post, "/star") => return Some(stars::star(req, env, config).await),
         (Method::Get, "/device") => return Some(devices::approval_page(req, env, config).await),

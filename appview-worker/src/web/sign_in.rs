@@ -18,12 +18,13 @@ use crate::auth::oauth::session::OAuthSession;
 use crate::auth::oauth::sign_in::{self, SignInError};
 use crate::auth::web_sessions::{self, WebSession};
 use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
+use atcr_protocol::reference::Owner;
 use atcr_protocol::web_session::{
     clear_cookie, cookie, csrf_ok, csrf_token, id_hash, is_well_formed, new_cookie_value,
     safe_return_path, same_origin_post, set_cookie, SESSION_COOKIE, SESSION_LIFETIME_SECS,
     SIGN_IN_COOKIE, SIGN_IN_LIFETIME_SECS,
 };
-use worker::{Env, Request, Response, Result};
+use worker::{Context, Env, Request, Response, Result};
 use worker_support::query_param;
 
 const SIGN_IN_FORM: &str = "sign-in";
@@ -389,7 +390,12 @@ pub async fn login_submit(req: &mut Request, env: &Env, config: &AppConfig) -> R
 }
 
 /// `GET /oauth/callback`: the authorization server sends the browser back.
-pub async fn callback(req: &Request, env: &Env, config: &AppConfig) -> Result<Response> {
+pub async fn callback(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    config: &AppConfig,
+) -> Result<Response> {
     let viewer = viewer(req, env).await;
     let query = req.url()?.query().unwrap_or_default().to_string();
     let cookie = request_cookie(req, SIGN_IN_COOKIE);
@@ -409,6 +415,12 @@ pub async fn callback(req: &Request, env: &Env, config: &AppConfig) -> Result<Re
             );
         }
     };
+    // A user seen for the first time: their records are read into the
+    // index after this answer.
+    ctx.wait_until(crate::backfill::first_sight(
+        env.clone(),
+        Owner::Did(signed_in.did.clone()),
+    ));
     let value = web_sessions::create(
         env,
         &signed_in.did,
