@@ -111,6 +111,11 @@ Without a password: sign in on the web at ${stack.urls.appview}/login (${alice.h
 or log the credential helper in with a device code and let podman, buildah and skopeo use it:
   cargo install --path helper && docker-credential-atcr configure-docker ${registry} && docker-credential-atcr login ${registry}
 
+Layers over the edge's request body limit (${stack.edgeBodyLimit ? `${stack.edgeBodyLimit} bytes` : 'lifted here'}), which podman and skopeo send in one request, go
+straight to the hold with atcr, which uses the credential helper's logins (cargo install --path helper installs both):
+  atcr push docker-archive:image.tar ${registry}/${alice.handle}/hello:latest
+  atcr pull ${registry}/${alice.handle}/hello:latest oci:hello-copy
+
 Admin (backfill, rebuild; ADMIN_TOKEN ${stack.adminToken}):
   ./dev admin backfill --pds ${stack.urls.pds} --wait      ./dev admin rebuild --wait      ./dev admin status
 
