@@ -50,7 +50,8 @@ fn answer(
     })
 }
 
-fn basic(user: &str, password: &str) -> String {
+/// An `Authorization: Basic` value.
+pub fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", B64.encode(format!("{user}:{password}")))
 }
 

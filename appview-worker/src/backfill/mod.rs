@@ -31,9 +31,17 @@ use worker::*;
 const INSTANCE: &str = "backfill";
 
 thread_local! {
-    /// Accounts this isolate has handed to the backfill or found known: the
-    /// check costs a D1 query, once per isolate and account.
+    /// Accounts this isolate has handed to the backfill or found known, by
+    /// DID and by the name a request used (handle or DID): the check costs
+    /// a D1 query, once per isolate and account.
     static SEEN: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+/// Whether this isolate has dealt with `owner` already: then a request
+/// need not hand `first_sight` anything (checked before `ctx.wait_until`,
+/// so a manifest GET for a known owner costs a set lookup, nothing more).
+pub fn seen(owner: &Owner) -> bool {
+    SEEN.with(|s| s.borrow().contains(&owner.to_string()))
 }
 
 /// Starts the backfill's loop if it is not running (a request queued work,
@@ -59,10 +67,8 @@ pub async fn poke(env: &Env) -> Result<()> {
 /// For `ctx.wait_until`, after the answer; failures are logged, never seen
 /// by the client.
 pub async fn first_sight(env: Env, owner: Owner) {
-    if let Owner::Did(did) = &owner {
-        if SEEN.with(|s| s.borrow().contains(did.as_str())) {
-            return;
-        }
+    if seen(&owner) {
+        return;
     }
     let Ok(config) = AppConfig::cached(&env) else {
         return;
@@ -88,7 +94,11 @@ pub async fn first_sight(env: Env, owner: Owner) {
     .await;
     match outcome {
         Ok(queued) => {
-            SEEN.with(|s| s.borrow_mut().insert(did.clone()));
+            SEEN.with(|s| {
+                let mut seen = s.borrow_mut();
+                seen.insert(owner.to_string());
+                seen.insert(did.clone());
+            });
             if queued {
                 console_log!("backfill: {did} seen for the first time, its records queued");
             }

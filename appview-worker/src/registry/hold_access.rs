@@ -21,7 +21,7 @@ use atcr_protocol::OciCode;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use worker::{Request, Response, Result};
-use worker_support::{now, query_param};
+use worker_support::query_param;
 
 pub async fn get_hold_access(req: &Request, config: &AppConfig) -> Result<Response> {
     let Some(name) = query_param(req, "repository") else {
@@ -59,10 +59,7 @@ pub async fn get_hold_access(req: &Request, config: &AppConfig) -> Result<Respon
             Err(e) => return refuse((OciCode::Internal, e.to_string())),
         };
     }
-    let now_secs = now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now_secs = worker::Date::now().as_millis() / 1000;
     worker_support::json(
         200,
         &HoldAccess {

@@ -67,7 +67,7 @@ async fn dispatch(
     // The owner of a repository read: if the index has never read their
     // records, they are queued, after this answer.
     if matches!(method, Method::Get | Method::Head) {
-        if let Some(name) = route.name() {
+        if let Some(name) = route.name().filter(|n| !crate::backfill::seen(n.owner())) {
             ctx.wait_until(crate::backfill::first_sight(
                 env.clone(),
                 name.owner().clone(),

@@ -5,11 +5,9 @@
 //! directly.
 
 use crate::retry::{retry, Failure};
-use atcr_helper::http::base_url;
+use atcr_helper::http::{base_url, basic};
 use atcr_helper::Credentials;
 use atcr_protocol::hold_api::{HoldAccess, XrpcError, GET_HOLD_ACCESS};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use std::io::Read;
 use std::sync::Mutex;
@@ -144,8 +142,7 @@ impl Registry {
                 .query("service", host)
                 .query("scope", &self.scope);
             if let Some(c) = &self.creds {
-                let basic = B64.encode(format!("{}:{}", c.username, c.secret));
-                req = req.header("Authorization", format!("Basic {basic}"));
+                req = req.header("Authorization", basic(&c.username, &c.secret));
             }
             let resp = req.call().map_err(Failure::transport)?;
             if resp.status() != 200 {
