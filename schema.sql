@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '8');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '9');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -142,7 +142,8 @@ CREATE TABLE IF NOT EXISTS jetstream_cursor (
   skipped    INTEGER NOT NULL DEFAULT 0,
   last_skip  TEXT,                        -- why the last skipped event was skipped
   updated_at INTEGER NOT NULL,            -- unix ms
-  rewind_to_us INTEGER                    -- replay from here at the next connection (0007: after a rebuild)
+  rewind_to_us INTEGER,                   -- replay from here at the next connection (0007: after a rebuild)
+  alive_at   INTEGER                      -- unix ms of the last check with the socket open; NULL once closed (0009)
 );
 
 -- Backfill (migration 0007): where each walk of a PDS's accounts and of an
@@ -170,7 +171,8 @@ CREATE TABLE IF NOT EXISTS backfill_repos (
   last_skip    TEXT,
   error        TEXT,
   requested_at INTEGER NOT NULL,          -- unix ms
-  updated_at   INTEGER NOT NULL           -- unix ms
+  updated_at   INTEGER NOT NULL,          -- unix ms
+  replayed     INTEGER NOT NULL DEFAULT 0 -- 1: the consumer replayed the stream over this walk since it finished (0009)
 );
 CREATE INDEX IF NOT EXISTS backfill_repos_state ON backfill_repos (state, requested_at);
 

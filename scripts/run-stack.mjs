@@ -60,7 +60,7 @@ if (fresh) {
   deleted = true;
 }
 try {
-  stack = await startStack({ ports, dir, s3, byoHold: true, log: (m) => console.log(m) });
+  stack = await startStack({ ports, dir, s3, byoHold: true, jetstream: true, log: (m) => console.log(m) });
 } catch (err) {
   if (err instanceof StackStateError) {
     console.error(`${err.message}.\nTo start fresh (this deletes ${dir} and everything pushed to it):\n  ${freshCommand}\n(or set ATCR_STACK_FRESH=1)`);
@@ -69,6 +69,13 @@ try {
   }
   await shutdown(1, { quiet: true });
 }
+
+// Cloudflare runs the appview's cron trigger every minute; wrangler dev runs
+// it only when asked. It starts the Jetstream consumer and the backfill, and
+// sweeps expired uploads.
+const cron = async () => stack.triggerCron().catch((err) => console.error(`cron: ${err.message}`));
+await cron();
+setInterval(cron, 60_000).unref();
 
 const { alice, bob } = stack.accounts;
 const quotaText = ({ bytes, blobs }) => (bytes === '0' && blobs === '0'
@@ -91,6 +98,7 @@ ${stateLine}
                       bring your own: ${alice.handle}'s defaultHold (her profile); only she and her crew push
   PDS                 ${stack.urls.pds}
   PLC                 ${stack.urls.plc}
+  Jetstream           ${stack.urls.jetstream}        fed by the PDS's firehose; the appview's index follows it (cron every minute)
   S3 (s3s-fs)         ${stack.urls.s3}        bucket ${stack.s3.bucket}, key ${stack.s3.accessKey}
 
 Demo accounts (handle / DID / password / app password):

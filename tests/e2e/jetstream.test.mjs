@@ -74,7 +74,7 @@ const now = () => new Date().toISOString();
  * alice's PDS: its bytes as a PDS blob, its io.atcr.manifest record under
  * `<repository>:<digest>`. Resolves to { digest, uri }.
  */
-async function writeManifest(repository, label) {
+async function writeManifest(repository, label, { subject } = {}) {
   const blob = (content) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: content.length, digest: sha256(content) });
   const config = Buffer.from(`{"architecture":"amd64","os":"linux","label":"${label}"}`);
   const layer = Buffer.from(`layer of ${label}`);
@@ -82,6 +82,7 @@ async function writeManifest(repository, label) {
     schemaVersion: 2, mediaType: OCI_MANIFEST,
     config: { ...blob(config), mediaType: 'application/vnd.oci.image.config.v1+json' },
     layers: [blob(layer)],
+    ...(subject ? { subject } : {}),
   }));
   const digest = sha256(bytes);
   const upload = await fetch(new URL('/xrpc/com.atproto.repo.uploadBlob', stack.urls.pds), {
@@ -93,6 +94,7 @@ async function writeManifest(repository, label) {
   const { uri } = await putRecord(stack.urls.pds, aliceJwt, alice.did, MANIFEST, rkey, {
     repository, digest, mediaType: OCI_MANIFEST, schemaVersion: 2, holdDid: stack.holdDid,
     config: parsed.config, layers: parsed.layers, manifestBlob: (await upload.json()).blob, createdAt: now(),
+    ...(subject ? { subject } : {}),
   });
   return { digest, uri };
 }
@@ -238,4 +240,65 @@ test('an account deactivated on its PDS leaves the pages, search and the catalog
   });
   assert.equal(activated.status, 200, await activated.clone().text());
   await until(async () => JSON.stringify(await shown()) === JSON.stringify(visible), 'alice is shown again');
+});
+
+// Reads that trust the index: once alice's records were backfilled and the
+// consumer replayed the stream over that walk, and while the consumer is
+// connected, tag lists and referrers come from D1 (no listRecords on her
+// PDS, whatever her history); records written elsewhere reach them through
+// Jetstream. Cut off from Jetstream, the appview reads her PDS again.
+test("while alice's index is current, tag lists and referrers come from it; cut off from Jetstream, from her PDS", async () => {
+  const token = await registryToken(stack, `repository:${alice.handle}/current:pull`, alice);
+  const get = async (path) => {
+    const res = await fetch(new URL(path, stack.urls.appview), { headers: { authorization: `Bearer ${token}` } });
+    assert.ok(res.headers.has('atcr-subrequests'), `${path} reports its subrequests`);
+    return { status: res.status, body: await res.json(), subrequests: Number(res.headers.get('atcr-subrequests')) };
+  };
+  const tags = () => get(`/v2/${alice.handle}/current/tags/list`);
+  const { digest, uri } = await writeManifest('current', 'five');
+  await writeTag('current', 'v5', uri);
+  // Her first pull through this appview queues her backfill; when it ends the
+  // consumer replays the stream over it.
+  await until(async () => (await tags()).status === 200, 'the tag is listed');
+  const current = () => queryD1(stack.appviewStateDir, `SELECT b.replayed AS replayed, j.alive_at AS alive
+    FROM backfill_repos b, jetstream_cursor j WHERE b.did = '${alice.did}' AND b.state = 'done'`)[0];
+  await until(() => current()?.replayed === 1, 'her walk is done and replayed over', 30_000);
+  assert.ok(current().alive > Date.now() - 90_000, 'the consumer is marked alive');
+
+  const listed = await tags();
+  assert.deepEqual(listed.body.tags, ['v5']);
+  assert.equal(listed.subrequests, 0, 'the tag list is read from the index: no subrequest');
+
+  // A tag written straight into her PDS is listed once its event is applied;
+  // deleted, it goes; each read costs no subrequest.
+  const rkey = await writeTag('current', 'v6', uri);
+  await until(async () => JSON.stringify((await tags()).body.tags) === '["v5","v6"]', 'the new tag is listed');
+  await deleteRecord(stack.urls.pds, aliceJwt, alice.did, TAG, rkey);
+  await until(async () => JSON.stringify((await tags()).body.tags) === '["v5"]', 'the deleted tag goes');
+  assert.equal((await tags()).subrequests, 0);
+  const page = await get(`/v2/${alice.handle}/current/tags/list?n=1&last=`);
+  assert.deepEqual(page.body.tags, ['v5']);
+
+  // A referrer written straight into her PDS: named by the index, its record read by key.
+  const subject = { mediaType: OCI_MANIFEST, digest, size: 1 };
+  const referrer = await writeManifest('current', 'sbom', { subject });
+  const referrers = () => get(`/v2/${alice.handle}/current/referrers/${digest}`);
+  await until(async () => (await referrers()).body.manifests.length === 1, 'the referrer is listed');
+  const found = await referrers();
+  assert.equal(found.body.manifests[0].digest, referrer.digest);
+  assert.equal(found.subrequests, 1, 'one record read, for the one referrer');
+
+  // Cut off: the consumer's socket closes, the index is no longer trusted,
+  // and a tag written meanwhile is listed at once, from her PDS.
+  stack.jetstream.pause();
+  await until(() => current().alive === null, 'the consumer is marked down');
+  await writeTag('current', 'v7', uri);
+  const fallback = await tags();
+  assert.deepEqual(fallback.body.tags, ['v5', 'v7'], 'read from her PDS: the tag written while cut off is there');
+  assert.ok(fallback.subrequests >= 1, 'her PDS was asked');
+  stack.jetstream.resume();
+  await stack.triggerCron(); // the cron's poke reconnects it before its own alarm would
+  await until(() => stack.jetstream.clients() === 1, 'the consumer reconnects');
+  await until(async () => (await tags()).subrequests === 0, 'the index is trusted again');
+  assert.deepEqual((await tags()).body.tags, ['v5', 'v7'], 'and it caught up');
 });

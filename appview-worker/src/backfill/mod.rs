@@ -63,7 +63,8 @@ pub async fn poke(env: &Env) -> Result<()> {
 }
 
 /// An account named in a request (the owner of a repository pulled from,
-/// a user signing in): if the index has never read its records, queue it.
+/// a user signing in): if the index has never read its records, queue it
+/// (with no Jetstream consumer: only if the index does not know it at all).
 /// For `ctx.wait_until`, after the answer; failures are logged, never seen
 /// by the client.
 pub async fn first_sight(env: Env, owner: Owner) {
@@ -82,8 +83,11 @@ pub async fn first_sight(env: Env, owner: Owner) {
         return;
     }
     let outcome = async {
+        // Without a consumer to replay the stream over the walk, a page read
+        // before a write through this appview could put the older record
+        // back for good: accounts the index knows are left as they are.
         let db = env.d1(crate::config::DB_BINDING)?;
-        if index::user_known(&db, &who.did).await? {
+        if config.jetstream_url.is_none() && index::user_known(&db, &who.did).await? {
             return Ok(false);
         }
         if !index::backfill_first_sight(&env, &who.did, &who.pds).await? {
@@ -136,12 +140,10 @@ impl DurableObject for Backfiller {
                 .storage()
                 .set_alarm(i64::from(config.backfill_pause_ms))
                 .await?;
-        } else if index::rebuild_finished(&self.env).await? && config.jetstream_url.is_some() {
-            // Events that came while the rebuild read, applied again over it.
+        } else if index::backfill_drained(&self.env, config.jetstream_url.as_deref()).await? {
+            // Events that came while the walks read, applied again over them.
             if let Err(e) = jetstream::reconnect(&self.env).await {
-                console_error!(
-                    "backfill: the consumer was not rewound to the rebuild's start: {e}"
-                );
+                console_error!("backfill: the consumer was not rewound to the walks' start: {e}");
             }
         }
         Response::ok("")

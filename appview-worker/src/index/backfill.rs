@@ -54,7 +54,7 @@ fn repo_requested(db: &D1Database, did: &str, pds: &str, now: f64) -> Result<D1P
     db.prepare(
         "INSERT INTO backfill_repos (did, pds, state, records, skipped, requested_at, updated_at) VALUES (?1, ?2, 'pending', 0, 0, ?3, ?3)
          ON CONFLICT (did) DO UPDATE SET pds = excluded.pds, state = 'pending', collection = NULL, cursor = NULL,
-           records = 0, skipped = 0, last_skip = NULL, error = NULL,
+           records = 0, skipped = 0, last_skip = NULL, error = NULL, replayed = 0,
            requested_at = excluded.requested_at, updated_at = excluded.updated_at
          WHERE backfill_repos.state != 'pending'",
     )
@@ -80,7 +80,8 @@ pub async fn backfill_first_sight(env: &Env, did: &Did, pds: &str) -> Result<boo
         .prepare(
             "INSERT INTO backfill_repos (did, pds, state, records, skipped, requested_at, updated_at) VALUES (?1, ?2, 'pending', 0, 0, ?3, ?3)
              ON CONFLICT (did) DO UPDATE SET pds = excluded.pds, state = 'pending', collection = NULL, cursor = NULL,
-               records = 0, skipped = 0, last_skip = NULL, error = NULL, updated_at = excluded.updated_at
+               records = 0, skipped = 0, last_skip = NULL, error = NULL, replayed = 0,
+               requested_at = excluded.requested_at, updated_at = excluded.updated_at
              WHERE backfill_repos.state = 'failed'",
         )
         .bind(&[did.as_str().into(), pds.into(), now.into()])?

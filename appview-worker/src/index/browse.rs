@@ -191,7 +191,7 @@ pub struct ManifestRow {
     pub created_at: f64,
 }
 
-const MANIFEST_COLUMNS: &str =
+pub(super) const MANIFEST_COLUMNS: &str =
     "SELECT digest, media_type, artifact_type, hold_did, record_uri, created_at FROM manifests";
 
 /// The manifest `reference` (a tag or a digest) names in the repository.

@@ -1,11 +1,12 @@
 //! The Jetstream consumer's place in the stream (`jetstream_cursor`): the
-//! `time_us` of the last event applied, and how many events were applied
-//! and skipped.
+//! `time_us` of the last event applied, how many events were applied and
+//! skipped, whether its socket is open (`alive_at`), and the replays that
+//! follow a rebuild or an account's backfill.
 
 use crate::config::DB_BINDING;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{Date, Env, Result};
+use worker::{D1Database, D1PreparedStatement, Date, Env, Result};
 
 /// The consumer's row (one consumer per appview).
 const CONSUMER: &str = "jetstream";
@@ -68,10 +69,56 @@ pub async fn jetstream_progress(
     Ok(())
 }
 
-/// The consumer connected from its rewind: it is spent.
-pub async fn jetstream_rewound(env: &Env) -> Result<()> {
+/// The consumer connected at `connected_ms`, from `cursor_us` (`None`:
+/// live): a rewind at or after that cursor is spent, and every finished
+/// walk that began at or after it is now replayed over (`replayed`), since
+/// the stream is applied again from before the walk read anything.
+pub async fn jetstream_connected(
+    env: &Env,
+    endpoint: &str,
+    cursor_us: Option<i64>,
+    connected_ms: f64,
+) -> Result<()> {
+    let db = env.d1(DB_BINDING)?;
+    let cursor = cursor_us.map_or(JsValue::NULL, |c| JsValue::from(c as f64));
+    db.batch(vec![
+        alive_statement(&db, endpoint, connected_ms)?,
+        db.prepare(
+            "UPDATE jetstream_cursor SET rewind_to_us = NULL WHERE consumer = ?1 AND rewind_to_us >= ?2",
+        )
+        .bind(&[CONSUMER.into(), cursor.clone()])?,
+        db.prepare(
+            "UPDATE backfill_repos SET replayed = 1
+             WHERE state = 'done' AND replayed = 0 AND requested_at * 1000 >= ?1 AND updated_at <= ?2",
+        )
+        .bind(&[cursor, connected_ms.into()])?,
+    ])
+    .await?;
+    Ok(())
+}
+
+/// The consumer checked on its socket and found it open.
+pub async fn jetstream_alive(env: &Env, endpoint: &str) -> Result<()> {
+    let db = env.d1(DB_BINDING)?;
+    alive_statement(&db, endpoint, Date::now().as_millis() as f64)?
+        .run()
+        .await?;
+    Ok(())
+}
+
+fn alive_statement(db: &D1Database, endpoint: &str, now_ms: f64) -> Result<D1PreparedStatement> {
+    db.prepare(
+        "INSERT INTO jetstream_cursor (consumer, endpoint, updated_at, alive_at) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (consumer) DO UPDATE SET alive_at = excluded.alive_at",
+    )
+    .bind(&[CONSUMER.into(), endpoint.into(), now_ms.into()])
+}
+
+/// The consumer's socket closed: until it is open again, the index is not
+/// current for anyone (`index::current`).
+pub async fn jetstream_down(env: &Env) -> Result<()> {
     env.d1(DB_BINDING)?
-        .prepare("UPDATE jetstream_cursor SET rewind_to_us = NULL WHERE consumer = ?1")
+        .prepare("UPDATE jetstream_cursor SET alive_at = NULL WHERE consumer = ?1")
         .bind(&[CONSUMER.into()])?
         .run()
         .await?;
@@ -90,25 +137,37 @@ pub async fn rebuild_started(env: &Env) -> Result<f64> {
 }
 
 /// The backfill has no work left: a rebuild still open is finished, and
-/// the consumer is asked to replay from its start (the events that came
-/// while the backfill read, applied again over what it read). True when a
-/// rebuild was finished.
-pub async fn rebuild_finished(env: &Env) -> Result<bool> {
+/// the consumer (`jetstream`: its endpoint, when there is one) is asked to
+/// replay from the start of every walk it has not replayed over yet (the
+/// rebuild's, and each account's read since), so an event that came while
+/// a page was read is applied again over what the page said. True when a
+/// replay was asked for.
+pub async fn backfill_drained(env: &Env, jetstream: Option<&str>) -> Result<bool> {
     let db = env.d1(DB_BINDING)?;
     let now = Date::now().as_millis() as f64;
-    let answers = db
-        .batch(vec![
+    let mut statements = vec![];
+    if let Some(endpoint) = jetstream {
+        statements.push(
             db.prepare(
-                "UPDATE jetstream_cursor SET rewind_to_us = (SELECT MIN(started_at) * 1000 FROM backfill_rebuilds WHERE finished_at IS NULL)
-                 WHERE consumer = ?1 AND EXISTS (SELECT 1 FROM backfill_rebuilds WHERE finished_at IS NULL)",
+                "INSERT INTO jetstream_cursor (consumer, endpoint, updated_at, rewind_to_us)
+                 SELECT ?1, ?2, ?3, start FROM (SELECT MIN(start) AS start FROM (
+                   SELECT started_at * 1000 AS start FROM backfill_rebuilds WHERE finished_at IS NULL
+                   UNION ALL SELECT requested_at * 1000 FROM backfill_repos WHERE state = 'done' AND replayed = 0))
+                 WHERE start IS NOT NULL
+                 ON CONFLICT (consumer) DO UPDATE SET
+                   rewind_to_us = MIN(COALESCE(jetstream_cursor.rewind_to_us, excluded.rewind_to_us), excluded.rewind_to_us)",
             )
-            .bind(&[CONSUMER.into()])?,
-            db.prepare("UPDATE backfill_rebuilds SET finished_at = ?1 WHERE finished_at IS NULL")
-                .bind(&[now.into()])?,
-        ])
-        .await?;
-    Ok(answers[1]
-        .meta()?
-        .and_then(|m| m.changes)
-        .is_some_and(|c| c > 0))
+            .bind(&[CONSUMER.into(), endpoint.into(), now.into()])?,
+        );
+    }
+    statements.push(
+        db.prepare("UPDATE backfill_rebuilds SET finished_at = ?1 WHERE finished_at IS NULL")
+            .bind(&[now.into()])?,
+    );
+    let answers = db.batch(statements).await?;
+    Ok(jetstream.is_some()
+        && answers[0]
+            .meta()?
+            .and_then(|m| m.changes)
+            .is_some_and(|c| c > 0))
 }

@@ -9,11 +9,13 @@
 //! network's records (and how many it applied and skipped); `backfill` where
 //! each walk of a PDS stands, and the emptying a rebuild starts with;
 //! `uploads` the part ETags of blob uploads in progress (transient, not
-//! from records).
+//! from records); `current` the registry reads answered from the index
+//! instead of the owner's PDS, while the index is current for the owner.
 //! Imports only `config` (for the binding) and `atcr-protocol`.
 
 mod backfill;
 mod browse;
+mod current;
 mod jetstream;
 mod pulls;
 mod search;
@@ -24,6 +26,7 @@ mod writes;
 
 pub use backfill::*;
 pub use browse::*;
+pub use current::*;
 pub use jetstream::*;
 pub use pulls::*;
 pub use search::*;

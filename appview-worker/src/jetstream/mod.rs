@@ -16,7 +16,10 @@
 //! What keeps it running: the cron trigger pokes it every minute
 //! (`poke`, from the scheduled event), and it sets itself an alarm every
 //! 30 seconds (2 seconds after its socket closes); each checks the socket
-//! and connects again when it is gone. `JETSTREAM_URL` empty: it does nothing.
+//! and connects again when it is gone. Each check that finds the socket open
+//! marks the consumer alive in D1 (`alive_at`), and a closed socket clears
+//! the mark: registry reads trust the index over PDSs only while it is
+//! fresh (`index::current`). `JETSTREAM_URL` empty: it does nothing.
 
 pub(crate) mod apply;
 
@@ -150,6 +153,8 @@ impl JetstreamConsumer {
             if let Err(e) = self.connect(&base).await {
                 console_error!("jetstream: cannot connect to {base}: {e}");
             }
+        } else if let Err(e) = crate::index::jetstream_alive(&self.env, &base).await {
+            console_error!("jetstream: not marked alive: {e}");
         }
         self.state.storage().set_alarm(ALARM_MS).await?;
         Ok(true)
@@ -169,9 +174,7 @@ impl JetstreamConsumer {
         let ws = WebSocket::connect(url.parse()?).await?;
         ws.accept()?;
         console_log!("jetstream: connected to {url}");
-        if rewind.is_some() {
-            crate::index::jetstream_rewound(&self.env).await?;
-        }
+        let connected_ms = Date::now().as_millis() as f64;
         let generation = {
             let mut live = self.live.borrow_mut();
             live.connected = true;
@@ -181,6 +184,8 @@ impl JetstreamConsumer {
             live.generation
         };
         let (env, live, storage) = (self.env.clone(), self.live.clone(), self.state.storage());
+        // `follow` listens before anything else awaits: a message the socket
+        // dispatches with no listener is lost.
         wasm_bindgen_futures::spawn_local(async move {
             if let Err(e) = follow(&ws, &env, &live, saved).await {
                 console_error!("jetstream: the stream failed: {e}");
@@ -196,11 +201,18 @@ impl JetstreamConsumer {
             };
             save(&env, &live).await;
             if current {
+                if let Err(e) = crate::index::jetstream_down(&env).await {
+                    console_error!("jetstream: not marked down: {e}");
+                }
                 if let Err(e) = storage.set_alarm(RECONNECT_MS).await {
                     console_error!("jetstream: no alarm to connect again: {e}");
                 }
             }
         });
+        let recorded = crate::index::jetstream_connected(&self.env, base, cursor, connected_ms);
+        if let Err(e) = recorded.await {
+            console_error!("jetstream: connected, but not recorded as alive: {e}");
+        }
         Ok(())
     }
 }

@@ -115,7 +115,7 @@ async fn dispatch(
         Route::Referrers { name, digest } => {
             referrers::list_referrers(&req, env, config, &name, &digest).await
         }
-        Route::Tags { name } => tags::list_tags(&req, config, &name).await,
+        Route::Tags { name } => tags::list_tags(&req, env, config, &name).await,
         Route::Catalog if method == Method::Get => catalog::list(&req, env).await,
         // Push was granted, so the token names its user.
         Route::UploadStart { name } => match signed_in(&claims, "push") {

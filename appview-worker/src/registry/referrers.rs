@@ -1,7 +1,9 @@
 //! `GET /v2/<name>/referrers/<digest>?artifactType=`: every manifest in the
-//! repository whose `subject` is `digest`, as an OCI index. Read from the
-//! owner's records (the repository's key range, so any appview answers the
-//! same), joined with what the index knows: manifests whose records predate
+//! repository whose `subject` is `digest`, as an OCI index. While the index
+//! is current for the owner (`index::current`), it names the referrers and
+//! their records are read by key. Otherwise, read from the owner's records
+//! (the repository's key range, so any appview answers the same), joined
+//! with what the index knows: manifests whose records predate
 //! digest-derived keys, and those beyond the range read in a repository of
 //! more than `SCANNED_MANIFESTS` manifests.
 
@@ -14,7 +16,7 @@ use crate::oci_error::{error, refuse};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::{collections, manifest, Digest, OciCode};
 use serde_json::{json, Value};
-use worker::{EncodeBody, Env, Request, Response, Result};
+use worker::{console_warn, EncodeBody, Env, Request, Response, Result};
 use worker_support::query_param;
 
 /// How many of a repository's manifest records one referrers call reads
@@ -53,14 +55,27 @@ pub async fn list_referrers(
     Ok(resp)
 }
 
-/// The repository's manifest records whose subject is `subject`: those in
-/// its key range, then those only the index knows, read by their keys.
+/// The repository's manifest records whose subject is `subject`: with the
+/// index current for the owner, those it names, read by their keys (as many
+/// reads as referrers); otherwise those in the repository's key range, then
+/// those only the index knows.
 async fn referring_records(
     env: &Env,
     owner: &Identity,
     repository: &str,
     subject: &Digest,
 ) -> std::result::Result<Vec<Value>, String> {
+    let did = owner.did.as_str();
+    match index::current_referrers(env, did, repository, subject.as_str()).await {
+        Ok(Some(rows)) => {
+            let keys = rows
+                .iter()
+                .map(|row| record_key(&row.record_uri).to_string());
+            return read_referrers(owner, repository, subject, keys.collect(), vec![]).await;
+        }
+        Ok(None) => {}
+        Err(e) => console_warn!("referrers: the index could not say, read from the PDS: {e}"),
+    }
     let refers = |r: &Value| r["value"]["subject"]["digest"].as_str() == Some(subject.as_str());
     let (range, indexed) = futures_util::join!(
         repository_records(
@@ -73,7 +88,7 @@ async fn referring_records(
         ),
         index::referrers(env, owner.did.as_str(), repository, subject.as_str()),
     );
-    let mut found: Vec<Value> = range?.records.into_iter().filter(refers).collect();
+    let found: Vec<Value> = range?.records.into_iter().filter(refers).collect();
     let seen = |digest: &str| {
         found
             .iter()
@@ -85,7 +100,19 @@ async fn referring_records(
         .filter(|row| !seen(&row.digest))
         .map(|row| record_key(&row.record_uri).to_string())
         .collect();
-    let reads = unseen
+    read_referrers(owner, repository, subject, unseen, found).await
+}
+
+/// `found`, and the manifest records under `keys` that still refer to
+/// `subject` from `repository`, read at once.
+async fn read_referrers(
+    owner: &Identity,
+    repository: &str,
+    subject: &Digest,
+    keys: Vec<String>,
+    mut found: Vec<Value>,
+) -> std::result::Result<Vec<Value>, String> {
+    let reads = keys
         .iter()
         .map(|key| get_record(&owner.pds, &owner.did, collections::MANIFEST, key));
     for record in futures_util::future::try_join_all(reads)
@@ -94,7 +121,10 @@ async fn referring_records(
         .flatten()
     {
         // The index may lag behind a deletion or an edit: the record decides.
-        if refers(&record) && record["value"]["repository"].as_str() == Some(repository) {
+        let value = &record["value"];
+        if value["subject"]["digest"].as_str() == Some(subject.as_str())
+            && value["repository"].as_str() == Some(repository)
+        {
             found.push(record);
         }
     }
