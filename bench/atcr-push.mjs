@@ -6,18 +6,13 @@
 //
 //   ./dev bench push [layer MB, default 1024] [parallel, default 4] [part MB, default 16]
 import crypto from 'node:crypto';
-import { createRequire } from 'node:module';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack, ROOT } from '../tests/lib/stack.mjs';
 import { randomFile } from '../tests/lib/hold.mjs';
-
-const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
-const {
-  S3Client, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, DeleteObjectCommand,
-} = require('@aws-sdk/client-s3');
+import { directS3Upload } from './lib/s3.mjs';
 
 const sizeMb = Number(process.argv[2] ?? 1024);
 const parallel = Number(process.argv[3] ?? 4);
@@ -65,37 +60,6 @@ function layout(file, digest, size) {
   return dir;
 }
 
-/** The same bytes straight to S3: multipart, `partMb` parts, `parallel` at a time. */
-async function directS3(file, size) {
-  const s3 = new S3Client({
-    endpoint: stack.urls.s3, region: stack.s3.region, forcePathStyle: true,
-    credentials: { accessKeyId: stack.s3.accessKey, secretAccessKey: stack.s3.secretKey },
-  });
-  const Bucket = stack.s3.bucket, Key = `bench/${crypto.randomUUID()}`;
-  const t = performance.now();
-  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
-  const partSize = partMb * MIB;
-  const count = Math.ceil(size / partSize);
-  const parts = [];
-  let next = 0;
-  const fd = fs.openSync(file, 'r');
-  await Promise.all(Array.from({ length: parallel }, async () => {
-    while (next < count) {
-      const i = next++;
-      const len = Math.min(partSize, size - i * partSize);
-      const body = Buffer.alloc(len);
-      fs.readSync(fd, body, 0, len, i * partSize);
-      const { ETag } = await s3.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body: body, ContentLength: len }));
-      parts[i] = { ETag, PartNumber: i + 1 };
-    }
-  }));
-  fs.closeSync(fd);
-  await s3.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
-  const ms = performance.now() - t;
-  await s3.send(new DeleteObjectCommand({ Bucket, Key }));
-  return ms;
-}
-
 try {
   await run(bin('docker-credential-atcr'), ['store']);
   const size = sizeMb * MIB;
@@ -111,7 +75,7 @@ try {
   const peakKb = Number(fs.readFileSync(rss, 'utf8').trim().split('\n').pop());
   const phases = pushed.err.match(/parts ([\d.]+) s, verified by the hold ([\d.]+) s/);
 
-  results.s3 = await directS3(file, size);
+  results.s3 = await directS3Upload(stack, file, size, { partMb, parallel });
 
   // Fresh bytes for skopeo: the registry would find atcr's layer already there.
   digest = await randomFile(file, size);

@@ -11,6 +11,11 @@ use worker::{D1Database, D1PreparedStatement, Date, Env, Result};
 /// The consumer's row (one consumer per appview).
 const CONSUMER: &str = "jetstream";
 
+/// How far back a replay may reach: Jetstream keeps about a day of events
+/// or more, so an older walk is left to be read again rather than replayed
+/// over from a cursor the stream no longer has.
+const REPLAY_WITHIN_MS: f64 = 24.0 * 3600.0 * 1000.0;
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct JetstreamCursor {
     /// Unix µs of the last event applied.
@@ -152,12 +157,18 @@ pub async fn backfill_drained(env: &Env, jetstream: Option<&str>) -> Result<bool
                 "INSERT INTO jetstream_cursor (consumer, endpoint, updated_at, rewind_to_us)
                  SELECT ?1, ?2, ?3, start FROM (SELECT MIN(start) AS start FROM (
                    SELECT started_at * 1000 AS start FROM backfill_rebuilds WHERE finished_at IS NULL
-                   UNION ALL SELECT requested_at * 1000 FROM backfill_repos WHERE state = 'done' AND replayed = 0))
+                   UNION ALL SELECT requested_at * 1000 FROM backfill_repos
+                     WHERE state = 'done' AND replayed = 0 AND requested_at >= ?4))
                  WHERE start IS NOT NULL
                  ON CONFLICT (consumer) DO UPDATE SET
                    rewind_to_us = MIN(COALESCE(jetstream_cursor.rewind_to_us, excluded.rewind_to_us), excluded.rewind_to_us)",
             )
-            .bind(&[CONSUMER.into(), endpoint.into(), now.into()])?,
+            .bind(&[
+                CONSUMER.into(),
+                endpoint.into(),
+                now.into(),
+                (now - REPLAY_WITHIN_MS).into(),
+            ])?,
         );
     }
     statements.push(

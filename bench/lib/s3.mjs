@@ -1,0 +1,50 @@
+// The physical limit a push is measured against: the same bytes uploaded
+// straight to the stack's S3 server, multipart, with a chosen part size and
+// number of parts in flight.
+import crypto from 'node:crypto';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ROOT } from '../../tests/lib/stack.mjs';
+
+const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
+const {
+  S3Client, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, DeleteObjectCommand,
+} = require('@aws-sdk/client-s3');
+
+const MIB = 1024 * 1024;
+
+/**
+ * Uploads `file` (`size` bytes) to the stack's bucket in `partMb` MiB parts,
+ * `parallel` at a time, read from disk at their offsets; resolves to the
+ * milliseconds it took (the object is deleted afterwards, untimed).
+ */
+export async function directS3Upload(stack, file, size, { partMb, parallel }) {
+  const s3 = new S3Client({
+    endpoint: stack.urls.s3, region: stack.s3.region, forcePathStyle: true,
+    credentials: { accessKeyId: stack.s3.accessKey, secretAccessKey: stack.s3.secretKey },
+  });
+  const Bucket = stack.s3.bucket, Key = `bench/${crypto.randomUUID()}`;
+  const t = performance.now();
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+  const partSize = partMb * MIB;
+  const count = Math.ceil(size / partSize);
+  const parts = [];
+  let next = 0;
+  const fd = fs.openSync(file, 'r');
+  await Promise.all(Array.from({ length: parallel }, async () => {
+    while (next < count) {
+      const i = next++;
+      const len = Math.min(partSize, size - i * partSize);
+      const body = Buffer.alloc(len);
+      fs.readSync(fd, body, 0, len, i * partSize);
+      const { ETag } = await s3.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body: body, ContentLength: len }));
+      parts[i] = { ETag, PartNumber: i + 1 };
+    }
+  }));
+  fs.closeSync(fd);
+  await s3.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
+  const ms = performance.now() - t;
+  await s3.send(new DeleteObjectCommand({ Bucket, Key }));
+  return ms;
+}
