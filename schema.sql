@@ -172,7 +172,8 @@ CREATE TABLE IF NOT EXISTS backfill_repos (
   error        TEXT,
   requested_at INTEGER NOT NULL,          -- unix ms
   updated_at   INTEGER NOT NULL,          -- unix ms
-  replayed     INTEGER NOT NULL DEFAULT 0 -- 1: the consumer replayed the stream over this walk since it finished (0009)
+  replayed     INTEGER NOT NULL DEFAULT 0, -- 1: the consumer replayed the stream over this walk since it finished (0009)
+  attempts     INTEGER NOT NULL DEFAULT 0  -- failed tries in a row of the page at cursor (0009)
 );
 CREATE INDEX IF NOT EXISTS backfill_repos_state ON backfill_repos (state, requested_at);
 

@@ -5,13 +5,13 @@
 // limit is lifted for it). Also reports atcr's peak memory (RSS).
 //
 //   ./dev bench push [layer MB, default 1024] [parallel, default 4] [part MB, default 16]
-import crypto from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack, ROOT } from '../tests/lib/stack.mjs';
 import { randomFile } from '../tests/lib/hold.mjs';
+import { fileImage } from '../tests/lib/image.mjs';
 import { directS3Upload } from './lib/s3.mjs';
 
 const sizeMb = Number(process.argv[2] ?? 1024);
@@ -37,29 +37,6 @@ const run = (cmd, args) => new Promise((resolve, reject) => {
 const registry = `127.0.0.1:${stack.ports.appview}`;
 const alice = stack.accounts.alice;
 
-/** An OCI layout holding one image: a small config and `file` as its layer. */
-function layout(file, digest, size) {
-  const dir = fs.mkdtempSync(path.join(scratch, 'layout-'));
-  const blobs = path.join(dir, 'blobs', 'sha256');
-  fs.mkdirSync(blobs, { recursive: true });
-  const write = (bytes) => {
-    const hex = crypto.createHash('sha256').update(bytes).digest('hex');
-    fs.writeFileSync(path.join(blobs, hex), bytes);
-    return { digest: `sha256:${hex}`, size: bytes.length };
-  };
-  fs.linkSync(file, path.join(blobs, digest.slice(7)));
-  const config = write(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] } })));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size }],
-  }));
-  const m = write(manifest);
-  fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'b' } }] }));
-  fs.writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  return dir;
-}
-
 try {
   await run(bin('docker-credential-atcr'), ['store']);
   const size = sizeMb * MIB;
@@ -69,7 +46,7 @@ try {
   let digest = await randomFile(file, size);
   let t = performance.now();
   const rss = path.join(scratch, 'rss');
-  const pushed = await run('/usr/bin/time', ['-f', '%M', '-o', rss, bin('atcr'), 'push', `oci:${layout(file, digest, size)}:b`,
+  const pushed = await run('/usr/bin/time', ['-f', '%M', '-o', rss, bin('atcr'), 'push', `oci:${fileImage(scratch, { file, digest, size, tag: 'b' }).layout}:b`,
     `${registry}/${alice.handle}/bench:atcr`, '--parallel', String(parallel), '--part-size', `${partMb}MiB`]);
   results.atcr = performance.now() - t;
   const peakKb = Number(fs.readFileSync(rss, 'utf8').trim().split('\n').pop());
@@ -83,7 +60,7 @@ try {
   let skopeoFailed;
   try {
     await run('skopeo', ['copy', '--dest-tls-verify=false', '--dest-creds', `${alice.handle}:${alice.appPassword}`,
-      `oci:${layout(file, digest, size)}:b`, `docker://${registry}/${alice.handle}/bench:skopeo`]);
+      `oci:${fileImage(scratch, { file, digest, size, tag: 'b' }).layout}:b`, `docker://${registry}/${alice.handle}/bench:skopeo`]);
   } catch (e) {
     skopeoFailed = e.message.split('\n').pop().slice(-300);
   }

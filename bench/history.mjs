@@ -89,8 +89,9 @@ try {
 /** Waits until the appview whose D1 is in `stateDir` holds `did`'s index current: its walk done and replayed over. */
 async function indexCurrent(stateDir, did) {
   for (;;) {
-    const [row] = queryD1(stateDir, `SELECT records, replayed FROM backfill_repos WHERE did = '${did}' AND state = 'done'`);
-    if (row?.replayed === 1) return row;
+    const [row] = queryD1(stateDir, `SELECT state, records, replayed, error FROM backfill_repos WHERE did = '${did}'`);
+    if (row?.state === 'failed') throw new Error(`the backfill of ${did} failed: ${row.error}`);
+    if (row?.state === 'done' && row.replayed === 1) return row;
     await new Promise((r) => setTimeout(r, 1000));
   }
 }

@@ -8,6 +8,10 @@
 -- after the walk finished; a walk requested again starts at 0.
 ALTER TABLE backfill_repos ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0;
 
+-- Failed tries in a row of the page at the walk's place: a walk is given up
+-- only after several (a PDS that stalls once does not cost the whole walk).
+ALTER TABLE backfill_repos ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+
 -- Unix ms of the consumer's last check with its socket open (every 30 s);
 -- NULL once its socket has closed.
 ALTER TABLE jetstream_cursor ADD COLUMN alive_at INTEGER;

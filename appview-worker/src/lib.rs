@@ -120,7 +120,9 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
         {
             auth::exchange::exchange(req, &config).await
         }
-        (Method::Get | Method::Post, "/auth/token") => auth::token::issue(req, env, &config).await,
+        (Method::Get | Method::Post, "/auth/token") => {
+            auth::token::issue(req, env, ctx, &config).await
+        }
         (Method::Post, "/auth/device/code") => {
             auth::device_grant::start(&mut req, env, &config).await
         }

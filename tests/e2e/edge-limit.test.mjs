@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack } from '../lib/stack.mjs';
 import { PLAN_BODY_LIMITS } from '../lib/edge.mjs';
-import { runIn } from '../lib/clients.mjs';
+import { runIn, oras as orasScript } from '../lib/clients.mjs';
 import { listAllRecords } from '../lib/atproto.mjs';
 import { buildImage } from '../lib/image.mjs';
 import { randomFile } from '../lib/hold.mjs';
@@ -161,23 +161,8 @@ test('on the R2 hold, a chunk storage could not assemble is refused with 416 nam
   await up.assertPullable(name, digest, blob);
 });
 
-const ORAS_PRELUDE = `
-import hashlib, json, os, sys
-import oras.client
-p = json.load(sys.stdin)
-c = oras.client.OrasClient(hostname=p["registry"], insecure=True)
-c.login(username=p["user"], password=p["password"], hostname=p["registry"], tls_verify=False)
-exchanges = []
-c.session.hooks["response"].append(lambda r, *a, **k: exchanges.append([r.request.method, r.status_code, int(r.request.headers.get("Content-Length") or 0)]))
-def report(**kw):
-    print(json.dumps({"exchanges": exchanges, **kw}))
-`;
-
-async function oras(script, params) {
-  const res = await run('python3', ['-c', ORAS_PRELUDE + script], JSON.stringify({ registry, user: alice.handle, password: alice.appPassword, ...params }));
-  assert.equal(res.code, 0, `${res.stderr}\n${res.stdout}`);
-  return JSON.parse(res.stdout.trim().split('\n').pop());
-}
+/** An oras-py script as alice (tests/lib/clients.mjs `oras`). */
+const oras = (script, params) => orasScript(scratch, script, { registry, user: alice.handle, password: alice.appPassword, ...params });
 
 test('oras pushes a 300 MB layer under the 100 MB limit in chunks of the announced maximum, onto the R2 hold, and pulls it back byte-identical', { timeout: 900_000 }, async () => {
   const file = path.join(scratch, 'layer-300mb.bin');

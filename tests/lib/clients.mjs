@@ -15,3 +15,28 @@ export function runIn(home, cmd, args, { input, timeout = 300_000 } = {}) {
     if (input !== undefined) child.stdin.end(input);
   });
 }
+
+const ORAS_PRELUDE = `
+import hashlib, json, os, sys
+import oras.client
+p = json.load(sys.stdin)
+c = oras.client.OrasClient(hostname=p["registry"], insecure=True)
+c.login(username=p["user"], password=p["password"], hostname=p["registry"], tls_verify=False)
+exchanges = []
+c.session.hooks["response"].append(lambda r, *a, **k: exchanges.append([r.request.method, r.status_code, int(r.request.headers.get("Content-Length") or 0)]))
+def report(**kw):
+    print(json.dumps({"exchanges": exchanges, **kw}))
+`;
+
+/**
+ * Runs a Python `script` with oras-py: `p` is `params` (with `registry`,
+ * `user` and `password`, which `c`, an OrasClient, is logged in with), and
+ * `report(**kw)` prints what the script found, with every HTTP exchange as
+ * [method, status, request body length]. Resolves to that report; rejects
+ * with the script's output if it fails.
+ */
+export async function oras(home, script, params) {
+  const res = await runIn(home, 'python3', ['-c', ORAS_PRELUDE + script], { input: JSON.stringify(params), timeout: 540_000 });
+  if (res.code !== 0) throw new Error(`oras script failed (${res.code}):\n${res.stderr}\n${res.stdout}`);
+  return JSON.parse(res.stdout.trim().split('\n').pop());
+}

@@ -61,6 +61,29 @@ export function buildImage(workdir, { tag = 'latest', architecture = 'amd64', la
   return { layout, manifest, manifestBytes, digest: manifestDescriptor.digest, blobs: [configDescriptor, ...layerDescriptors] };
 }
 
+/**
+ * An image whose one layer is `file` (`size` bytes, sha256 `digest`), for
+ * layers too big to build in memory: the file is hard-linked into a new OCI
+ * layout under `workdir`, not copied, and not a tar (a registry never looks
+ * inside a layer). Returns {layout, digest, blobs}, as buildImage does.
+ */
+export function fileImage(workdir, { file, digest, size, tag = 'latest' }) {
+  const layout = fs.mkdtempSync(path.join(workdir, 'image-'));
+  fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  fs.mkdirSync(path.join(layout, 'blobs', 'sha256'), { recursive: true });
+  fs.linkSync(file, path.join(layout, 'blobs', 'sha256', digest.slice('sha256:'.length)));
+  const layerDescriptor = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size };
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] } }));
+  const configDescriptor = writeBlob(layout, config, 'application/vnd.oci.image.config.v1+json');
+  const manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDescriptor, layers: [layerDescriptor] }));
+  const manifestDescriptor = writeBlob(layout, manifestBytes, OCI_MANIFEST);
+  fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{ ...manifestDescriptor, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+  }));
+  return { layout, digest: manifestDescriptor.digest, blobs: [configDescriptor, layerDescriptor] };
+}
+
 /** sha256 of every blob file in an OCI layout: {digest: size}. */
 export function layoutBlobs(layout) {
   const dir = path.join(layout, 'blobs', 'sha256');

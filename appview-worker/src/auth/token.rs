@@ -20,14 +20,14 @@ use crate::auth::limiter;
 use crate::auth::sessions;
 use crate::config::{AppConfig, SIGN_IN_LIMIT_PERIOD_SECS};
 use crate::oci_error::error;
-use atcr_protocol::reference::RepoName;
+use atcr_protocol::reference::{Owner, RepoName};
 use atcr_protocol::registry_token::{sign, Access, RefreshGrant, RegistryClaims, CATALOG_SCOPE};
 use atcr_protocol::{device, Did, OciCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
 use std::time::Duration;
-use worker::{Env, Method, Request, Response, Result};
+use worker::{Context, Env, Method, Request, Response, Result};
 use worker_support::now;
 
 /// Registry tokens are short-lived; clients come back for new ones.
@@ -66,7 +66,12 @@ struct TokenRequest {
     offline: bool,
 }
 
-pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Response> {
+pub async fn issue(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    config: &AppConfig,
+) -> Result<Response> {
     let parsed = match req.method() {
         Method::Post => from_form(&mut req).await,
         _ => from_query(&req),
@@ -100,6 +105,14 @@ pub async fn issue(mut req: Request, env: &Env, config: &AppConfig) -> Result<Re
         },
     };
     let user = signed_in.as_ref().map(|(did, _)| did);
+    // A user signing in: if the index has never read their records, they
+    // are queued, after this answer.
+    if let Some(did) = user {
+        let owner = Owner::Did(did.clone());
+        if !crate::backfill::seen(&owner) {
+            ctx.wait_until(crate::backfill::first_sight(env.clone(), owner));
+        }
+    }
     let refresh_token = match (&signed_in, request.offline) {
         (Some((did, credential)), true) => Some(
             RefreshGrant {

@@ -132,14 +132,17 @@ impl DurableObject for Backfiller {
 
     async fn alarm(&self) -> Result<Response> {
         let config = AppConfig::cached(&self.env).map_err(Error::RustError)?;
-        if let Err(e) = run(&self.env, &config).await {
-            console_error!("backfill: the run failed, tried again at the next: {e}");
-        }
+        let pause = i64::from(config.backfill_pause_ms);
+        let next_run = match run(&self.env, &config).await {
+            Ok(Ran::Paced) => pause,
+            Ok(Ran::RetryAfter(ms)) => ms.max(pause),
+            Err(e) => {
+                console_error!("backfill: the run failed, tried again at the next: {e}");
+                pause
+            }
+        };
         if index::backfill_pending(&self.env).await.unwrap_or(true) {
-            self.state
-                .storage()
-                .set_alarm(i64::from(config.backfill_pause_ms))
-                .await?;
+            self.state.storage().set_alarm(next_run).await?;
         } else if index::backfill_drained(&self.env, config.jetstream_url.as_deref()).await? {
             // Events that came while the walks read, applied again over them.
             if let Err(e) = jetstream::reconnect(&self.env).await {
@@ -150,9 +153,21 @@ impl DurableObject for Backfiller {
     }
 }
 
+/// How many times in a row a page of an account's records is tried before
+/// its walk is given up as failed (a PDS that stalls or answers 5xx now
+/// and then does not cost a walk of 100,000 records).
+const PAGE_TRIES: u32 = 5;
+
+/// How a run ended: its pages read, or a page that failed and is tried
+/// again after the delay (ms).
+enum Ran {
+    Paced,
+    RetryAfter(i64),
+}
+
 /// One run: PDS listings first, then accounts' records, at most
 /// `backfill_pages_per_run` pages in all.
-async fn run(env: &Env, config: &AppConfig) -> Result<()> {
+async fn run(env: &Env, config: &AppConfig) -> Result<Ran> {
     let mut pages = 0;
     while pages < config.backfill_pages_per_run {
         let Some(host) = index::next_host_walk(env).await? else {
@@ -182,12 +197,17 @@ async fn run(env: &Env, config: &AppConfig) -> Result<()> {
                 Ok(next) => place = next,
                 Err(e) => {
                     console_error!("backfill: {did} at {}: {e}", repo.pds);
+                    let tries = index::repo_page_failed(env, &repo.did, &e).await?;
+                    if tries < PAGE_TRIES {
+                        // The walk keeps its place: the same page, a little later.
+                        return Ok(Ran::RetryAfter(1000 << (tries - 1)));
+                    }
                     index::repo_walk_failed(env, &repo.did, &e).await?;
                 }
             }
         }
     }
-    Ok(())
+    Ok(Ran::Paced)
 }
 
 /// One `listRepos` page of `host`: its accounts queued.

@@ -54,7 +54,7 @@ fn repo_requested(db: &D1Database, did: &str, pds: &str, now: f64) -> Result<D1P
     db.prepare(
         "INSERT INTO backfill_repos (did, pds, state, records, skipped, requested_at, updated_at) VALUES (?1, ?2, 'pending', 0, 0, ?3, ?3)
          ON CONFLICT (did) DO UPDATE SET pds = excluded.pds, state = 'pending', collection = NULL, cursor = NULL,
-           records = 0, skipped = 0, last_skip = NULL, error = NULL, replayed = 0,
+           records = 0, skipped = 0, last_skip = NULL, error = NULL, replayed = 0, attempts = 0,
            requested_at = excluded.requested_at, updated_at = excluded.updated_at
          WHERE backfill_repos.state != 'pending'",
     )
@@ -80,7 +80,7 @@ pub async fn backfill_first_sight(env: &Env, did: &Did, pds: &str) -> Result<boo
         .prepare(
             "INSERT INTO backfill_repos (did, pds, state, records, skipped, requested_at, updated_at) VALUES (?1, ?2, 'pending', 0, 0, ?3, ?3)
              ON CONFLICT (did) DO UPDATE SET pds = excluded.pds, state = 'pending', collection = NULL, cursor = NULL,
-               records = 0, skipped = 0, last_skip = NULL, error = NULL, replayed = 0,
+               records = 0, skipped = 0, last_skip = NULL, error = NULL, replayed = 0, attempts = 0,
                requested_at = excluded.requested_at, updated_at = excluded.updated_at
              WHERE backfill_repos.state = 'failed'",
         )
@@ -164,7 +164,8 @@ pub fn repo_page_statement(
 ) -> Result<D1PreparedStatement> {
     db.prepare(
         "UPDATE backfill_repos SET collection = ?2, cursor = ?3, state = ?4,
-           records = records + ?5, skipped = skipped + ?6, last_skip = COALESCE(?7, last_skip), updated_at = ?8
+           records = records + ?5, skipped = skipped + ?6, last_skip = COALESCE(?7, last_skip), updated_at = ?8,
+           attempts = 0, error = NULL
          WHERE did = ?1",
     )
     .bind(&[
@@ -177,6 +178,21 @@ pub fn repo_page_statement(
         nullable(last_skip),
         now_ms().into(),
     ])
+}
+
+/// A page of `did`'s records could not be read or applied: the walk keeps
+/// its place; answers how many times in a row that page has failed.
+pub async fn repo_page_failed(env: &Env, did: &str, error: &str) -> Result<u32> {
+    let tries: Option<f64> = env
+        .d1(DB_BINDING)?
+        .prepare(
+            "UPDATE backfill_repos SET attempts = attempts + 1, error = ?2, updated_at = ?3
+             WHERE did = ?1 RETURNING attempts",
+        )
+        .bind(&[did.into(), error.into(), now_ms().into()])?
+        .first(Some("attempts"))
+        .await?;
+    Ok(tries.unwrap_or(0.0) as u32)
 }
 
 pub async fn repo_walk_failed(env: &Env, did: &str, error: &str) -> Result<()> {
