@@ -6,7 +6,7 @@
 use crate::config::DB_BINDING;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Date, Env, Result};
+use worker::{Date, Env, Result};
 
 /// The consumer's row (one consumer per appview).
 const CONSUMER: &str = "jetstream";
@@ -80,14 +80,12 @@ pub async fn jetstream_progress(
 /// the stream is applied again from before the walk read anything.
 pub async fn jetstream_connected(
     env: &Env,
-    endpoint: &str,
     cursor_us: Option<i64>,
     connected_ms: f64,
 ) -> Result<()> {
     let db = env.d1(DB_BINDING)?;
     let cursor = cursor_us.map_or(JsValue::NULL, |c| JsValue::from(c as f64));
     db.batch(vec![
-        alive_statement(&db, endpoint, connected_ms)?,
         db.prepare(
             "UPDATE jetstream_cursor SET rewind_to_us = NULL WHERE consumer = ?1 AND rewind_to_us >= ?2",
         )
@@ -102,21 +100,19 @@ pub async fn jetstream_connected(
     Ok(())
 }
 
-/// The consumer checked on its socket and found it open.
+/// The consumer checked on its socket and found it open, and caught up
+/// with the stream.
 pub async fn jetstream_alive(env: &Env, endpoint: &str) -> Result<()> {
-    let db = env.d1(DB_BINDING)?;
-    alive_statement(&db, endpoint, Date::now().as_millis() as f64)?
+    let now = Date::now().as_millis() as f64;
+    env.d1(DB_BINDING)?
+        .prepare(
+            "INSERT INTO jetstream_cursor (consumer, endpoint, updated_at, alive_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (consumer) DO UPDATE SET alive_at = excluded.alive_at",
+        )
+        .bind(&[CONSUMER.into(), endpoint.into(), now.into()])?
         .run()
         .await?;
     Ok(())
-}
-
-fn alive_statement(db: &D1Database, endpoint: &str, now_ms: f64) -> Result<D1PreparedStatement> {
-    db.prepare(
-        "INSERT INTO jetstream_cursor (consumer, endpoint, updated_at, alive_at) VALUES (?1, ?2, ?3, ?3)
-         ON CONFLICT (consumer) DO UPDATE SET alive_at = excluded.alive_at",
-    )
-    .bind(&[CONSUMER.into(), endpoint.into(), now_ms.into()])
 }
 
 /// The consumer's socket closed: until it is open again, the index is not

@@ -17,9 +17,10 @@
 //! (`poke`, from the scheduled event), and it sets itself an alarm every
 //! 30 seconds (2 seconds after its socket closes); each checks the socket
 //! and connects again when it is gone. Each check that finds the socket open
-//! marks the consumer alive in D1 (`alive_at`), and a closed socket clears
-//! the mark: registry reads trust the index over PDSs only while it is
-//! fresh (`index::current`). `JETSTREAM_URL` empty: it does nothing.
+//! and the stream caught up (no replay under way) marks the consumer alive
+//! in D1 (`alive_at`), and a closed socket clears the mark: registry reads
+//! trust the index over PDSs only while it is fresh (`index::current`).
+//! `JETSTREAM_URL` empty: it does nothing.
 
 pub(crate) mod apply;
 
@@ -88,6 +89,26 @@ struct Live {
     saved_at_ms: f64,
     /// A save is set for a second from now (`save_soon`).
     save_coming: bool,
+    /// Unix ms when the last burst of messages came, and the newest event
+    /// applied on this connection: together they say whether a replay is
+    /// still under way.
+    last_burst_ms: f64,
+    newest_us: Option<i64>,
+}
+
+/// How close to now the stream must be for the consumer to count as
+/// caught up: its newest event this recent, or no message for this long
+/// (a replay streams without pause, so a quiet socket has drained it).
+const CAUGHT_UP_MS: f64 = 5_000.0;
+
+impl Live {
+    fn caught_up(&self, now_ms: f64) -> bool {
+        self.connected
+            && (self
+                .newest_us
+                .is_some_and(|t| now_ms - (t as f64) / 1000.0 < CAUGHT_UP_MS)
+                || now_ms - self.last_burst_ms > CAUGHT_UP_MS)
+    }
 }
 
 #[derive(Serialize)]
@@ -153,8 +174,10 @@ impl JetstreamConsumer {
             if let Err(e) = self.connect(&base).await {
                 console_error!("jetstream: cannot connect to {base}: {e}");
             }
-        } else if let Err(e) = crate::index::jetstream_alive(&self.env, &base).await {
-            console_error!("jetstream: not marked alive: {e}");
+        } else if self.live.borrow().caught_up(Date::now().as_millis() as f64) {
+            if let Err(e) = crate::index::jetstream_alive(&self.env, &base).await {
+                console_error!("jetstream: not marked alive: {e}");
+            }
         }
         self.state.storage().set_alarm(ALARM_MS).await?;
         Ok(true)
@@ -178,6 +201,8 @@ impl JetstreamConsumer {
         let generation = {
             let mut live = self.live.borrow_mut();
             live.connected = true;
+            live.newest_us = None;
+            live.last_burst_ms = connected_ms;
             live.socket = Some(ws.clone());
             live.endpoint = base.to_string();
             live.generation += 1;
@@ -209,9 +234,9 @@ impl JetstreamConsumer {
                 }
             }
         });
-        let recorded = crate::index::jetstream_connected(&self.env, base, cursor, connected_ms);
+        let recorded = crate::index::jetstream_connected(&self.env, cursor, connected_ms);
         if let Err(e) = recorded.await {
-            console_error!("jetstream: connected, but not recorded as alive: {e}");
+            console_error!("jetstream: the connection's replay not recorded: {e}");
         }
         Ok(())
     }
@@ -280,6 +305,7 @@ async fn apply_burst(
     let mut outcomes = apply::apply_all(env, config, &changes).await.into_iter();
     {
         let mut live = live.borrow_mut();
+        live.last_burst_ms = Date::now().as_millis() as f64;
         for event in &events {
             let outcome = match &event.change {
                 Ok(_) => outcomes.next().unwrap_or(Ok(())),
@@ -289,6 +315,7 @@ async fn apply_burst(
             // applied again (harmless), counted once.
             let new = replayed_until.is_none_or(|until| event.time_us > until);
             live.time_us = live.time_us.max(Some(event.time_us));
+            live.newest_us = live.newest_us.max(Some(event.time_us));
             match outcome {
                 Ok(()) => live.applied += u64::from(new),
                 Err(why) if new => skips.push(why),
