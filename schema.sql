@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '9');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '10');
 
 -- index: identities seen by the appview.
 CREATE TABLE IF NOT EXISTS users (
@@ -129,6 +129,37 @@ CREATE TABLE IF NOT EXISTS stars (
   PRIMARY KEY (starrer_did, owner_did, repository)
 );
 CREATE INDEX IF NOT EXISTS stars_repository ON stars (owner_did, repository);
+
+-- index (migration 0010): io.atcr.sailor.profile records, one per user: the
+-- hold their new blobs go to. Times here and below are the records' own.
+CREATE TABLE IF NOT EXISTS profiles (
+  did          TEXT PRIMARY KEY,
+  default_hold TEXT,                      -- NULL: the appview's default hold
+  updated_at   INTEGER NOT NULL           -- the record's updatedAt, else createdAt
+);
+
+-- index (migration 0010): io.atcr.hold records, holds their owners run.
+CREATE TABLE IF NOT EXISTS holds (
+  record_uri TEXT PRIMARY KEY,            -- at://owner/io.atcr.hold/rkey
+  owner_did  TEXT NOT NULL,
+  hold_did   TEXT NOT NULL,               -- the endpoint when it is a did:web, else its URL's did:web
+  endpoint   TEXT NOT NULL,
+  public     INTEGER NOT NULL,            -- 1: anyone may pull
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS holds_owner ON holds (owner_did);
+
+-- index (migration 0010): io.atcr.hold.crew records: who may push to an
+-- owner's holds (crew belongs to the owner, so to every hold they run).
+CREATE TABLE IF NOT EXISTS crew (
+  record_uri  TEXT PRIMARY KEY,           -- at://owner/io.atcr.hold.crew/rkey
+  owner_did   TEXT NOT NULL,
+  member_did  TEXT NOT NULL,
+  role        TEXT,
+  permissions TEXT NOT NULL,              -- JSON array: blob:read, blob:write; []: both
+  added_at    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS crew_owner ON crew (owner_did, member_did);
 
 -- The Jetstream consumer's place in the network's stream (migration 0006):
 -- the time_us of the last event it applied (it resumes a few seconds before

@@ -20,12 +20,16 @@ use serde_json::Value;
 
 /// The collections a backfill reads, in order: manifests before the tags
 /// that name them (a tag keyed by a TID finds its manifest in the index),
-/// pages after the repositories they describe exist.
-pub const COLLECTIONS: [&str; 4] = [
+/// pages after the repositories they describe exist; the profile, holds
+/// and crew depend on nothing else.
+pub const COLLECTIONS: [&str; 7] = [
     collections::MANIFEST,
     collections::TAG,
     collections::REPO_PAGE,
     collections::STAR,
+    collections::PROFILE,
+    collections::HOLD,
+    collections::HOLD_CREW,
 ];
 
 /// Records per `listRecords` page (its lexicon's maximum).
@@ -321,6 +325,9 @@ mod tests {
                 (collections::TAG, None),
                 (collections::REPO_PAGE, None),
                 (collections::STAR, None),
+                (collections::PROFILE, None),
+                (collections::HOLD, None),
+                (collections::HOLD_CREW, None),
             ]
         );
     }

@@ -20,11 +20,14 @@ use serde_json::Value;
 use std::fmt;
 
 /// The collections the index follows (Jetstream's `wantedCollections`).
-pub const WANTED_COLLECTIONS: [&str; 4] = [
+pub const WANTED_COLLECTIONS: [&str; 7] = [
     collections::MANIFEST,
     collections::TAG,
     collections::STAR,
     collections::REPO_PAGE,
+    collections::PROFILE,
+    collections::HOLD,
+    collections::HOLD_CREW,
 ];
 
 /// How far before its saved cursor a consumer resumes: events near the
@@ -91,6 +94,21 @@ pub enum Change {
     PageDeleted {
         repository: String,
     },
+    /// The author's `io.atcr.sailor.profile`: their default hold.
+    Profile(ProfileEntry),
+    /// The author's profile deleted: their pushes go to the appview's
+    /// default hold.
+    ProfileDeleted,
+    /// An `io.atcr.hold` the author runs.
+    Hold(HoldEntry),
+    HoldDeleted {
+        record_uri: String,
+    },
+    /// An `io.atcr.hold.crew` record: a member of the author's holds' crew.
+    Crew(CrewEntry),
+    CrewDeleted {
+        record_uri: String,
+    },
     /// The author's identity changed (handle, PDS): resolve it again.
     Identity,
     /// The author's account was deactivated (`false`: its user and their
@@ -99,7 +117,7 @@ pub enum Change {
     Account {
         active: bool,
     },
-    /// An event the index has no place for (a profile, another collection).
+    /// An event the index has no place for (another collection).
     Ignored,
 }
 
@@ -135,6 +153,38 @@ pub struct TagEntry {
 pub struct StarEntry {
     pub owner: Did,
     pub repository: String,
+    pub record_uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileEntry {
+    /// The hold new blobs go to; `None`: the appview's default.
+    pub default_hold: Option<Did>,
+    /// Unix ms of the record's `updatedAt`, else its `createdAt`.
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldEntry {
+    /// The hold's DID: the record's `endpoint` when that is a did:web,
+    /// else the did:web of the endpoint's host (a hold's identity).
+    pub hold: Did,
+    pub endpoint: String,
+    /// Whether anyone may read from it.
+    pub public: bool,
+    /// Unix ms of `createdAt`.
+    pub created_at: i64,
+    pub record_uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrewEntry {
+    pub member: Did,
+    pub role: Option<String>,
+    /// `blob:read`, `blob:write`; empty: both.
+    pub permissions: Vec<String>,
+    /// Unix ms of `addedAt`.
+    pub added_at: i64,
     pub record_uri: String,
 }
 
@@ -227,6 +277,9 @@ fn commit_change(did: &Did, commit: RawCommit) -> Result<Change, Skip> {
             collections::REPO_PAGE => Change::PageDeleted {
                 repository: commit.rkey.replace('~', "/"),
             },
+            collections::PROFILE if commit.rkey == PROFILE_KEY => Change::ProfileDeleted,
+            collections::HOLD => Change::HoldDeleted { record_uri: uri },
+            collections::HOLD_CREW => Change::CrewDeleted { record_uri: uri },
             _ => Change::Ignored,
         }),
         "create" | "update" => record_change(did, collection, &commit.rkey, commit.record.as_ref()),
@@ -258,6 +311,9 @@ pub fn record_change(
         collections::TAG => tag_change(record, &uri).map(Change::Tag),
         collections::STAR => star_change(record, &uri).map(Change::Star),
         collections::REPO_PAGE => page_change(record),
+        collections::PROFILE => profile_change(rkey, record).map(Change::Profile),
+        collections::HOLD => hold_change(did, record, &uri).map(Change::Hold),
+        collections::HOLD_CREW => crew_change(record, &uri).map(Change::Crew),
         _ => Ok(Change::Ignored),
     };
     change.map_err(malformed)
@@ -277,18 +333,27 @@ fn optional_string<'a>(record: &'a Value, key: &str) -> Result<Option<&'a str>, 
     }
 }
 
-/// `createdAt` (and `updatedAt`, when present) are RFC 3339 datetimes.
-fn datetimes(record: &Value) -> Result<(), String> {
-    let check = |key: &str, value: &str| {
-        chrono::DateTime::parse_from_rfc3339(value)
-            .map(|_| ())
-            .map_err(|_| format!("'{key}' is not a datetime"))
-    };
-    check("createdAt", string(record, "createdAt")?)?;
-    if let Some(updated) = optional_string(record, "updatedAt")? {
-        check("updatedAt", updated)?;
+/// The RFC 3339 datetime under `key`, as unix ms.
+fn datetime(record: &Value, key: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(string(record, key)?)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| format!("'{key}' is not a datetime"))
+}
+
+/// `createdAt` (and `updatedAt`, when present) are RFC 3339 datetimes;
+/// answers the later one's unix ms (`updatedAt`, else `createdAt`).
+fn datetimes(record: &Value) -> Result<i64, String> {
+    let created = datetime(record, "createdAt")?;
+    match record["updatedAt"] {
+        Value::Null => Ok(created),
+        _ => datetime(record, "updatedAt"),
     }
-    Ok(())
+}
+
+fn did_field(record: &Value, key: &str) -> Result<Did, String> {
+    string(record, key)?
+        .parse()
+        .map_err(|_| format!("'{key}' is not a DID"))
 }
 
 fn repository(record: &Value) -> Result<String, String> {
@@ -437,6 +502,94 @@ fn page_change(record: &Value) -> Result<Change, String> {
     })
 }
 
+/// The key of a user's one `io.atcr.sailor.profile` record.
+pub const PROFILE_KEY: &str = "self";
+
+fn profile_change(rkey: &str, record: &Value) -> Result<ProfileEntry, String> {
+    if rkey != PROFILE_KEY {
+        return Err(format!("a profile's key is '{PROFILE_KEY}', not '{rkey}'"));
+    }
+    let updated_at = datetimes(record)?;
+    let default_hold = match record["defaultHold"] {
+        Value::Null => None,
+        _ => Some(did_field(record, "defaultHold")?),
+    };
+    Ok(ProfileEntry {
+        default_hold,
+        updated_at,
+    })
+}
+
+/// The DID of the hold a record's `endpoint` names: the endpoint itself
+/// when it is a did:web (holds match either, `hold-worker`'s `access`),
+/// else the did:web of its http(s) URL.
+pub fn hold_did_of_endpoint(endpoint: &str) -> Option<Did> {
+    let did = if endpoint.starts_with("did:") {
+        endpoint.parse().ok()?
+    } else {
+        Did::web_for_url(endpoint).ok()?
+    };
+    (did.method() == "web").then_some(did)
+}
+
+fn hold_change(did: &Did, record: &Value, uri: &str) -> Result<HoldEntry, String> {
+    let created_at = datetime(record, "createdAt")?;
+    let endpoint = string(record, "endpoint")?.trim_end_matches('/');
+    let hold = hold_did_of_endpoint(endpoint)
+        .ok_or("'endpoint' is neither a hold's http(s) URL nor its did:web")?;
+    // A hold's records are read from its owner's repository; one claiming
+    // another owner is not the owner's word.
+    if &did_field(record, "owner")? != did {
+        return Err("'owner' is not the account whose repository holds the record".into());
+    }
+    let public = record["public"]
+        .as_bool()
+        .ok_or("'public' is missing or not a boolean")?;
+    Ok(HoldEntry {
+        hold,
+        endpoint: endpoint.to_string(),
+        public,
+        created_at,
+        record_uri: uri.to_string(),
+    })
+}
+
+/// The longest role or permission kept (the lexicon sets none; an index
+/// row need not hold more).
+const MAX_CREW_TEXT: usize = 64;
+
+fn crew_change(record: &Value, uri: &str) -> Result<CrewEntry, String> {
+    let added_at = datetime(record, "addedAt")?;
+    let member = did_field(record, "member")?;
+    let role = optional_string(record, "role")?;
+    let permissions = match &record["permissions"] {
+        Value::Null => vec![],
+        Value::Array(items) => items
+            .iter()
+            .map(|p| p.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("'permissions' holds something other than strings")?,
+        _ => return Err("'permissions' is not an array".into()),
+    };
+    if role
+        .iter()
+        .copied()
+        .chain(permissions.iter().map(String::as_str))
+        .any(|text| text.chars().count() > MAX_CREW_TEXT)
+    {
+        return Err(format!(
+            "a role or permission is longer than {MAX_CREW_TEXT}"
+        ));
+    }
+    Ok(CrewEntry {
+        member,
+        role: role.map(str::to_string),
+        permissions,
+        added_at,
+        record_uri: uri.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,7 +638,8 @@ mod tests {
             url,
             "wss://jetstream.example.com/subscribe?wantedCollections=io.atcr.manifest\
              &wantedCollections=io.atcr.tag&wantedCollections=io.atcr.sailor.star\
-             &wantedCollections=io.atcr.repo.page&cursor=42"
+             &wantedCollections=io.atcr.repo.page&wantedCollections=io.atcr.sailor.profile\
+             &wantedCollections=io.atcr.hold&wantedCollections=io.atcr.hold.crew&cursor=42"
         );
         assert!(subscribe_url("ws://127.0.0.1:6008/subscribe", None)
             .starts_with("ws://127.0.0.1:6008/subscribe?wantedCollections="));
@@ -662,6 +816,167 @@ mod tests {
         );
     }
 
+    fn profile(record: Value) -> Result<Change, Skip> {
+        parse(&commit(
+            "create",
+            "io.atcr.sailor.profile",
+            "self",
+            Some(record),
+        ))
+        .unwrap()
+        .change
+    }
+
+    #[test]
+    fn a_profile_names_the_default_hold_and_when_it_changed() {
+        let record = json!({ "defaultHold": "did:web:hold.example.com",
+            "createdAt": "2026-12-02T05:00:00Z", "updatedAt": "2026-12-03T05:00:00.250Z" });
+        assert_eq!(
+            profile(record).unwrap(),
+            Change::Profile(ProfileEntry {
+                default_hold: Some("did:web:hold.example.com".parse().unwrap()),
+                updated_at: 1_796_274_000_250,
+            })
+        );
+        // No hold named: the appview's default; no updatedAt: when it was made.
+        assert_eq!(
+            profile(json!({ "createdAt": "2026-12-02T05:00:00Z" })).unwrap(),
+            Change::Profile(ProfileEntry {
+                default_hold: None,
+                updated_at: 1_796_187_600_000,
+            })
+        );
+        let why = |record| match profile(record) {
+            Err(Skip::Malformed { why, .. }) => why,
+            other => panic!("expected a malformed profile, got {other:?}"),
+        };
+        assert!(
+            why(json!({ "defaultHold": "hold", "createdAt": "2026-12-02T05:00:00Z" }))
+                .contains("defaultHold")
+        );
+        assert!(
+            why(json!({ "defaultHold": 7, "createdAt": "2026-12-02T05:00:00Z" }))
+                .contains("defaultHold")
+        );
+        assert!(why(json!({ "defaultHold": "did:web:h.example" })).contains("createdAt"));
+        assert!(
+            why(json!({ "createdAt": "2026-12-02T05:00:00Z", "updatedAt": "later" }))
+                .contains("updatedAt")
+        );
+        let elsewhere = commit(
+            "create",
+            "io.atcr.sailor.profile",
+            "other",
+            Some(json!({ "createdAt": "2026-12-02T05:00:00Z" })),
+        );
+        assert!(malformed(&elsewhere).contains("'self'"));
+    }
+
+    fn hold_record() -> Value {
+        json!({ "endpoint": "https://hold.example.com/", "owner": ALICE, "public": true,
+                "createdAt": "2026-12-02T05:00:00Z" })
+    }
+
+    #[test]
+    fn a_hold_record_names_its_hold_by_the_endpoint() {
+        let event = parse(&commit("create", "io.atcr.hold", "h1", Some(hold_record()))).unwrap();
+        assert_eq!(
+            event.change.unwrap(),
+            Change::Hold(HoldEntry {
+                hold: "did:web:hold.example.com".parse().unwrap(),
+                endpoint: "https://hold.example.com".into(),
+                public: true,
+                created_at: 1_796_187_600_000,
+                record_uri: format!("at://{ALICE}/io.atcr.hold/h1"),
+            })
+        );
+        let hold_of = |endpoint: &str| hold_did_of_endpoint(endpoint).map(|d| d.to_string());
+        // A loopback hold with a port is named as localhost (as it names itself).
+        assert_eq!(
+            hold_of("http://127.0.0.1:8789").as_deref(),
+            Some("did:web:localhost%3A8789")
+        );
+        assert_eq!(
+            hold_of("did:web:localhost%3A8789").as_deref(),
+            Some("did:web:localhost%3A8789")
+        );
+        assert_eq!(hold_of("did:plc:ewvi7nxzyoun6zhxrhs64oiz"), None);
+        assert_eq!(hold_of("ftp://hold.example.com"), None);
+        assert_eq!(hold_of("hold.example.com"), None);
+    }
+
+    #[test]
+    fn malformed_holds_are_skipped_with_the_reason() {
+        let with = |key: &str, value: Value| {
+            let mut r = hold_record();
+            r[key] = value;
+            commit("create", "io.atcr.hold", "h1", Some(r))
+        };
+        let without = |key: &str| {
+            let mut r = hold_record();
+            r.as_object_mut().unwrap().remove(key);
+            commit("create", "io.atcr.hold", "h1", Some(r))
+        };
+        assert!(malformed(&with("endpoint", json!("not a url"))).contains("endpoint"));
+        assert!(malformed(&with("endpoint", json!("did:plc:abc"))).contains("endpoint"));
+        assert!(malformed(&without("endpoint")).contains("endpoint"));
+        assert!(malformed(&with("public", json!("yes"))).contains("public"));
+        assert!(malformed(&without("public")).contains("public"));
+        assert!(malformed(&with("owner", json!("alice"))).contains("owner"));
+        assert!(malformed(&with("owner", json!(BOB))).contains("'owner' is not the account"));
+        assert!(malformed(&with("createdAt", json!("2026-12-02"))).contains("createdAt"));
+    }
+
+    #[test]
+    fn crew_records_name_a_member_and_what_they_may_do() {
+        let record = json!({ "member": BOB, "role": "crew", "permissions": ["blob:read"],
+                             "addedAt": "2026-12-02T05:00:00Z" });
+        let change = parse(&commit("create", "io.atcr.hold.crew", BOB, Some(record)))
+            .unwrap()
+            .change
+            .unwrap();
+        assert_eq!(
+            change,
+            Change::Crew(CrewEntry {
+                member: BOB.parse().unwrap(),
+                role: Some("crew".into()),
+                permissions: vec!["blob:read".into()],
+                added_at: 1_796_187_600_000,
+                record_uri: format!("at://{ALICE}/io.atcr.hold.crew/{BOB}"),
+            })
+        );
+        // Only member and addedAt are required.
+        let bare = json!({ "member": BOB, "addedAt": "2026-12-02T05:00:00Z" });
+        let Change::Crew(bare) = parse(&commit("create", "io.atcr.hold.crew", "k", Some(bare)))
+            .unwrap()
+            .change
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((bare.role, bare.permissions), (None, vec![]));
+        let crew = |record: Value| commit("create", "io.atcr.hold.crew", "k", Some(record));
+        let at = "2026-12-02T05:00:00Z";
+        assert!(malformed(&crew(json!({ "addedAt": at }))).contains("member"));
+        assert!(malformed(&crew(json!({ "member": "bob", "addedAt": at }))).contains("member"));
+        assert!(malformed(&crew(json!({ "member": BOB }))).contains("addedAt"));
+        assert!(malformed(&crew(
+            json!({ "member": BOB, "addedAt": at, "permissions": "blob:read" })
+        ))
+        .contains("permissions"));
+        assert!(malformed(&crew(
+            json!({ "member": BOB, "addedAt": at, "permissions": [1] })
+        ))
+        .contains("permissions"));
+        assert!(
+            malformed(&crew(json!({ "member": BOB, "addedAt": at, "role": 3 }))).contains("role")
+        );
+        assert!(malformed(&crew(
+            json!({ "member": BOB, "addedAt": at, "role": "x".repeat(65) })
+        ))
+        .contains("longer"));
+    }
+
     #[test]
     fn deletions_name_the_record_by_its_uri() {
         let change = |collection| {
@@ -698,6 +1013,27 @@ mod tests {
                 repository: "team/web".into()
             }
         );
+        assert_eq!(
+            change("io.atcr.hold"),
+            Change::HoldDeleted {
+                record_uri: uri("io.atcr.hold")
+            }
+        );
+        assert_eq!(
+            change("io.atcr.hold.crew"),
+            Change::CrewDeleted {
+                record_uri: uri("io.atcr.hold.crew")
+            }
+        );
+        let profile = |rkey| {
+            parse(&commit("delete", "io.atcr.sailor.profile", rkey, None))
+                .unwrap()
+                .change
+                .unwrap()
+        };
+        assert_eq!(profile("self"), Change::ProfileDeleted);
+        // No profile lives under another key: nothing to forget.
+        assert_eq!(profile("other"), Change::Ignored);
     }
 
     #[test]
@@ -735,8 +1071,8 @@ mod tests {
         assert_eq!(
             parse(&commit(
                 "create",
-                "io.atcr.sailor.profile",
-                "self",
+                "app.bsky.feed.post",
+                "3l3qo2vutsw2b",
                 Some(json!({}))
             ))
             .unwrap()

@@ -1,6 +1,7 @@
 // Backfill and rebuild: the appview's database is only a cache of what PDSs
 // hold. A second appview with an empty D1, backfilled from the PDS, lists
-// the same repositories, tags, stars and descriptions as the first; an
+// the same repositories, tags, stars, descriptions, profiles, holds and
+// crew as the first; an
 // account named in a pull on a fresh appview is read on first sight; a
 // backfill cut off resumes where it stopped; a rebuild empties the index and
 // refills it from the network. The admin endpoints that start them open only
@@ -13,7 +14,10 @@ import { login, putRecord, listAllRecords } from '../lib/atproto.mjs';
 
 const STAR = 'io.atcr.sailor.star';
 const PAGE = 'io.atcr.repo.page';
-const BACKFILLED = ['io.atcr.manifest', 'io.atcr.tag', PAGE, STAR];
+const HOLD = 'io.atcr.hold';
+const CREW = 'io.atcr.hold.crew';
+const BACKFILLED = ['io.atcr.manifest', 'io.atcr.tag', PAGE, STAR, 'io.atcr.sailor.profile', HOLD, CREW];
+const HOLD_ENDPOINT = 'https://hold.alice.example';
 
 let stack, alice, bob;
 
@@ -35,11 +39,15 @@ before(async () => {
   await putRecord(stack.urls.pds, bobJwt, bob.did, STAR, 'web-star', { subject: { did: alice.did, repository: 'web' }, createdAt: now });
   await putRecord(stack.urls.pds, aliceJwt, alice.did, STAR, 'tool-star', { subject: { did: bob.did, repository: 'tool' }, createdAt: now });
   await putRecord(stack.urls.pds, aliceJwt, alice.did, PAGE, 'web', { repository: 'web', description: 'A capybara-grade web server', createdAt: now });
+  // The pushes wrote both profiles; alice also runs a hold, with bob in its crew.
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, HOLD, 'own-hold', { endpoint: HOLD_ENDPOINT, owner: alice.did, public: false, createdAt: now });
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, CREW, 'bob', { member: bob.did, role: 'crew', addedAt: now });
   await until(async () => {
     const rows = queryD1(stack.appviewStateDir, `SELECT (SELECT COUNT(*) FROM stars) AS stars,
-      (SELECT COUNT(*) FROM repositories WHERE description LIKE '%capybara%') AS described`)[0];
-    return rows.stars === 2 && rows.described === 1;
-  }, 'the first appview indexed the stars and the description');
+      (SELECT COUNT(*) FROM repositories WHERE description LIKE '%capybara%') AS described,
+      (SELECT COUNT(*) FROM profiles) AS profiles, (SELECT COUNT(*) FROM holds) AS holds, (SELECT COUNT(*) FROM crew) AS crew`)[0];
+    return rows.stars === 2 && rows.described === 1 && rows.profiles === 2 && rows.holds === 1 && rows.crew === 1;
+  }, 'the first appview indexed the stars, the description, the profiles, the hold and its crew');
 });
 
 after(async () => {
@@ -84,7 +92,11 @@ async function text(base, path) {
   return res.text();
 }
 
-/** What an appview shows: the catalog, each repository's tags and stars, user pages, and the index's rows. */
+/** The holds table of a page, as text without tags. */
+const holdTable = (html) => (html.match(/<table class="holds stacked">[\s\S]*?<\/table>/)?.[0] ?? '')
+  .replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
+
+/** What an appview shows: the catalog, each repository's tags and stars, user pages, /holds, and the index's rows. */
 async function listing(base, stateDir) {
   const repositories = await catalog(base);
   const tags = {};
@@ -97,8 +109,14 @@ async function listing(base, stateDir) {
   }
   const userPages = {};
   for (const { handle } of [alice, bob]) {
-    userPages[handle] = [...new Set((await text(base, `/u/${handle}`)).match(/href="\/r\/[^"]+"/g) ?? [])].sort();
+    const html = await text(base, `/u/${handle}`);
+    userPages[handle] = {
+      links: [...new Set(html.match(/href="\/r\/[^"]+"/g) ?? [])].sort(),
+      defaultHold: html.match(/<p class="meta default-hold">.*?<\/p>/)?.[0],
+      holds: holdTable(html),
+    };
   }
+  const holdsPage = holdTable(await text(base, '/holds'));
   const rows = queryD1(stateDir, `SELECT u.handle, r.name, r.description,
       (SELECT COUNT(*) FROM stars s WHERE s.owner_did = r.owner_did AND s.repository = r.name) AS stars,
       (SELECT COUNT(*) FROM manifests m WHERE m.owner_did = r.owner_did AND m.repository = r.name) AS manifests,
@@ -106,7 +124,10 @@ async function listing(base, stateDir) {
          WHERE t.owner_did = r.owner_did AND t.repository = r.name) AS tags
     FROM repositories r JOIN users u ON u.did = r.owner_did ORDER BY u.handle, r.name`);
   const starRows = queryD1(stateDir, 'SELECT starrer_did, owner_did, repository, record_uri FROM stars ORDER BY starrer_did, owner_did, repository');
-  return { repositories, tags, starsShown, userPages, rows, starRows };
+  const profileRows = queryD1(stateDir, 'SELECT * FROM profiles ORDER BY did');
+  const holdRows = queryD1(stateDir, 'SELECT * FROM holds ORDER BY record_uri');
+  const crewRows = queryD1(stateDir, 'SELECT * FROM crew ORDER BY record_uri');
+  return { repositories, tags, starsShown, userPages, holdsPage, rows, starRows, profileRows, holdRows, crewRows };
 }
 
 /** Counts of the index's rows, and of what a rebuild leaves alone. */
@@ -114,7 +135,9 @@ function rowCounts(stateDir) {
   return queryD1(stateDir, `SELECT
     (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM repositories) AS repositories,
     (SELECT COUNT(*) FROM manifests) AS manifests, (SELECT COUNT(*) FROM tags) AS tags,
-    (SELECT COUNT(*) FROM stars) AS stars, (SELECT COUNT(*) FROM pds_sessions) AS sessions`)[0];
+    (SELECT COUNT(*) FROM stars) AS stars, (SELECT COUNT(*) FROM profiles) AS profiles,
+    (SELECT COUNT(*) FROM holds) AS holds, (SELECT COUNT(*) FROM crew) AS crew,
+    (SELECT COUNT(*) FROM pds_sessions) AS sessions`)[0];
 }
 
 async function admin(base, method, path, { token = stack.adminToken, body } = {}) {
@@ -166,6 +189,9 @@ test("first sight: a pull of alice's image from a fresh appview works, and all h
   const page = await text(fresh, `/r/${alice.handle}/web`);
   assert.match(page, /capybara-grade/, 'with her description');
   assert.ok(page.includes(`href="/r/${alice.handle}/web/v2"`), 'and her tags');
+  // The profile, holds and crew come after the repositories' records.
+  await until(() => backfillDone(fresh), 'the read of her account ends');
+  assert.ok((await text(fresh, `/u/${alice.handle}`)).includes(HOLD_ENDPOINT), 'her page lists the hold she runs');
   const [row] = queryD1(stack.stateDirs.fresh, `SELECT state, records FROM backfill_repos WHERE did = '${alice.did}'`);
   assert.equal(row.state, 'done');
   assert.equal(row.records, await recordsOf(alice));
@@ -189,7 +215,13 @@ test('a second appview with an empty D1, backfilled from the PDS, lists what the
   assert.equal(first.starsShown[`${alice.handle}/web`], '1');
   assert.equal(first.starsShown[`${bob.handle}/tool`], '1');
   assert.ok(first.rows.some((r) => r.name === 'web' && /capybara/.test(r.description)));
-  assert.ok(first.userPages[bob.handle].includes(`href="/r/${alice.handle}/web"`), "bob's page lists what he starred");
+  assert.ok(first.userPages[bob.handle].links.includes(`href="/r/${alice.handle}/web"`), "bob's page lists what he starred");
+  assert.deepEqual(first.profileRows.map((p) => [p.did, p.default_hold]).sort(),
+    [[alice.did, stack.holdDid], [bob.did, stack.holdDid]].sort(), 'both profiles, naming the hold their pushes went to');
+  assert.match(first.userPages[alice.handle].defaultHold, new RegExp(stack.holdDid.replace(/[.%]/g, '\\$&')));
+  assert.match(first.holdsPage, new RegExp(`^Hold Owner Access Crew Registered ${HOLD_ENDPOINT.replace(/\./g, '\\.')} did:web:hold\\.alice\\.example ${alice.handle.replace(/\./g, '\\.')} private 1 `));
+  assert.equal(first.userPages[alice.handle].holds.includes(HOLD_ENDPOINT), true, "alice's page lists the hold she runs");
+  assert.deepEqual(first.crewRows.map((c) => [c.owner_did, c.member_did, c.permissions]), [[alice.did, bob.did, '[]']]);
 });
 
 test('a backfill cut off resumes where it stopped: its place is in D1, the next run goes on from there', async () => {

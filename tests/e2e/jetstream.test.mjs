@@ -1,10 +1,11 @@
 // The index follows the network: records written straight into a PDS with
 // the PDS's own API (not through the appview) reach the web UI and the
-// catalog through Jetstream. The stack runs a Jetstream-compatible server
-// fed by the PDS's firehose (tests/lib/jetstream.mjs); the appview's
-// consumer (a Durable Object) holds the WebSocket, applies creates, updates
-// and deletes, skips and counts malformed records, and resumes from its
-// cursor after its connection drops or the appview restarts.
+// catalog through Jetstream, and profiles, holds and crew reach the user
+// pages and /holds. The stack runs a Jetstream-compatible server fed by the
+// PDS's firehose (tests/lib/jetstream.mjs); the appview's consumer (a
+// Durable Object) holds the WebSocket, applies creates, updates and
+// deletes, skips and counts malformed records, and resumes from its cursor
+// after its connection drops or the appview restarts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -17,6 +18,12 @@ const MANIFEST = 'io.atcr.manifest';
 const TAG = 'io.atcr.tag';
 const STAR = 'io.atcr.sailor.star';
 const PAGE = 'io.atcr.repo.page';
+const PROFILE = 'io.atcr.sailor.profile';
+const HOLD = 'io.atcr.hold';
+const CREW = 'io.atcr.hold.crew';
+// A hold alice says she runs; the index takes the record's word for it.
+const HOLD_ENDPOINT = 'https://hold.alice.example';
+const HOLD_DID = 'did:web:hold.alice.example';
 
 let stack, alice, bob, aliceJwt, bobJwt;
 
@@ -29,7 +36,7 @@ before(async () => {
   await stack.triggerCron();
   await until(() => stack.jetstream.clients() === 1, 'the consumer connects to Jetstream');
   const [first] = stack.jetstream.subscriptions;
-  assert.deepEqual(first.wantedCollections, [MANIFEST, TAG, STAR, PAGE]);
+  assert.deepEqual(first.wantedCollections, [MANIFEST, TAG, STAR, PAGE, PROFILE, HOLD, CREW]);
   assert.equal(first.cursor, null, 'with no cursor saved yet, the consumer starts live');
 });
 
@@ -216,22 +223,84 @@ test('the appview restarts, events happen meanwhile, the cron starts the consume
   assert.equal((await health()).body.jetstream.skipped, skipped, 'a replayed malformed record is not counted again');
 });
 
+/** The row of a hold table (a user page's, /holds) that names `endpoint`, as text without tags. */
+function holdRow(html, endpoint) {
+  const table = html.match(/<table class="holds stacked">[\s\S]*?<\/table>/)?.[0] ?? '';
+  const row = table.split('<tr>').find((r) => r.includes(endpoint));
+  return row?.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
+}
+
+/** alice's rows in profiles, holds and crew (one wrangler run: each takes seconds). */
+function holdRows() {
+  const [row] = queryD1(stack.appviewStateDir, `SELECT
+    (SELECT json_group_array(json_object('default_hold', default_hold)) FROM profiles WHERE did = '${alice.did}') AS profile,
+    (SELECT json_group_array(json_object('record_uri', record_uri, 'hold_did', hold_did, 'endpoint', endpoint, 'public', public))
+       FROM holds WHERE owner_did = '${alice.did}') AS holds,
+    (SELECT json_group_array(json_object('member_did', member_did, 'role', role, 'permissions', permissions))
+       FROM crew WHERE owner_did = '${alice.did}') AS crew`);
+  return Object.fromEntries(Object.entries(row).map(([table, rows]) => [table, JSON.parse(rows)]));
+}
+
+test('a profile, a hold and a crew record written straight into the PDS reach D1, the user page and /holds', async () => {
+  const written = now();
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, PROFILE, 'self', { defaultHold: HOLD_DID, createdAt: written, updatedAt: written });
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, HOLD, 'own-hold', { endpoint: HOLD_ENDPOINT, owner: alice.did, public: true, createdAt: written });
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, CREW, 'bob', { member: bob.did, role: 'crew', permissions: ['blob:write'], addedAt: written });
+  const started = Date.now();
+  const user = await until(async () => {
+    const p = await page(`/u/${alice.handle}`);
+    return p.text.includes(`Default hold: <code class="hold">${HOLD_DID}</code>`) && / public 1 /.test(holdRow(p.text, HOLD_ENDPOINT)) && p;
+  }, "alice's page shows her default hold and the hold she runs, with its crew");
+  process.stderr.write(`profile, hold and crew shown ${Date.now() - started} ms after they were written\n`);
+  assert.deepEqual(holdRows(), {
+    profile: [{ default_hold: HOLD_DID }],
+    holds: [{ record_uri: `at://${alice.did}/${HOLD}/own-hold`, hold_did: HOLD_DID, endpoint: HOLD_ENDPOINT, public: 1 }],
+    crew: [{ member_did: bob.did, role: 'crew', permissions: '["blob:write"]' }],
+  });
+  assert.match(holdRow(user.text, HOLD_ENDPOINT), new RegExp(`^${HOLD_ENDPOINT.replace(/\./g, '\\.')} ${HOLD_DID} public 1 \\d{4}-`));
+  const holds = await until(async () => {
+    const p = await page('/holds');
+    return p.status === 200 && holdRow(p.text, HOLD_ENDPOINT) && p;
+  }, '/holds lists her hold');
+  assert.match(holdRow(holds.text, HOLD_ENDPOINT), new RegExp(` ${alice.handle.replace(/\./g, '\\.')} public 1 `));
+  assert.ok(holds.text.includes(`href="/u/${alice.handle}"`), 'with a link to its owner');
+});
+
+test('a malformed io.atcr.hold record is skipped and counted; deleting the crew record removes it', async () => {
+  const before = (await health()).body.jetstream?.skipped ?? 0;
+  await putRecord(stack.urls.pds, aliceJwt, alice.did, HOLD, 'broken-hold', {
+    endpoint: 'somewhere', owner: alice.did, public: 'yes', createdAt: now(),
+  });
+  await deleteRecord(stack.urls.pds, aliceJwt, alice.did, CREW, 'bob');
+  await until(async () => / public 0 /.test(` ${holdRow((await page('/holds')).text, HOLD_ENDPOINT)} `),
+    '/holds shows her crew empty');
+  assert.deepEqual(holdRows().crew, [], 'the crew row is gone');
+  const { body } = await until(async () => {
+    const h = await health();
+    return h.body.jetstream?.skipped > before && h;
+  }, '/health counts the skipped hold');
+  assert.match(body.jetstream.last_skip, /io\.atcr\.hold record .*broken-hold/);
+  assert.deepEqual(holdRows().holds.map((h) => h.record_uri), [`at://${alice.did}/${HOLD}/own-hold`], 'the malformed hold is not indexed');
+  assert.ok(!(await page('/holds')).text.includes('somewhere'));
+});
+
 test('an account deactivated on its PDS leaves the pages, search and the catalog; activated again, it is back', async () => {
   const shown = async () => {
-    const [listed, user, repo, search] = await Promise.all([
-      catalog(), page(`/u/${alice.handle}`), page(`/r/${alice.handle}/netapp`), page('/search?q=wombat'),
+    const [listed, user, repo, search, holds] = await Promise.all([
+      catalog(), page(`/u/${alice.handle}`), page(`/r/${alice.handle}/netapp`), page('/search?q=wombat'), page('/holds'),
     ]);
     return {
       catalog: listed.includes(`${alice.handle}/netapp`),
       userPage: user.status,
       repositoryPage: repo.status,
       search: search.text.includes(`/r/${alice.handle}/netapp`),
+      holds: holds.text.includes(HOLD_ENDPOINT),
     };
   };
-  const visible = { catalog: true, userPage: 200, repositoryPage: 200, search: true };
+  const visible = { catalog: true, userPage: 200, repositoryPage: 200, search: true, holds: true };
   assert.deepEqual(await shown(), visible);
   await xrpc(stack.urls.pds, 'com.atproto.server.deactivateAccount', { body: {}, token: aliceJwt });
-  const hidden = { catalog: false, userPage: 404, repositoryPage: 404, search: false };
+  const hidden = { catalog: false, userPage: 404, repositoryPage: 404, search: false, holds: false };
   await until(async () => JSON.stringify(await shown()) === JSON.stringify(hidden), 'alice is hidden everywhere');
   assert.equal((await page('/')).status, 200);
   // A procedure without input: a POST with no body.

@@ -1,8 +1,9 @@
 // The web UI in a real browser (headless Chromium): the home page lists what
 // was pushed, repository pages show tags with kind, platforms, size and the
 // pull count, search and user pages find repositories, a signed-in user
-// stars a repository (a record in their own PDS), and nothing a user types
-// is ever run as markup.
+// stars a repository (a record in their own PDS), the holds page and user
+// pages show the holds users run, and nothing a user types is ever run as
+// markup.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -432,6 +433,37 @@ test('settings: alice changes her default hold (her next push goes there), regis
     await screenshots(p, 'devices');
   } finally {
     await context.close();
+  }
+});
+
+test('the hold alice registered in settings is on /holds and her page at once (written through: no Jetstream here), and both fit 360 px', async () => {
+  // The settings test left her profile naming her own hold, the hold registered (public) and her crew empty.
+  assert.deepEqual(queryD1(stack.appviewStateDir, `SELECT default_hold FROM profiles WHERE did = '${alice.did}'`), [{ default_hold: stack.byoHoldDid }]);
+  assert.deepEqual(queryD1(stack.appviewStateDir, `SELECT hold_did, endpoint, public FROM holds WHERE owner_did = '${alice.did}'`),
+    [{ hold_did: stack.byoHoldDid, endpoint: stack.urls.byoHold, public: 1 }]);
+  assert.deepEqual(queryD1(stack.appviewStateDir, `SELECT * FROM crew WHERE owner_did = '${alice.did}'`), [], 'removing bob wrote through too');
+  const phone = await browser.newPage({ viewport: { width: 360, height: 780 } });
+  try {
+    assert.equal((await phone.goto(url('/'))).status(), 200);
+    await phone.click('footer a[href="/holds"]');
+    await phone.waitForURL(url('/holds'));
+    const row = phone.locator('table.holds tbody tr', { has: phone.locator('code.endpoint', { hasText: stack.urls.byoHold }) });
+    assert.equal(await row.count(), 1);
+    assert.equal(await row.locator('td.owner').textContent(), alice.handle);
+    assert.equal(await row.locator('td.access').textContent(), 'public');
+    assert.equal(await row.locator('td.crew').textContent(), '0');
+    assert.equal(await row.locator('code.did').textContent(), stack.byoHoldDid);
+    for (const p of ['/holds', `/u/${alice.handle}`]) {
+      assert.equal((await phone.goto(url(p))).status(), 200, p);
+      const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 360, `${p} is ${width} px wide`);
+    }
+    assert.equal(await phone.textContent('p.default-hold code'), stack.byoHoldDid);
+    assert.equal(await phone.locator('section.holds code.endpoint').textContent(), stack.urls.byoHold);
+    await phone.goto(url('/holds'));
+    await screenshots(phone, 'holds');
+  } finally {
+    await phone.close();
   }
 });
 

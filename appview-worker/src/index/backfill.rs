@@ -282,12 +282,15 @@ pub struct Emptied {
     pub manifests: f64,
     pub tags: f64,
     pub stars: f64,
+    pub profiles: f64,
+    pub holds: f64,
+    pub crew: f64,
 }
 
 /// Empties the index tables (users, repositories and their search,
-/// manifests, tags, stars) and the backfill's walks, in one batch (counted
-/// first, in the same batch); sessions, devices, pull counts and unlinked
-/// blobs are the appview's own and stay.
+/// manifests, tags, stars, profiles, holds, crew) and the backfill's walks,
+/// in one batch (counted first, in the same batch); sessions, devices, pull
+/// counts and unlinked blobs are the appview's own and stay.
 pub async fn empty_index(env: &Env) -> Result<Emptied> {
     let db = env.d1(DB_BINDING)?;
     let answers = db
@@ -295,11 +298,15 @@ pub async fn empty_index(env: &Env) -> Result<Emptied> {
             db.prepare(
                 "SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM repositories) AS repositories,
                    (SELECT COUNT(*) FROM manifests) AS manifests, (SELECT COUNT(*) FROM tags) AS tags,
-                   (SELECT COUNT(*) FROM stars) AS stars",
+                   (SELECT COUNT(*) FROM stars) AS stars, (SELECT COUNT(*) FROM profiles) AS profiles,
+                   (SELECT COUNT(*) FROM holds) AS holds, (SELECT COUNT(*) FROM crew) AS crew",
             ),
             db.prepare("DELETE FROM tags"),
             db.prepare("DELETE FROM manifests"),
             db.prepare("DELETE FROM stars"),
+            db.prepare("DELETE FROM profiles"),
+            db.prepare("DELETE FROM holds"),
+            db.prepare("DELETE FROM crew"),
             db.prepare("DELETE FROM repositories"),
             db.prepare("DELETE FROM users"),
             db.prepare("DELETE FROM backfill_repos"),

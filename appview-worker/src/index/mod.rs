@@ -1,11 +1,13 @@
 //! The D1 index: a write-through cache of users, repositories, manifests,
-//! tags, stars and pull counts, for the web UI and for fast lookups. The PDS stays
+//! tags, stars, profiles, holds and crew, and pull counts, for the web UI
+//! and for fast lookups. The PDS stays
 //! the source of truth; every row here can be rebuilt from records.
 //! `writes` is fed by the registry as it works and by the Jetstream consumer; `pulls` counts pulls through
 //! a queue; `browse` answers the pages;
 //! `search` finds repositories by the words of their owner, name and description;
 //! `unlinks` keeps the blobs deleted from a repository's view; `stars` who
-//! starred what; `jetstream` the place of the consumer that follows the
+//! starred what; `holds` users' default holds, the holds they run and
+//! their crew; `jetstream` the place of the consumer that follows the
 //! network's records (and how many it applied and skipped); `backfill` where
 //! each walk of a PDS stands, and the emptying a rebuild starts with;
 //! `uploads` the part ETags of blob uploads in progress (transient, not
@@ -16,6 +18,7 @@
 mod backfill;
 mod browse;
 mod current;
+mod holds;
 mod jetstream;
 mod pulls;
 mod search;
@@ -27,6 +30,7 @@ mod writes;
 pub use backfill::*;
 pub use browse::*;
 pub use current::*;
+pub use holds::*;
 pub use jetstream::*;
 pub use pulls::*;
 pub use search::*;

@@ -4,7 +4,7 @@
 
 use crate::atproto::resolve::{resolve_owner, Identity, ResolveError};
 use crate::config::{AppConfig, DB_BINDING};
-use crate::index::{self, Starrer, StoredManifest};
+use crate::index::{self, Author, Starrer, StoredManifest};
 use atcr_protocol::jetstream::Change;
 use atcr_protocol::reference::Owner;
 use atcr_protocol::Did;
@@ -137,6 +137,29 @@ async fn statements(
             .map_err(failed),
         Change::PageDeleted { repository } => {
             index::description_statement(db, did, repository, None)
+                .map(|s| vec![s])
+                .map_err(failed)
+        }
+        Change::Profile(_) | Change::Hold(_) | Change::Crew(_) => {
+            let who = identity(did, config).await?;
+            let handle = who.doc.handle().map(|h| h.to_string());
+            let author = Author {
+                did,
+                handle: handle.as_deref(),
+                pds: &who.pds,
+            };
+            index::profile_or_hold_statements(db, &author, change, now).map_err(failed)
+        }
+        Change::ProfileDeleted => index::profile_deleted_statement(db, did)
+            .map(|s| vec![s])
+            .map_err(failed),
+        Change::HoldDeleted { record_uri } => {
+            index::hold_record_deleted_statement(db, did, record_uri)
+                .map(|s| vec![s])
+                .map_err(failed)
+        }
+        Change::CrewDeleted { record_uri } => {
+            index::crew_record_deleted_statement(db, did, record_uri)
                 .map(|s| vec![s])
                 .map_err(failed)
         }

@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `/` | what ATCR is, how to push, recently pushed, most starred and most pulled repositories |
 //! | `/search?q=&page=` | repositories matching the words (owner, name, description), ranked, 20 a page, with the count |
-//! | `/u/<handle>` | a user's repositories and the ones they starred |
+//! | `/u/<handle>` | a user's default hold, repositories, the holds they run and the repositories they starred |
+//! | `/holds?page=` | every hold known here: owner, endpoint, public or private, crew size, 50 a page |
 //! | `/r/<handle>/<repository>?sort=&page=` | description, holds, tags (25 a page, by push or name) with kind, platforms, size, digest, age; pull count and command (`repository`) |
 //! | `/r/<handle>/<repository>/<tag or digest>` | one manifest: config, layers or platforms, referrers, pull by digest (`manifest`) |
 //! | `/login`, `/oauth/callback`, `/logout` | signing in and out with ATProto OAuth (`sign_in`) |
@@ -35,7 +36,7 @@ use crate::config::AppConfig;
 use crate::index;
 use askama::Template;
 use repository::repository;
-use views::{Failed, Home, NotFound, RepoItem, Search, User};
+use views::{Failed, HoldItem, Holds, Home, NotFound, RepoItem, Search, User};
 use worker::{Context, Env, Method, Request, Response, Result};
 use worker_support::query_param;
 
@@ -44,6 +45,7 @@ const POPULAR: u32 = 10;
 const SEARCH_PAGE: u32 = 20;
 /// Pages beyond this are not served: refine the search instead.
 const MAX_SEARCH_PAGE: u32 = 50;
+const HOLDS_PAGE: u32 = 50;
 
 /// Answers `req` if it is a page of the UI.
 pub async fn serve(
@@ -78,7 +80,7 @@ pub async fn serve(
         _ => return None,
     }
     let req: &Request = req;
-    let is_page = matches!(path.as_str(), "/" | "/search")
+    let is_page = matches!(path.as_str(), "/" | "/search" | "/holds")
         || path.starts_with("/u/")
         || path.starts_with("/r/");
     if !is_page {
@@ -111,8 +113,11 @@ async fn page(req: &Request, env: &Env, config: &AppConfig, path: &str) -> Page 
     if path == "/search" {
         return search(req, env).await;
     }
+    if path == "/holds" {
+        return holds(req, env, config).await;
+    }
     if let Some(handle) = path.strip_prefix("/u/") {
-        return user(env, handle).await;
+        return user(env, config, handle).await;
     }
     let rest = path.strip_prefix("/r/").unwrap_or_default();
     match rest.split_once('/') {
@@ -182,15 +187,19 @@ async fn search(req: &Request, env: &Env) -> Page {
     })
 }
 
-async fn user(env: &Env, handle: &str) -> Page {
-    let (repos, starred, did) = futures_util::join!(
+async fn user(env: &Env, config: &AppConfig, handle: &str) -> Page {
+    let (repos, starred, did, default_hold, holds) = futures_util::join!(
         index::user_repositories(env, handle),
         index::starred_repositories(env, handle),
-        index::user_did(env, handle)
+        index::user_did(env, handle),
+        index::default_hold_of(env, handle),
+        index::holds_run_by(env, handle)
     );
     let Some(did) = did? else {
         return not_found(format!("No user {handle} is known here."));
     };
+    let appview_hold = config.default_hold.as_str();
+    let default_hold = default_hold?;
     render(&User {
         query: String::new(),
         handle: handle.to_string(),
@@ -198,6 +207,37 @@ async fn user(env: &Env, handle: &str) -> Page {
         repos: repos?.iter().map(RepoItem::from).collect(),
         empty: "No repositories yet.",
         starred: starred?.iter().map(RepoItem::from).collect(),
+        appview_default: default_hold.is_none(),
+        default_hold: default_hold.unwrap_or_else(|| appview_hold.to_string()),
+        holds: holds?
+            .iter()
+            .map(|h| HoldItem::new(h, appview_hold))
+            .collect(),
+    })
+}
+
+/// `/holds`: hold discovery, public holds first.
+async fn holds(req: &Request, env: &Env, config: &AppConfig) -> Page {
+    let page = query_param(req, "page")
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let offset = (page - 1).saturating_mul(HOLDS_PAGE);
+    let (rows, total) = index::known_holds(env, HOLDS_PAGE, offset).await?;
+    let appview_hold = config.default_hold.as_str();
+    let shown_to = offset.saturating_add(rows.len() as u32);
+    render(&Holds {
+        query: String::new(),
+        appview_hold: appview_hold.to_string(),
+        holds: rows
+            .iter()
+            .map(|h| HoldItem::new(h, appview_hold))
+            .collect(),
+        total,
+        first: offset.saturating_add(1),
+        last: shown_to,
+        previous: (page > 1).then(|| format!("/holds?page={}", page - 1)),
+        next: (shown_to < total).then(|| format!("/holds?page={}", page + 1)),
     })
 }
 

@@ -12,7 +12,9 @@
 //! | `POST /settings/app-password` | forgets the app-password session `docker login` opened |
 //!
 //! Every form carries a CSRF token made from the browser's session cookie
-//! and is refused when the browser says another site sent it.
+//! and is refused when the browser says another site sent it. The index
+//! follows each profile, hold and crew record written or deleted here at
+//! once, as it does the registry's manifests and tags.
 
 use super::repository::description_changed;
 use super::sign_in::{page_response, see_other, sign_in_again, signed_in_form, viewer, Viewer};
@@ -24,7 +26,7 @@ use crate::auth::sessions;
 use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
 use crate::holds::{check_hold, hold_chosen};
-use crate::index;
+use crate::index::{self, Author};
 use atcr_protocol::markdown::to_safe_html;
 use atcr_protocol::record_keys::{record_key_for, repo_page_record_key};
 use atcr_protocol::{collections, Did, OciCode};
@@ -92,12 +94,13 @@ pub async fn submit(
     };
     let get = |name: &str| form.field(name).trim().to_string();
     let outcome = match action {
-        "hold" => default_hold(config, &mut writer, &get("hold")).await,
+        "hold" => default_hold(env, config, &user, &mut writer, &get("hold")).await,
         "holds" => {
-            register_hold(config, &mut writer, &get("hold"), !get("public").is_empty()).await
+            let public = !get("public").is_empty();
+            register_hold(env, config, &user, &mut writer, &get("hold"), public).await
         }
-        "crew" => add_crew(config, &mut writer, &get("member")).await,
-        "crew/remove" => remove_crew(&mut writer, &get("member")).await,
+        "crew" => add_crew(env, config, &user, &mut writer, &get("member")).await,
+        "crew/remove" => remove_crew(env, &mut writer, &get("member")).await,
         "description" => {
             description(
                 env,
@@ -196,6 +199,26 @@ async fn delete_record(
         .map_err(pds_failure)
 }
 
+/// The index follows a profile, hold or crew record just written to the
+/// user's PDS; it is a cache, so a failure is logged, not shown.
+async fn index_written(
+    env: &Env,
+    user: &User,
+    writer: &PdsWriter<'_>,
+    collection: &str,
+    rkey: &str,
+    record: &Value,
+) {
+    let author = Author {
+        did: &user.did,
+        handle: Some(&user.handle),
+        pds: &writer.pds,
+    };
+    if let Err(e) = index::record_written(env, &author, collection, rkey, record).await {
+        worker::console_error!("indexing {collection} {rkey} of {} failed: {e}", user.did);
+    }
+}
+
 /// A hold typed as its DID or its URL.
 fn hold_did(typed: &str) -> std::result::Result<Did, Failure> {
     let parsed = if typed.starts_with("did:") {
@@ -214,7 +237,9 @@ fn hold_did(typed: &str) -> std::result::Result<Did, Failure> {
 }
 
 async fn default_hold(
+    env: &Env,
     config: &AppConfig,
+    user: &User,
     writer: &mut PdsWriter<'_>,
     typed: &str,
 ) -> std::result::Result<Outcome, Failure> {
@@ -233,13 +258,16 @@ async fn default_hold(
         .unwrap_or(&now)
         .to_string();
     let record = json!({ "$type": collections::PROFILE, "defaultHold": hold, "createdAt": created, "updatedAt": now });
-    put_record(writer, collections::PROFILE, "self", record).await?;
+    put_record(writer, collections::PROFILE, "self", record.clone()).await?;
     hold_chosen(writer.did(), &hold);
+    index_written(env, user, writer, collections::PROFILE, "self", &record).await;
     Ok(Outcome::Saved("hold"))
 }
 
 async fn register_hold(
+    env: &Env,
     config: &AppConfig,
+    user: &User,
     writer: &mut PdsWriter<'_>,
     typed: &str,
     public: bool,
@@ -258,18 +286,16 @@ async fn register_hold(
         ));
     }
     let record = json!({ "$type": collections::HOLD, "endpoint": facts.endpoint, "owner": writer.did(), "public": public, "createdAt": now_rfc3339() });
-    put_record(
-        writer,
-        collections::HOLD,
-        &record_key_for(hold.as_str()),
-        record,
-    )
-    .await?;
+    let rkey = record_key_for(hold.as_str());
+    put_record(writer, collections::HOLD, &rkey, record.clone()).await?;
+    index_written(env, user, writer, collections::HOLD, &rkey, &record).await;
     Ok(Outcome::Saved("holds"))
 }
 
 async fn add_crew(
+    env: &Env,
     config: &AppConfig,
+    user: &User,
     writer: &mut PdsWriter<'_>,
     typed: &str,
 ) -> std::result::Result<Outcome, Failure> {
@@ -278,18 +304,15 @@ async fn add_crew(
         .map_err(|e| refuse(400, format!("Cannot add “{typed}”: {e}")))?
         .did;
     let record = json!({ "$type": collections::HOLD_CREW, "member": member, "role": "crew", "addedAt": now_rfc3339() });
-    put_record(
-        writer,
-        collections::HOLD_CREW,
-        &record_key_for(member.as_str()),
-        record,
-    )
-    .await?;
+    let rkey = record_key_for(member.as_str());
+    put_record(writer, collections::HOLD_CREW, &rkey, record.clone()).await?;
+    index_written(env, user, writer, collections::HOLD_CREW, &rkey, &record).await;
     Ok(Outcome::Saved("crew"))
 }
 
 /// Deletes every crew record naming `member`, whatever key its writer chose.
 async fn remove_crew(
+    env: &Env,
     writer: &mut PdsWriter<'_>,
     member: &str,
 ) -> std::result::Result<Outcome, Failure> {
@@ -304,6 +327,9 @@ async fn remove_crew(
     {
         let uri = record["uri"].as_str().unwrap_or_default();
         delete_record(writer, collections::HOLD_CREW, record_key(uri)).await?;
+        if let Err(e) = index::crew_record_deleted(env, &did, uri).await {
+            worker::console_error!("forgetting crew record {uri} failed: {e}");
+        }
     }
     Ok(Outcome::Saved("crew"))
 }

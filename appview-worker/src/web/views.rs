@@ -2,7 +2,7 @@
 //! items their lists are made of. Askama escapes everything it prints.
 
 use super::format::when;
-use crate::index::RepositoryRow;
+use crate::index::{HoldRow, RepositoryRow};
 use askama::Template;
 
 pub struct RepoItem {
@@ -23,6 +23,34 @@ impl From<&RepositoryRow> for RepoItem {
             tags: row.tags as u64,
             stars: row.stars as u64,
             updated: when(row.updated_at),
+        }
+    }
+}
+
+/// A hold as the user pages and `/holds` list it.
+pub struct HoldItem {
+    pub did: String,
+    pub endpoint: String,
+    pub public: bool,
+    /// Its owner's handle.
+    pub owner: String,
+    /// Members of the owner's crew.
+    pub crew: u64,
+    pub registered: String,
+    /// It is the hold users get when their profile names none.
+    pub appview_default: bool,
+}
+
+impl HoldItem {
+    pub fn new(row: &HoldRow, appview_hold: &str) -> Self {
+        HoldItem {
+            did: row.hold_did.clone(),
+            endpoint: row.endpoint.clone(),
+            public: row.public != 0.0,
+            owner: row.owner_handle.clone(),
+            crew: row.crew as u64,
+            registered: when(row.created_at),
+            appview_default: row.hold_did == appview_hold,
         }
     }
 }
@@ -80,6 +108,27 @@ pub struct User {
     pub empty: &'static str,
     /// The repositories they starred.
     pub starred: Vec<RepoItem>,
+    /// The hold their pushes go to: their profile's, else this registry's
+    /// default (`appview_default`).
+    pub default_hold: String,
+    pub appview_default: bool,
+    /// The holds they run.
+    pub holds: Vec<HoldItem>,
+}
+
+/// `/holds`: every hold known here.
+#[derive(Template)]
+#[template(path = "holds.html")]
+pub struct Holds {
+    pub query: String,
+    pub appview_hold: String,
+    pub holds: Vec<HoldItem>,
+    /// Holds in all, and which of them this page shows.
+    pub total: u32,
+    pub first: u32,
+    pub last: u32,
+    pub previous: Option<String>,
+    pub next: Option<String>,
 }
 
 #[derive(Template)]

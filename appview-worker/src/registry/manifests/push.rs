@@ -11,7 +11,7 @@ use crate::atproto::resolve::Identity;
 use crate::auth::writer::PdsWriter;
 use crate::config::AppConfig;
 use crate::holds::Hold;
-use crate::index::{self, StoredManifest};
+use crate::index::{self, Author, StoredManifest};
 use crate::oci_error::internal;
 use crate::registry::owner::{locate, require_owner, writer_for};
 use atcr_protocol::collections;
@@ -198,7 +198,7 @@ async fn write_records(
     );
     let mut record = manifest::fit_record(record, MAX_RECORD_BYTES - BLOB_REF_ROOM)
         .map_err(|e| (OciCode::ManifestInvalid, e.to_string()))?;
-    ensure_profile(&mut writer, owner, hold).await?;
+    ensure_profile(env, &mut writer, owner, hold).await?;
     record["manifestBlob"] = writer
         .post(
             "com.atproto.repo.uploadBlob",
@@ -236,8 +236,10 @@ async fn write_records(
     Ok(manifest_uri)
 }
 
-/// The owner's profile names their hold; created on their first push.
+/// The owner's profile names their hold; created on their first push (and
+/// written through to the index, which shows it on their page).
 async fn ensure_profile(
+    env: &Env,
     writer: &mut PdsWriter<'_>,
     owner: &Identity,
     hold: &Hold,
@@ -250,13 +252,23 @@ async fn ensure_profile(
         return Ok(());
     }
     let now = now_rfc3339();
+    let record = json!({ "$type": collections::PROFILE, "defaultHold": hold.did, "createdAt": now, "updatedAt": now });
     writer
         .post("com.atproto.repo.putRecord", Body::Json(json!({
-            "repo": owner.did, "collection": collections::PROFILE, "rkey": "self",
-            "record": { "$type": collections::PROFILE, "defaultHold": hold.did, "createdAt": now, "updatedAt": now },
+            "repo": owner.did, "collection": collections::PROFILE, "rkey": "self", "record": record,
         })))
-        .await
-        .map(|_| ())
+        .await?;
+    let handle = owner.doc.handle().map(|h| h.to_string());
+    let author = Author {
+        did: &owner.did,
+        handle: handle.as_deref(),
+        pds: &owner.pds,
+    };
+    if let Err(e) = index::record_written(env, &author, collections::PROFILE, "self", &record).await
+    {
+        worker::console_error!("index write failed for the profile of {}: {e}", owner.did);
+    }
+    Ok(())
 }
 
 /// The PDS has it all now; the index is a cache, so a failure here is
