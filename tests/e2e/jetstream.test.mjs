@@ -22,13 +22,15 @@ const PROFILE = 'io.atcr.sailor.profile';
 const HOLD = 'io.atcr.hold';
 const CREW = 'io.atcr.hold.crew';
 // A hold alice says she runs; the index takes the record's word for it.
-const HOLD_ENDPOINT = 'https://hold.alice.example';
-const HOLD_DID = 'did:web:hold.alice.example';
+// The stack's shared hold, whose owner is alice: a hold record is indexed
+// only when the hold names its author as its owner.
+let HOLD_ENDPOINT, HOLD_DID;
 
 let stack, alice, bob, aliceJwt, bobJwt;
 
 before(async () => {
   stack = await startStack({ jetstream: true, log: (m) => process.stderr.write(`${m}\n`) });
+  [HOLD_ENDPOINT, HOLD_DID] = [stack.urls.hold, stack.holdDid];
   ({ alice, bob } = stack.accounts);
   aliceJwt = await login(stack.urls.pds, alice);
   bobJwt = await login(stack.urls.pds, bob);
@@ -257,7 +259,7 @@ test('a profile, a hold and a crew record written straight into the PDS reach D1
     holds: [{ record_uri: `at://${alice.did}/${HOLD}/own-hold`, hold_did: HOLD_DID, endpoint: HOLD_ENDPOINT, public: 1 }],
     crew: [{ member_did: bob.did, role: 'crew', permissions: '["blob:write"]' }],
   });
-  assert.match(holdRow(user.text, HOLD_ENDPOINT), new RegExp(`^${HOLD_ENDPOINT.replace(/\./g, '\\.')} ${HOLD_DID} public 1 \\d{4}-`));
+  assert.match(holdRow(user.text, HOLD_ENDPOINT), new RegExp(`^${HOLD_ENDPOINT.replace(/\./g, '\\.')} ${HOLD_DID}( · this registry's default)? public 1 \\d{4}-`));
   const holds = await until(async () => {
     const p = await page('/holds');
     return p.status === 200 && holdRow(p.text, HOLD_ENDPOINT) && p;
@@ -282,6 +284,15 @@ test('a malformed io.atcr.hold record is skipped and counted; deleting the crew 
   assert.match(body.jetstream.last_skip, /io\.atcr\.hold record .*broken-hold/);
   assert.deepEqual(holdRows().holds.map((h) => h.record_uri), [`at://${alice.did}/${HOLD}/own-hold`], 'the malformed hold is not indexed');
   assert.ok(!(await page('/holds')).text.includes('somewhere'));
+
+  // bob claims alice's hold: the hold names alice as its owner, so the claim is not listed.
+  await putRecord(stack.urls.pds, bobJwt, bob.did, HOLD, 'claimed', { endpoint: HOLD_ENDPOINT, owner: bob.did, public: true, createdAt: now() });
+  const claimed = await until(async () => {
+    const h = await health();
+    return /claimed not indexed: the hold .* names did:plc:\w+ as its owner, not did:plc:/.test(h.body.jetstream?.last_skip) && h;
+  }, '/health counts the claim skipped, naming the owner the hold gives');
+  assert.ok(claimed.body.jetstream.last_skip.includes(alice.did));
+  assert.deepEqual(holdRows().holds.map((h) => h.record_uri), [`at://${alice.did}/${HOLD}/own-hold`], "bob's claim is not indexed");
 });
 
 test('an account deactivated on its PDS leaves the pages, search and the catalog; activated again, it is back', async () => {

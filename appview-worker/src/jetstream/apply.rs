@@ -5,7 +5,7 @@
 use crate::atproto::resolve::{resolve_owner, Identity, ResolveError};
 use crate::config::{AppConfig, DB_BINDING};
 use crate::index::{self, Author, Starrer, StoredManifest};
-use atcr_protocol::jetstream::Change;
+use atcr_protocol::jetstream::{Change, HoldEntry};
 use atcr_protocol::reference::Owner;
 use atcr_protocol::Did;
 use worker::{D1Database, D1PreparedStatement, Env};
@@ -141,6 +141,9 @@ async fn statements(
                 .map_err(failed)
         }
         Change::Profile(_) | Change::Hold(_) | Change::Crew(_) => {
+            if let Change::Hold(hold) = change {
+                hold_confirms_owner(hold, did, config).await?;
+            }
             let who = identity(did, config).await?;
             let handle = who.doc.handle().map(|h| h.to_string());
             let author = Author {
@@ -196,4 +199,31 @@ async fn identity(did: &Did, config: &AppConfig) -> Result<Identity, String> {
             ResolveError::Unknown(m) => format!("{did} does not resolve: {m}"),
             ResolveError::Unavailable(m) => format!("{did} could not be resolved: {m}"),
         })
+}
+
+/// A hold record claims that `did` runs the hold: it is indexed (and listed
+/// on `/holds`) only when the hold itself names `did` as its owner, as the
+/// settings page checks before it writes one.
+async fn hold_confirms_owner(
+    hold: &HoldEntry,
+    did: &Did,
+    config: &AppConfig,
+) -> Result<(), String> {
+    let facts = crate::holds::check_hold(&hold.hold, config)
+        .await
+        .map_err(|e| {
+            format!(
+                "{} not indexed: the hold could not be checked: {e}",
+                hold.record_uri
+            )
+        })?;
+    match facts.owner {
+        Some(owner) if &owner == did => Ok(()),
+        owner => Err(format!(
+            "{} not indexed: the hold {} names {} as its owner, not {did}",
+            hold.record_uri,
+            hold.hold,
+            owner.map_or("nobody".to_string(), |o| o.to_string())
+        )),
+    }
 }
