@@ -135,6 +135,9 @@ pub struct ManifestEntry {
     pub platforms: Option<String>,
     pub description: Option<String>,
     pub record_uri: String,
+    /// Unix ms of the record's `updatedAt`, else `createdAt`: when it was
+    /// pushed, which the index keeps however late it reads the record.
+    pub changed_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +150,8 @@ pub struct TagEntry {
     /// (`<repository>:<digest>`); else the index looks the URI up.
     pub digest: Option<Digest>,
     pub record_uri: String,
+    /// Unix ms of the record's `updatedAt`, else `createdAt`.
+    pub changed_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -386,7 +391,7 @@ fn descriptor(value: &Value, what: &str) -> Result<(), String> {
 }
 
 fn manifest_change(record: &Value, uri: &str) -> Result<ManifestEntry, String> {
-    datetimes(record)?;
+    let changed_at = datetimes(record)?;
     let repository = repository(record)?;
     let digest = digest_of(&record["digest"], "the manifest")?;
     let media_type = string(record, "mediaType")?.to_string();
@@ -445,11 +450,12 @@ fn manifest_change(record: &Value, uri: &str) -> Result<ManifestEntry, String> {
             .as_str()
             .map(str::to_string),
         record_uri: uri.to_string(),
+        changed_at,
     })
 }
 
 fn tag_change(record: &Value, uri: &str) -> Result<TagEntry, String> {
-    datetimes(record)?;
+    let changed_at = datetimes(record)?;
     let repository = repository(record)?;
     let tag = parse_tag(string(record, "tag")?).map_err(|e| e.to_string())?;
     let manifest_uri = string(record, "manifest")?;
@@ -471,6 +477,7 @@ fn tag_change(record: &Value, uri: &str) -> Result<TagEntry, String> {
         manifest_uri: manifest_uri.to_string(),
         digest,
         record_uri: uri.to_string(),
+        changed_at,
     })
 }
 
@@ -676,6 +683,8 @@ mod tests {
             Some(r#"[{"architecture":"amd64","os":"linux"}]"#)
         );
         assert_eq!(m.description.as_deref(), Some("A web server"));
+        // When it was pushed (createdAt), not when the index read it.
+        assert_eq!(m.changed_at, 1_796_187_600_000);
         assert_eq!(
             m.record_uri,
             format!("at://{ALICE}/io.atcr.manifest/team~web:x")

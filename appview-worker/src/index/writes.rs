@@ -55,13 +55,17 @@ pub fn manifest_statements(
 ) -> Result<Vec<D1PreparedStatement>> {
     Ok(vec![
         user_seen(db, owner.as_str(), handle, pds, now)?,
-        // The newest image's description describes the repository (search finds it).
+        // The newest image's description describes the repository (search
+        // finds it). Times are the pushes' own, so a record read late (a
+        // backfill, a replay) moves neither end back nor forward.
         db.prepare(
             "INSERT INTO repositories (owner_did, name, description, created_at, updated_at) VALUES (?1, ?2, ?4, ?3, ?3)
-             ON CONFLICT (owner_did, name) DO UPDATE SET updated_at = excluded.updated_at,
+             ON CONFLICT (owner_did, name) DO UPDATE SET
+               created_at = MIN(repositories.created_at, excluded.created_at),
+               updated_at = MAX(repositories.updated_at, excluded.updated_at),
                description = COALESCE(excluded.description, repositories.description)",
         )
-        .bind(&[owner.as_str().into(), m.repository.into(), now.into(), nullable(m.description)])?,
+        .bind(&[owner.as_str().into(), m.repository.into(), m.pushed_at.into(), nullable(m.description)])?,
         db.prepare(
             "INSERT INTO manifests (owner_did, repository, digest, media_type, artifact_type, subject, size, hold_did, record_uri, platforms, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -78,7 +82,7 @@ pub fn manifest_statements(
             nullable(m.hold),
             m.record_uri.into(),
             nullable(m.platforms.as_deref()),
-            now.into(),
+            m.pushed_at.into(),
         ])?,
     ])
 }
@@ -96,6 +100,9 @@ pub struct StoredManifest<'a> {
     pub platforms: Option<String>,
     /// The `org.opencontainers.image.description` annotation, if any.
     pub description: Option<&'a str>,
+    /// Unix ms of the push: now for this appview's own, the record's
+    /// `createdAt` (or `updatedAt`) for one read from the network.
+    pub pushed_at: f64,
 }
 
 pub async fn tag_stored(

@@ -75,6 +75,7 @@ async fn statements(
                 record_uri: &m.record_uri,
                 platforms: m.platforms.clone(),
                 description: m.description.as_deref(),
+                pushed_at: m.changed_at as f64,
             };
             index::manifest_statements(db, did, &who.pds, handle.as_deref(), &stored, now)
                 .map_err(failed)
@@ -84,7 +85,8 @@ async fn statements(
         }
         Change::Tag(t) => match &t.digest {
             Some(digest) => {
-                index::tag_statement(db, did, &t.repository, &t.tag, digest, &t.record_uri, now)
+                let at = t.changed_at as f64;
+                index::tag_statement(db, did, &t.repository, &t.tag, digest, &t.record_uri, at)
             }
             None => index::tag_of_record_statement(
                 db,
@@ -93,7 +95,7 @@ async fn statements(
                 &t.tag,
                 &t.manifest_uri,
                 &t.record_uri,
-                now,
+                t.changed_at as f64,
             ),
         }
         .map(|s| vec![s])

@@ -311,6 +311,7 @@ async fn update_index(
             .annotations
             .as_ref()
             .and_then(|a| a[manifest::DESCRIPTION_ANNOTATION].as_str()),
+        pushed_at: index::now_ms(),
     };
     let handle = owner.doc.handle().map(|h| h.to_string());
     if let Err(e) =
