@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startStack, ROOT } from '../lib/stack.mjs';
-import { runIn } from '../lib/clients.mjs';
+import { runIn, atcrPushCounts as counts } from '../lib/clients.mjs';
 import { listAllRecords } from '../lib/atproto.mjs';
 import { buildImage, layoutBlobs } from '../lib/image.mjs';
 import { registryToken } from '../lib/registry.mjs';
@@ -59,13 +59,6 @@ const run = (cmd, args, env = {}) =>
   runIn(scratch, 'env', [...Object.entries(env).map(([k, v]) => `${k}=${v}`), cmd, ...args], { timeout: 540_000 });
 const atcr = (args, env) => run(ATCR, args, env);
 
-/** The counts `atcr push` reports on its last line. */
-function counts(stdout) {
-  const m = stdout.match(/(\d+) blobs to the hold, (\d+) through the registry, (\d+) already present, (\d+) linked from the hold; parts sent: (\d+), parts resumed: (\d+), bytes sent: (\d+)/);
-  assert.ok(m, `push summary in: ${stdout}`);
-  const [direct, small, present, linked, sent, resumed, bytes] = m.slice(1).map(Number);
-  return { direct, small, present, linked, sent, resumed, bytes };
-}
 
 const statBlob = (digest) => fetch(`${stack.urls.byoHold}/xrpc/io.atcr.hold.statBlob?digest=${digest}`);
 const big = () => image.blobs.reduce((a, b) => (b.size > a.size ? b : a));

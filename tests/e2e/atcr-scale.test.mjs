@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack, ROOT } from '../lib/stack.mjs';
 import { PLAN_BODY_LIMITS } from '../lib/edge.mjs';
-import { runIn, oras } from '../lib/clients.mjs';
+import { runIn, oras, atcrPushCounts as counts } from '../lib/clients.mjs';
 import { buildImage, fileImage } from '../lib/image.mjs';
 import { randomFile } from '../lib/hold.mjs';
 
@@ -48,13 +48,6 @@ after(async () => {
 
 const run = (cmd, args) => runIn(scratch, cmd, args, { timeout: 900_000 });
 
-/** The counts `atcr push` reports on its last line. */
-function counts(stdout) {
-  const m = stdout.match(/(\d+) blobs to the hold, (\d+) through the registry, (\d+) already present, (\d+) linked from the hold; parts sent: (\d+), parts resumed: (\d+), bytes sent: (\d+)/);
-  assert.ok(m, `push summary in: ${stdout}`);
-  const [direct, small, present, linked, sent, resumed, bytes] = m.slice(1).map(Number);
-  return { direct, small, present, linked, sent, resumed, bytes };
-}
 
 /** Runs `atcr args` under /usr/bin/time: {code, stdout, stderr, peakKb}. */
 async function measuredAtcr(args) {

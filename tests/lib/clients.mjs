@@ -40,3 +40,11 @@ export async function oras(home, script, params) {
   if (res.code !== 0) throw new Error(`oras script failed (${res.code}):\n${res.stderr}\n${res.stdout}`);
   return JSON.parse(res.stdout.trim().split('\n').pop());
 }
+
+/** The counts `atcr push` reports on its last line; throws if there is none. */
+export function atcrPushCounts(stdout) {
+  const m = stdout.match(/(\d+) blobs to the hold, (\d+) through the registry, (\d+) already present, (\d+) linked from the hold; parts sent: (\d+), parts resumed: (\d+), bytes sent: (\d+)/);
+  if (!m) throw new Error(`no push summary in: ${stdout}`);
+  const [direct, small, present, linked, sent, resumed, bytes] = m.slice(1).map(Number);
+  return { direct, small, present, linked, sent, resumed, bytes };
+}
