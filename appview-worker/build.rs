@@ -1,28 +1,27 @@
-//! Publishes the files of `web/` under content-hashed names.
+//! Names the files of `web/` by their content and embeds them in the Worker.
 //!
-//! Each stylesheet and script is copied to `web/assets/<stem>.<hash>.<ext>`
-//! (the hash is the start of its SHA-256), which the Workers asset server
-//! serves with a year-long, immutable cache lifetime (`web/_headers`). The
-//! pages link those names through the constants written to
-//! `$OUT_DIR/assets.rs` (`web::assets`), so a changed file gets a new URL and
-//! no browser keeps an old copy. The copies are written here, next to the
-//! sources, because `wrangler dev` and `wrangler deploy` serve one directory.
+//! Each stylesheet and script is served at `/assets/<stem>.<hash>.<ext>`
+//! (the hash is the start of its SHA-256) with a year-long, immutable cache
+//! lifetime (`web::assets`). The pages link those names through the
+//! constants written to `$OUT_DIR/assets.rs`, so a changed file gets a new
+//! URL and no browser keeps an old copy. The files are embedded rather than
+//! served by the Workers asset binding: with one, every request (registry
+//! calls too) passes through the asset router before the Worker.
 use sha2::{Digest, Sha256};
 use std::{fmt::Write as _, fs, path::Path};
 
-/// The published files: (constant name, file in `web/`).
-const ASSETS: &[(&str, &str)] = &[
-    ("STYLE_CSS", "style.css"),
-    ("COPY_JS", "copy.js"),
-    ("STAR_JS", "star.js"),
+/// The served files: (constant name, file in `web/`, media type).
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("STYLE_CSS", "style.css", "text/css; charset=utf-8"),
+    ("COPY_JS", "copy.js", "text/javascript; charset=utf-8"),
+    ("STAR_JS", "star.js", "text/javascript; charset=utf-8"),
 ];
 
 fn main() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
-    let published = web.join("assets");
-    fs::create_dir_all(&published).expect("create web/assets");
     let mut constants = String::new();
-    for (constant, file) in ASSETS {
+    let mut files = String::from("pub const FILES: &[Asset] = &[\n");
+    for (constant, file, media_type) in ASSETS {
         let source = web.join(file);
         println!("cargo:rerun-if-changed={}", source.display());
         let bytes = fs::read(&source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
@@ -30,33 +29,18 @@ fn main() {
         let (stem, ext) = file
             .rsplit_once('.')
             .expect("asset names have an extension");
-        let name = format!("{stem}.{hash}.{ext}");
-        remove_stale(&published, stem, ext, &name);
-        let target = published.join(&name);
-        if fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
-            fs::write(&target, &bytes)
-                .unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
-        }
+        let url = format!("/assets/{stem}.{hash}.{ext}");
+        writeln!(constants, "pub const {constant}: &str = {url:?};").unwrap();
         writeln!(
-            constants,
-            "pub const {constant}: &str = \"/assets/{name}\";"
+            files,
+            "    Asset {{ path: {url:?}, media_type: {media_type:?}, bytes: include_bytes!({:?}) }},",
+            source.display().to_string()
         )
         .unwrap();
     }
+    files.push_str("];\n");
     let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("assets.rs");
-    fs::write(out, constants).expect("write assets.rs");
-}
-
-/// Earlier copies of one file, so `web/assets` holds only what the pages link.
-fn remove_stale(dir: &Path, stem: &str, ext: &str, keep: &str) {
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let hashed_copy =
-            name.starts_with(&format!("{stem}.")) && name.ends_with(&format!(".{ext}"));
-        if hashed_copy && name != keep {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
+    fs::write(out, constants + &files).expect("write assets.rs");
 }
 
 fn hex_prefix(digest: &[u8], chars: usize) -> String {

@@ -12,6 +12,8 @@
 //   blob      blob GET (the 307 to a presigned URL), with a pull token
 //   floor     an empty 200 from a trivial Rust Worker (bench/floor-worker)
 //             served the same way: what the runtime costs on its own
+//   floor401  the trivial Worker's 401 of the registry's shape: what that
+//             response costs, apart from the registry's code
 //   all       each of the above in turn (default)
 //
 //   ./dev bench profile [kind[,kind…], default all] [n, default 500]
@@ -27,7 +29,7 @@ import { execFileSync } from 'node:child_process';
 import { startStack, ROOT } from '../tests/lib/stack.mjs';
 import { registryToken, pushImage } from '../tests/lib/registry.mjs';
 
-const KINDS = ['floor', 'base', 'manifest', 'head', 'blob'];
+const KINDS = ['floor', 'floor401', 'base', 'manifest', 'head', 'blob'];
 const kindArg = process.argv[2] ?? 'all';
 const n = Number(process.argv[3] ?? 500);
 const kinds = kindArg === 'all' ? KINDS : kindArg.split(',');
@@ -136,7 +138,7 @@ await main();
 
 async function main() {
   const log = (m) => process.stderr.write(`${m}\n`);
-  const floorWanted = kinds.includes('floor');
+  const floorWanted = kinds.some((k) => k.startsWith('floor'));
   if (floorWanted && process.env.ATCR_E2E_NO_BUILD !== '1') {
     log('building bench/floor-worker ...');
     execFileSync('bash', [path.join(ROOT, 'scripts', 'build-worker'), 'bench/floor-worker'], { stdio: 'inherit' });
@@ -154,6 +156,7 @@ async function main() {
     const base = stack.urls.appview;
     const requests = {
       floor: { label: 'empty 200 from the trivial Rust Worker', url: `${floor}/`, init: {}, status: 200, worker: 'floor' },
+      floor401: { label: "the registry's 401 from the trivial Rust Worker", url: `${floor}/v2/`, init: {}, status: 401, worker: 'floor' },
       base: { label: 'GET /v2/ without a token', url: `${base}/v2/`, init: {}, status: 401 },
       manifest: { label: 'manifest GET by tag', url: `${base}/v2/${name}/manifests/v1`, init: { headers: { ...auth, ...accept } }, status: 200 },
       head: { label: 'manifest HEAD by digest', url: `${base}/v2/${name}/manifests/${image.manifest}`, init: { method: 'HEAD', headers: { ...auth, ...accept } }, status: 200 },

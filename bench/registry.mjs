@@ -6,7 +6,8 @@
 //     into (16 MiB, one in flight while the next is read);
 //   - manifest GET by tag: requests/s, p50 and p99 (after a warm-up);
 //   - GET /v2/ the same way: the floor, what the runtime costs before registry work;
-//   - blob GET: time to the first answer (our 307, their bytes; warm median) and to the last byte.
+//   - blob GET: time to the first answer (our 307, their bytes; warm median), to
+//     the blob's first byte (ours following the 307 to storage) and to the last byte.
 //
 //   ./dev bench registry [layer MB, default 200] [manifest requests, default 2000]
 import { execFile, spawn } from 'node:child_process';
@@ -63,6 +64,7 @@ try {
   line('GET /v2/ (the floor), requests/s', ours.base.rps, theirs.base.rps, (x) => x.toFixed(0), false);
   line('GET /v2/ (the floor), p50', ours.base.p50, theirs.base.p50, ms);
   line('blob GET, first answer (warm)', ours.blob.first, theirs.blob.first, ms);
+  line('blob GET, first byte (warm, via the 307)', ours.blob.firstByte, theirs.blob.firstByte, ms);
   line(`blob GET, all ${layerMb} MB`, ours.blob.last, theirs.blob.last, ms);
   console.log(`\natcr (wrangler dev, local PDS, s3s-fs) vs CNCF distribution ${distribution.version} (filesystem), same machine, one run`);
   console.log(`manifest GETs: ${requests} after 100 warm-up, ${CONCURRENCY} at a time; ratio = time atcr / time distribution (for requests/s: distribution / atcr)`);
@@ -131,13 +133,24 @@ function median(xs) {
 
 async function blobTimes(side, digest) {
   const url = `http://${side.host}/v2/${side.name}/blobs/${digest}`;
-  // Time to the first answer: median of warm requests (the first one warms caches).
+  // Warm medians (the first request warms caches) of the time to the first
+  // answer (our 307, their 200) and to the blob's first byte (for us,
+  // after following the 307 to storage).
   const firsts = [];
+  const firstBytes = [];
   for (let i = 0; i < 21; i++) {
     const t = performance.now();
     const res = await fetch(url, { headers: headers(side), redirect: 'manual' });
     firsts.push(performance.now() - t);
-    await res.body?.cancel();
+    let body = res;
+    if (res.status === 307) {
+      await res.arrayBuffer();
+      body = await fetch(res.headers.get('location'));
+    }
+    const reader = body.body.getReader();
+    await reader.read();
+    firstBytes.push(performance.now() - t);
+    await reader.cancel();
   }
   const t = performance.now();
   const res = await fetch(url, { headers: headers(side), redirect: 'manual' });
@@ -147,5 +160,5 @@ async function blobTimes(side, digest) {
     body = await fetch(res.headers.get('location'));
   }
   for await (const _chunk of body.body) { /* drain */ }
-  return { first: median(firsts.slice(1)), last: performance.now() - t };
+  return { first: median(firsts.slice(1)), firstByte: median(firstBytes.slice(1)), last: performance.now() - t };
 }

@@ -9,7 +9,7 @@
 //! the time its task is polled, so a fetch started while handling a request
 //! is charged to that request and no other.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -18,6 +18,7 @@ use worker::{Env, Response, Result};
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Cell<u32>>>> = const { RefCell::new(None) };
+    static REPORT: OnceCell<bool> = const { OnceCell::new() };
 }
 
 /// Charges one subrequest to the request being handled (if any is counted).
@@ -69,9 +70,13 @@ where
 {
     let (handler, count) = counted(handler);
     let mut resp = handler.await?;
-    let report = env
-        .var("REPORT_SUBREQUESTS")
-        .is_ok_and(|v| v.to_string() == "true");
+    // Read once per isolate: an isolate's variables never change.
+    let report = REPORT.with(|r| {
+        *r.get_or_init(|| {
+            env.var("REPORT_SUBREQUESTS")
+                .is_ok_and(|v| v.to_string() == "true")
+        })
+    });
     if report {
         // Headers of a response passed through from a fetch are immutable;
         // such a response goes out unreported.

@@ -28,11 +28,12 @@ use worker::{Context, Env, Method, Request, Response, Result};
 /// envelope naming it, never the runtime's bare text.
 pub async fn handle(
     req: Request,
+    path: &str,
     env: &Env,
     ctx: &Context,
     config: &AppConfig,
 ) -> Result<Response> {
-    match dispatch(req, env, ctx, config).await {
+    match dispatch(req, path, env, ctx, config).await {
         Ok(resp) => Ok(resp),
         Err(e) => {
             worker::console_error!("registry request failed: {e}");
@@ -43,16 +44,17 @@ pub async fn handle(
 
 async fn dispatch(
     mut req: Request,
+    path: &str,
     env: &Env,
     ctx: &Context,
     config: &AppConfig,
 ) -> Result<Response> {
-    let route = match Route::parse(&req.path()) {
+    let route = match Route::parse(path) {
         Ok(route) => route,
         Err(RouteError::NotFound) => {
             return error(
                 OciCode::NameUnknown,
-                Some(format!("no registry endpoint at {}", req.path())),
+                Some(format!("no registry endpoint at {path}")),
             )
         }
         Err(RouteError::NameInvalid(m)) => return error(OciCode::NameInvalid, Some(m)),
@@ -128,10 +130,7 @@ async fn dispatch(
         },
         _ => error(
             OciCode::Unsupported,
-            Some(format!(
-                "{method} {} is not served by this registry",
-                req.path()
-            )),
+            Some(format!("{method} {path} is not served by this registry")),
         ),
     }
 }

@@ -13,6 +13,7 @@
 //! | `/settings` | the signed-in user's default hold, holds, crew, repository descriptions and sign-ins (`settings`) |
 //! | `POST /star` | starring and unstarring a repository, a record in the starrer's PDS (`stars`) |
 //! | `/device`, `/settings/devices` | approving the credential helper's device logins, listing and revoking devices (`devices`) |
+//! | `/assets/<name>.<hash>.<ext>` | the stylesheet and scripts of `web/`, embedded (`assets`) |
 //!
 //! Every page's header shows who is signed in (`sign_in::viewer`): pages
 //! are put together without knowing who looks, and the account corner is
@@ -76,6 +77,7 @@ pub async fn serve(
             let action = p.trim_start_matches("/settings/").to_string();
             return Some(settings::submit(req, env, config, &action).await);
         }
+        (Method::Get, p) if p.starts_with("/assets/") => return assets::serve(p),
         (Method::Get, _) => {}
         _ => return None,
     }

@@ -66,13 +66,8 @@ pub async fn get_manifest(
     h.set("Content-Length", &length.to_string())?;
     h.set("Docker-Content-Digest", served.digest.as_str())?;
     if method == Method::Get {
-        // Counted after the answer: the client does not wait on D1.
-        let (env, repository) = (env.clone(), name.repository().to_string());
-        ctx.wait_until(async move {
-            if let Err(e) = index::count_pull(&env, &owner, &repository).await {
-                worker::console_error!("pull count failed for {repository}: {e}");
-            }
-        });
+        // Counted in the isolate and sent after the answer (index::pulls).
+        index::count_pull(ctx, env, &owner, name.repository());
     }
     Ok(resp)
 }
