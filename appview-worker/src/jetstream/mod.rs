@@ -89,25 +89,32 @@ struct Live {
     saved_at_ms: f64,
     /// A save is set for a second from now (`save_soon`).
     save_coming: bool,
-    /// Unix ms when the last burst of messages came, and the newest event
-    /// applied on this connection: together they say whether a replay is
-    /// still under way.
+    /// Unix ms when the last burst of messages came, when this connection
+    /// opened, and the newest event applied on it: together they say
+    /// whether a replay is still under way.
     last_burst_ms: f64,
+    connected_ms: f64,
     newest_us: Option<i64>,
 }
 
-/// How close to now the stream must be for the consumer to count as
-/// caught up: its newest event this recent, or no message for this long
-/// (a replay streams without pause, so a quiet socket has drained it).
+/// No message for this long means the consumer has caught up: a replay
+/// streams without pause, so a quiet socket has drained it.
 const CAUGHT_UP_MS: f64 = 5_000.0;
+
+/// How far past the connection's opening an applied event must be to show
+/// that the replay is over. Events come in time order, so one stamped after
+/// the connection opened follows everything the replay had to send; the
+/// margin covers a Jetstream clock a little ahead of the runtime's. (An
+/// event merely recent is no proof: after a short outage, the replay of
+/// what was missed is recent too.)
+const CLOCK_MARGIN_MS: f64 = 1_000.0;
 
 impl Live {
     fn caught_up(&self, now_ms: f64) -> bool {
-        self.connected
-            && (self
-                .newest_us
-                .is_some_and(|t| now_ms - (t as f64) / 1000.0 < CAUGHT_UP_MS)
-                || now_ms - self.last_burst_ms > CAUGHT_UP_MS)
+        let past_the_replay = self
+            .newest_us
+            .is_some_and(|t| (t as f64) / 1000.0 >= self.connected_ms + CLOCK_MARGIN_MS);
+        self.connected && (past_the_replay || now_ms - self.last_burst_ms > CAUGHT_UP_MS)
     }
 }
 
@@ -203,6 +210,7 @@ impl JetstreamConsumer {
             live.connected = true;
             live.newest_us = None;
             live.last_burst_ms = connected_ms;
+            live.connected_ms = connected_ms;
             live.socket = Some(ws.clone());
             live.endpoint = base.to_string();
             live.generation += 1;
@@ -377,5 +385,46 @@ async fn save(env: &Env, live: &Rc<RefCell<Live>>) {
         l.applied += applied;
         l.skipped += skipped;
         l.last_skip = l.last_skip.take().or(last_skip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connected_at(ms: f64) -> Live {
+        Live {
+            connected: true,
+            connected_ms: ms,
+            last_burst_ms: ms,
+            ..Live::default()
+        }
+    }
+
+    #[test]
+    fn a_replay_of_recent_events_is_not_caught_up() {
+        // Reconnected at 100 s after a 3-second outage: the replay's events
+        // are recent, but none is stamped after the connection opened.
+        let mut live = connected_at(100_000.0);
+        live.newest_us = Some(98_000_000);
+        live.last_burst_ms = 100_500.0;
+        assert!(!live.caught_up(101_000.0));
+    }
+
+    #[test]
+    fn an_event_from_after_the_connection_shows_the_replay_is_over() {
+        let mut live = connected_at(100_000.0);
+        live.newest_us = Some(101_500_000);
+        live.last_burst_ms = 101_600.0;
+        assert!(live.caught_up(101_700.0));
+    }
+
+    #[test]
+    fn a_quiet_socket_is_caught_up_and_a_closed_one_never() {
+        let mut live = connected_at(100_000.0);
+        assert!(!live.caught_up(104_000.0));
+        assert!(live.caught_up(105_500.0));
+        live.connected = false;
+        assert!(!live.caught_up(105_500.0));
     }
 }
