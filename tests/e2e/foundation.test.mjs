@@ -103,6 +103,9 @@ test('the appview renders its home page and serves web/ files under content-hash
   const body = await css.text();
   assert.equal(body, readFileSync(path.join(ROOT, 'web', 'style.css'), 'utf8'));
   assert.equal(crypto.createHash('sha256').update(body).digest('hex').slice(0, 10), href[2]);
+  const head = await fetch(`${stack.urls.appview}${href[1]}`, { method: 'HEAD' });
+  assert.equal(head.status, 200, 'HEAD answers as GET does, without the body');
+  assert.equal(head.headers.get('content-length'), String(Buffer.byteLength(body)));
   // Only the hashed copy is published: nothing links the source's name.
   assert.equal((await fetch(`${stack.urls.appview}/style.css`)).status, 404);
 });

@@ -14,11 +14,20 @@ pub struct Asset {
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
-/// The file served at `path`, if one is.
-pub fn serve(path: &str) -> Option<Result<Response>> {
+/// The file served at `path`, if one is: its bytes, or for a HEAD only
+/// their length.
+pub fn serve(path: &str, head: bool) -> Option<Result<Response>> {
     let asset = FILES.iter().find(|a| a.path == path)?;
-    Some(Response::from_bytes(asset.bytes.to_vec()).and_then(|resp| {
-        let mut resp = resp;
+    let answer = if head {
+        Response::empty().and_then(|mut resp| {
+            let length = asset.bytes.len().to_string();
+            resp.headers_mut().set("Content-Length", &length)?;
+            Ok(resp)
+        })
+    } else {
+        Response::from_bytes(asset.bytes.to_vec())
+    };
+    Some(answer.and_then(|mut resp| {
         let headers = resp.headers_mut();
         headers.set("Content-Type", asset.media_type)?;
         headers.set("Cache-Control", "public, max-age=31536000, immutable")?;

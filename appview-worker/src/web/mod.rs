@@ -77,7 +77,9 @@ pub async fn serve(
             let action = p.trim_start_matches("/settings/").to_string();
             return Some(settings::submit(req, env, config, &action).await);
         }
-        (Method::Get, p) if p.starts_with("/assets/") => return assets::serve(p),
+        (method @ (Method::Get | Method::Head), p) if p.starts_with("/assets/") => {
+            return assets::serve(p, method == Method::Head)
+        }
         (Method::Get, _) => {}
         _ => return None,
     }
