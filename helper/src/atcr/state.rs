@@ -109,8 +109,19 @@ impl StateFile {
         replace_private(&self.path, &json)
     }
 
+    /// Forgets the upload: its state, and any copy a process killed while
+    /// saving it left half-written (`<state>.tmp<pid>`).
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let unfinished = format!("{}.tmp", name.to_string_lossy());
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&unfinished) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
@@ -129,6 +140,27 @@ mod tests {
             expires_at: 100_000,
             parts: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn removing_an_upload_also_removes_a_half_written_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path(), "did:web:hold.example", "sha256:ab");
+        file.save(&state()).unwrap();
+        let stale = format!("{}.tmp4242", file.path().display());
+        std::fs::write(&stale, b"{").unwrap();
+        let other = StateFile::new(dir.path(), "did:web:hold.example", "sha256:cd");
+        other.save(&state()).unwrap();
+        file.remove();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(
+            left,
+            [other.path().to_path_buf()],
+            "only the other upload's state is left"
+        );
     }
 
     #[test]

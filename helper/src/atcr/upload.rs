@@ -245,6 +245,13 @@ fn send_parts(
                         *shared.failure.lock().unwrap() = Some(Failure::fatal(e));
                         return;
                     }
+                    // The test hook ends the process holding the state's
+                    // lock: no other part's save is then half-written.
+                    let confirmed = PARTS_CONFIRMED.fetch_add(1, Ordering::SeqCst) + 1;
+                    if settings.stop_after_parts == Some(confirmed) {
+                        eprintln!("stopping after {confirmed} parts (ATCR_TEST_STOP_AFTER_PARTS)");
+                        std::process::exit(75);
+                    }
                 }
                 {
                     let mut sent = shared.sent.lock().unwrap();
@@ -252,11 +259,6 @@ fn send_parts(
                     sent.bytes_sent += part.len;
                 }
                 bar.add(part.len);
-                let confirmed = PARTS_CONFIRMED.fetch_add(1, Ordering::SeqCst) + 1;
-                if settings.stop_after_parts == Some(confirmed) {
-                    eprintln!("stopping after {confirmed} parts (ATCR_TEST_STOP_AFTER_PARTS)");
-                    std::process::exit(75);
-                }
             }
             Err(e) => {
                 let mut failure = shared.failure.lock().unwrap();
