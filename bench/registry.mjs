@@ -133,6 +133,12 @@ function median(xs) {
 
 async function blobTimes(side, digest) {
   const url = `http://${side.host}/v2/${side.name}/blobs/${digest}`;
+  /** The blob's bytes as a response: ours after following the 307 to storage. */
+  const open = async (res) => {
+    if (res.status !== 307) return res;
+    await res.arrayBuffer();
+    return fetch(res.headers.get('location'));
+  };
   // Warm medians (the first request warms caches) of the time to the first
   // answer (our 307, their 200) and to the blob's first byte (for us,
   // after following the 307 to storage).
@@ -142,23 +148,13 @@ async function blobTimes(side, digest) {
     const t = performance.now();
     const res = await fetch(url, { headers: headers(side), redirect: 'manual' });
     firsts.push(performance.now() - t);
-    let body = res;
-    if (res.status === 307) {
-      await res.arrayBuffer();
-      body = await fetch(res.headers.get('location'));
-    }
-    const reader = body.body.getReader();
+    const reader = (await open(res)).body.getReader();
     await reader.read();
     firstBytes.push(performance.now() - t);
     await reader.cancel();
   }
   const t = performance.now();
-  const res = await fetch(url, { headers: headers(side), redirect: 'manual' });
-  let body = res;
-  if (res.status === 307) {
-    await res.arrayBuffer();
-    body = await fetch(res.headers.get('location'));
-  }
+  const body = await open(await fetch(url, { headers: headers(side), redirect: 'manual' }));
   for await (const _chunk of body.body) { /* drain */ }
   return { first: median(firsts.slice(1)), firstByte: median(firstBytes.slice(1)), last: performance.now() - t };
 }

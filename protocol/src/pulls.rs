@@ -38,13 +38,18 @@ impl PendingPulls {
     /// Adds one pull; true when it is the first since the last send, so
     /// the caller schedules the next one.
     pub fn add(&mut self, owner: &str, repository: &str, at: u64) -> bool {
+        self.count(owner, repository, 1, at);
+        !std::mem::replace(&mut self.scheduled, true)
+    }
+
+    /// Adds `count` pulls of `repository`, the latest at `at`.
+    fn count(&mut self, owner: &str, repository: &str, count: u64, at: u64) {
         let entry = self
             .by_repository
             .entry((owner.to_string(), repository.to_string()))
             .or_insert((0, 0));
-        entry.0 += 1;
+        entry.0 += count;
         entry.1 = entry.1.max(at);
-        !std::mem::replace(&mut self.scheduled, true)
     }
 
     /// Everything pending, as events to send; the next pull schedules anew.
@@ -75,21 +80,18 @@ pub struct PullTally {
 /// Folds events into one tally per repository, in a stable order (owner,
 /// then repository) so the writes of a batch are deterministic.
 pub fn tally<'a>(events: impl IntoIterator<Item = &'a PullEvent>) -> Vec<PullTally> {
-    let mut by_repository: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    let mut folded = PendingPulls::default();
     for event in events {
-        let entry = by_repository
-            .entry((event.owner.as_str(), event.repository.as_str()))
-            .or_insert((0, 0));
-        entry.0 += event.count;
-        entry.1 = entry.1.max(event.at);
+        folded.count(&event.owner, &event.repository, event.count, event.at);
     }
-    by_repository
+    folded
+        .take()
         .into_iter()
-        .map(|((owner, repository), (count, last_pull))| PullTally {
-            owner: owner.to_string(),
-            repository: repository.to_string(),
-            count,
-            last_pull,
+        .map(|event| PullTally {
+            owner: event.owner,
+            repository: event.repository,
+            count: event.count,
+            last_pull: event.at,
         })
         .collect()
 }
