@@ -3,6 +3,7 @@
 //! Only what needs the `worker` crate lives here; anything testable without
 //! the Workers runtime belongs in `atcr-protocol`.
 
+pub mod blocks;
 pub mod records;
 pub mod service_tokens;
 pub mod subrequests;

@@ -30,14 +30,15 @@ use atcr_protocol::hold_api::{CompletedPart, SignedPut, MAX_PARTS};
 use atcr_protocol::reference::RepoName;
 use atcr_protocol::sealed;
 use atcr_protocol::{Did, Digest, OciCode, Refusal};
-use futures_util::StreamExt;
+use js_sys::Uint8Array;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{Date, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+use worker_support::blocks::BlockReader;
 use worker_support::{query_param, random_id};
 
 /// Size of the parts a length-less PATCH is cut into.
-const STREAM_PART_SIZE: usize = chunking::PART_SIZE as usize;
+const STREAM_PART_SIZE: u32 = chunking::PART_SIZE as u32;
 /// An upload must finish within a day.
 const UPLOAD_LIFETIME_SECS: u64 = 24 * 3600;
 
@@ -465,6 +466,8 @@ async fn publish(
 enum PartBody {
     /// The incoming request body, passed through without buffering.
     Stream(web_sys::ReadableStream, u64),
+    /// A part cut from a body without a length.
+    Part(Uint8Array),
     Bytes(Vec<u8>),
 }
 
@@ -485,26 +488,19 @@ async fn append_body(
             put_part(config, hold, state, PartBody::Stream(body, len)).await
         }
         None => {
-            if req.inner().body().is_none() {
-                return Ok(());
-            }
             // No length: cut the stream into parts. Each part uploads while
             // the next one is read, so at most two are in memory.
             let (user, session) = (state.user.clone(), state.session.clone());
-            let mut reader = PartReader::new(req.stream().map_err(internal)?);
-            let mut current = reader.next_part().await?;
+            let Some(body) = req.inner().body() else {
+                return Ok(());
+            };
+            let mut reader = BlockReader::new(&body, STREAM_PART_SIZE);
+            let mut current = next_part(&mut reader).await?;
             while let Some(bytes) = current {
                 let number = next_part_number(state)?;
                 let (sent, next) = futures_util::join!(
-                    send_part(
-                        config,
-                        hold,
-                        &user,
-                        &session,
-                        number,
-                        PartBody::Bytes(bytes)
-                    ),
-                    reader.next_part()
+                    send_part(config, hold, &user, &session, number, PartBody::Part(bytes)),
+                    next_part(&mut reader)
                 );
                 record_part(state, sent?);
                 current = next?;
@@ -514,42 +510,13 @@ async fn append_body(
     }
 }
 
-/// Cuts a request body into `STREAM_PART_SIZE` parts (the last may be shorter).
-struct PartReader {
-    stream: worker::ByteStream,
-    /// Bytes read past the end of the previous part.
-    carry: Vec<u8>,
-    finished: bool,
-}
-
-impl PartReader {
-    fn new(stream: worker::ByteStream) -> Self {
-        PartReader {
-            stream,
-            carry: Vec::new(),
-            finished: false,
-        }
-    }
-
-    async fn next_part(&mut self) -> std::result::Result<Option<Vec<u8>>, Refusal> {
-        let mut part = std::mem::take(&mut self.carry);
-        part.reserve(STREAM_PART_SIZE.saturating_sub(part.len()));
-        while part.len() < STREAM_PART_SIZE && !self.finished {
-            match self.stream.next().await {
-                Some(chunk) => part.extend_from_slice(&chunk.map_err(|e| {
-                    (
-                        OciCode::BlobUploadInvalid,
-                        format!("reading the upload failed: {e}"),
-                    )
-                })?),
-                None => self.finished = true,
-            }
-        }
-        if part.len() > STREAM_PART_SIZE {
-            self.carry = part.split_off(STREAM_PART_SIZE);
-        }
-        Ok((!part.is_empty()).then_some(part))
-    }
+async fn next_part(reader: &mut BlockReader) -> std::result::Result<Option<Uint8Array>, Refusal> {
+    reader.next_block().await.map_err(|e| {
+        (
+            OciCode::BlobUploadInvalid,
+            format!("reading the upload failed: {e:?}"),
+        )
+    })
 }
 
 /// Sends one part and records it in the upload state.
@@ -606,6 +573,11 @@ async fn send_part(
                 .set("Content-Length", &len.to_string())
                 .map_err(internal)?;
             init.with_body(Some(JsValue::from(stream)));
+            len
+        }
+        PartBody::Part(bytes) => {
+            let len = u64::from(bytes.length());
+            init.with_body(Some(bytes.into()));
             len
         }
         PartBody::Bytes(bytes) => {

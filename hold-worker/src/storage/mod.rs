@@ -25,6 +25,7 @@ use std::time::Duration;
 use wasm_bindgen_futures::JsFuture;
 use worker::crypto::{DigestStream, DigestStreamAlgorithm};
 use worker::ResponseBody;
+use worker_support::blocks::BlockReader;
 
 #[derive(Debug)]
 pub enum StorageError {
@@ -114,27 +115,38 @@ pub struct ObjectInfo {
 }
 
 /// Hashes a body as it streams past, in the runtime's own DigestStream: the
-/// bytes never enter WebAssembly memory, whatever the object's size.
+/// bytes never enter WebAssembly memory, whatever the object's size. They
+/// are read in blocks the runtime fills itself: piping the body in the
+/// chunks it arrives in cost the runtime 8 ms of CPU per MB.
 async fn hash_body(body: &ResponseBody, algorithm: Algorithm) -> Result<Digest> {
     let hasher = DigestStream::new(match algorithm {
         Algorithm::Sha256 => DigestStreamAlgorithm::Sha256,
         Algorithm::Sha512 => DigestStreamAlgorithm::Sha512,
     });
-    match body {
-        ResponseBody::Stream(body) => {
-            JsFuture::from(body.pipe_to(hasher.raw()))
+    let writer = hasher.raw().get_writer().map_err(js_failed)?;
+    if let ResponseBody::Stream(body) = body {
+        let mut blocks = BlockReader::new(body, HASH_BLOCK);
+        while let Some(block) = blocks
+            .next_block()
+            .await
+            .map_err(|e| StorageError::Failed(format!("reading from storage failed: {e:?}")))?
+        {
+            JsFuture::from(writer.write_with_chunk(&block))
                 .await
-                .map_err(|e| StorageError::Failed(format!("reading from storage failed: {e:?}")))?;
-        }
-        // An empty object: close the hasher with nothing written.
-        _ => {
-            JsFuture::from(hasher.raw().close())
-                .await
-                .map_err(|e| StorageError::Failed(format!("hashing failed: {e:?}")))?;
+                .map_err(js_failed)?;
         }
     }
+    // An empty object closes the hasher with nothing written.
+    JsFuture::from(writer.close()).await.map_err(js_failed)?;
     let hash = hasher.digest().await.map_err(failed)?.to_vec();
     Digest::from_hash(algorithm, &hash).map_err(|e| StorageError::Failed(e.to_string()))
+}
+
+/// Bytes hashed per call into the runtime.
+const HASH_BLOCK: u32 = 4 * 1024 * 1024;
+
+fn js_failed(e: wasm_bindgen::JsValue) -> StorageError {
+    StorageError::Failed(format!("hashing failed: {e:?}"))
 }
 
 fn failed(e: worker::Error) -> StorageError {
