@@ -4,22 +4,32 @@
 //     also beside the physical limit: the layer's bytes uploaded straight to
 //     the S3 server behind the hold in the parts the appview cuts a PATCH
 //     into (16 MiB, one in flight while the next is read);
+//   - the same layer's two halves on their own, over raw HTTP: its bytes
+//     streamed in one PATCH without a length (as Docker sends a layer)
+//     against the parts' upload straight to S3, and the PUT that publishes
+//     it (storage assembles the parts; the hold reads them back to check the
+//     digest, then copies them under it) against S3 assembling the parts;
+//     and the same PATCH into a trivial Worker that reads the body as the
+//     appview does and drops it (bench/floor-worker): the fastest a body
+//     streams through the runtime and the local edge here;
 //   - manifest GET by tag: requests/s, p50 and p99 (after a warm-up);
 //   - GET /v2/ the same way: the floor, what the runtime costs before registry work;
 //   - blob GET: time to the first answer (our 307, their bytes; warm median), to
 //     the blob's first byte (ours following the 307 to storage) and to the last byte.
 //
 //   ./dev bench registry [layer MB, default 200] [manifest requests, default 2000]
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startStack, freePort } from '../tests/lib/stack.mjs';
+import { startStack, freePort, ROOT } from '../tests/lib/stack.mjs';
 import { buildImage } from '../tests/lib/image.mjs';
 import { PLAN_BODY_LIMITS } from '../tests/lib/edge.mjs';
 import { load as loadUrl } from './lib/load.mjs';
 import { directS3Upload } from './lib/s3.mjs';
+import { registryToken } from '../tests/lib/registry.mjs';
+import { Readable } from 'node:stream';
 
 const layerMb = Number(process.argv[2] ?? 200);
 const requests = Number(process.argv[3] ?? 2000);
@@ -28,6 +38,8 @@ const CONCURRENCY = 16;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'atcr-bench-registry-'));
 // skopeo sends the layer in one PATCH: the edge in front of the appview
 // allows it as an Enterprise plan's does (500 MB).
+process.stderr.write('building bench/floor-worker ...\n');
+execFileSync('bash', [path.join(ROOT, 'scripts', 'build-worker'), 'bench/floor-worker'], { stdio: 'inherit' });
 const stack = await startStack({ log: (m) => process.stderr.write(`${m}\n`), edgeBodyLimit: PLAN_BODY_LIMITS.enterprise });
 let distribution;
 try {
@@ -40,7 +52,18 @@ try {
   const rows = [];
   const big = image.blobs[2];
   const bigFile = path.join(image.layout, 'blobs', ...big.digest.split(':'));
-  const s3Push = await directS3Upload(stack, bigFile, big.size, { partMb: 16, parallel: 1 });
+  const s3Halves = {};
+  const s3Push = await directS3Upload(stack, bigFile, big.size, { partMb: 16, parallel: 1, timings: s3Halves });
+  // Other bytes than the image's, which skopeo would otherwise find in place.
+  const rawFile = path.join(scratch, 'raw-layer');
+  const raw = crypto.randomBytes(big.size);
+  fs.writeFileSync(rawFile, raw);
+  const halves = await streamedUpload(`${alice.handle}/bench-raw`, rawFile, `sha256:${crypto.createHash('sha256').update(raw).digest('hex')}`);
+  const floor = await stack.startWorker('floor', path.join(ROOT, 'bench', 'floor-worker', 'wrangler.toml'));
+  const drained = await timed(async () => {
+    const res = await fetch(`${floor}/drain`, { method: 'PATCH', body: streamOf(rawFile), duplex: 'half' });
+    if (res.status !== 202 || Number(await res.text()) !== big.size) throw new Error(`floor drain: ${res.status}`);
+  });
   for (const side of [ours, theirs]) {
     side.push = await timed(() => skopeo(['copy', '--dest-tls-verify=false', ...(side.creds ? ['--dest-creds', side.creds] : []), `oci:${image.layout}:v1`, `docker://${side.host}/${side.name}:v1`]));
     const out = path.join(scratch, `pull-${side.label}`);
@@ -58,6 +81,10 @@ try {
   line(`skopeo pull (${layerMb} MB layer)`, ours.pull, theirs.pull, s);
   const mbps = (ms) => big.size / 1024 / 1024 / (ms / 1000);
   rows.push([`push rate vs direct S3 (${(big.size / 1024 / 1024).toFixed(0)} MiB)`, `${mbps(ours.push).toFixed(0)} MiB/s`, `S3 ${mbps(s3Push).toFixed(0)} MiB/s`, (mbps(ours.push) / mbps(s3Push)).toFixed(2)]);
+  const rate = (ms) => `${mbps(ms).toFixed(0)} MiB/s`;
+  rows.push(['layer stream: PATCH vs S3 parts', rate(halves.patch), `S3 ${rate(s3Halves.parts)}`, (s3Halves.parts / halves.patch).toFixed(2)]);
+  rows.push(['  the same PATCH into a trivial Worker', rate(drained), `S3 ${rate(s3Halves.parts)}`, (s3Halves.parts / drained).toFixed(2)]);
+  rows.push(['layer publish: PUT vs S3 complete', ms(halves.put), `S3 ${ms(s3Halves.complete)}`, (halves.put / s3Halves.complete).toFixed(2)]);
   line('manifest GET by tag, requests/s', ours.manifest.rps, theirs.manifest.rps, (x) => x.toFixed(0), false);
   line('manifest GET by tag, p50', ours.manifest.p50, theirs.manifest.p50, ms);
   line('manifest GET by tag, p99', ours.manifest.p99, theirs.manifest.p99, ms);
@@ -69,7 +96,8 @@ try {
   console.log(`\natcr (wrangler dev, local PDS, s3s-fs) vs CNCF distribution ${distribution.version} (filesystem), same machine, one run`);
   console.log(`manifest GETs: ${requests} after 100 warm-up, ${CONCURRENCY} at a time; ratio = time atcr / time distribution (for requests/s: distribution / atcr)`);
   console.log('GET /v2/ is the cheapest authenticated request: what the runtime (here wrangler dev\'s proxy and workerd) costs before any registry work');
-  console.log('push rate vs direct S3: the whole skopeo push through the appview against the big layer alone sent straight to S3 (16 MiB parts, one at a time); ratio = atcr / S3\n');
+  console.log('push rate vs direct S3: the whole skopeo push through the appview against the big layer alone sent straight to S3 (16 MiB parts, one at a time); ratio = atcr / S3');
+  console.log('layer stream and publish: the big layer over raw HTTP, one PATCH without a length then the PUT, against the same direct S3 upload\'s parts and its CompleteMultipartUpload; ratios = rate atcr / S3, time atcr / S3\n');
   const widths = [34, 14, 14, 8];
   const fmtRow = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' ');
   console.log(fmtRow(['', 'atcr', 'distribution', 'ratio']));
@@ -78,6 +106,36 @@ try {
   distribution?.stop();
   await stack.stop();
   fs.rmSync(scratch, { recursive: true, force: true });
+}
+
+/**
+ * Uploads `file` into our `name` over raw HTTP: POST, one PATCH streaming
+ * the file without a length, PUT with its digest. Resolves to the PATCH's
+ * and the PUT's milliseconds.
+ */
+async function streamedUpload(name, file, digest) {
+  const token = await registryToken(stack, `repository:${name}:pull,push`, stack.accounts.alice);
+  const auth = { authorization: `Bearer ${token}` };
+  const at = (location) => new URL(location, stack.urls.appview);
+  const post = await fetch(at(`/v2/${name}/blobs/uploads/`), { method: 'POST', headers: auth });
+  if (post.status !== 202) throw new Error(`upload POST: ${post.status} ${await post.text()}`);
+  let t = performance.now();
+  const patch = await fetch(at(post.headers.get('location')), {
+    method: 'PATCH', headers: { ...auth, 'content-type': 'application/octet-stream' },
+    body: streamOf(file), duplex: 'half',
+  });
+  if (patch.status !== 202) throw new Error(`upload PATCH: ${patch.status} ${await patch.text()}`);
+  const patchMs = performance.now() - t;
+  const location = patch.headers.get('location');
+  t = performance.now();
+  const put = await fetch(at(`${location}${location.includes('?') ? '&' : '?'}digest=${digest}`), { method: 'PUT', headers: auth });
+  if (put.status !== 201) throw new Error(`upload PUT: ${put.status} ${await put.text()}`);
+  return { patch: patchMs, put: performance.now() - t };
+}
+
+/** `file` as a request body of unknown length (sent chunked). */
+function streamOf(file) {
+  return Readable.toWeb(fs.createReadStream(file, { highWaterMark: 1 << 20 }));
 }
 
 async function startDistribution() {

@@ -17,9 +17,11 @@ const MIB = 1024 * 1024;
 /**
  * Uploads `file` (`size` bytes) to the stack's bucket in `partMb` MiB parts,
  * `parallel` at a time, read from disk at their offsets; resolves to the
- * milliseconds it took (the object is deleted afterwards, untimed).
+ * milliseconds it took (the object is deleted afterwards, untimed). With
+ * `timings`, also fills in `timings.parts` and `timings.complete` (ms): the
+ * parts' upload and the CompleteMultipartUpload that assembles them.
  */
-export async function directS3Upload(stack, file, size, { partMb, parallel }) {
+export async function directS3Upload(stack, file, size, { partMb, parallel, timings }) {
   const s3 = new S3Client({
     endpoint: stack.urls.s3, region: stack.s3.region, forcePathStyle: true,
     credentials: { accessKeyId: stack.s3.accessKey, secretAccessKey: stack.s3.secretKey },
@@ -43,8 +45,10 @@ export async function directS3Upload(stack, file, size, { partMb, parallel }) {
     }
   }));
   fs.closeSync(fd);
+  const assembling = performance.now();
   await s3.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
   const ms = performance.now() - t;
+  if (timings) Object.assign(timings, { parts: assembling - t, complete: performance.now() - assembling });
   await s3.send(new DeleteObjectCommand({ Bucket, Key }));
   return ms;
 }

@@ -9,8 +9,9 @@
 //! the URL does not grow with the blob. Request bodies stream
 //! straight from the client to a presigned part URL; only a PATCH without a
 //! `Content-Length` (Docker streams layers that way) is cut into fixed-size
-//! parts, one uploading while the next fills, so memory is bounded by two
-//! parts, never by the blob. The hold verifies the digest before the blob
+//! parts (filled by the runtime, `worker_support::blocks`), one uploading
+//! while the next fills, so memory is bounded by two parts, never by the
+//! blob, and none of it is WebAssembly memory. The hold verifies the digest before the blob
 //! becomes visible. Chunks must suit storage's multipart rules (every part
 //! but the last at least `MIN_CHUNK` and all of one size;
 //! `atcr_protocol::chunking`): a chunk that would not is refused with 416
