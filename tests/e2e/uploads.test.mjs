@@ -125,6 +125,29 @@ test('a streamed PATCH without Content-Length is cut into parts', async () => {
   await assertBlob(digest, blob);
 });
 
+test('streamed PATCHes of sizes at the edges of a part and of its first read arrive whole', async () => {
+  // The appview reads a part's first 64 KiB, then the rest of its 16 MiB;
+  // chunks of an odd size cross both edges.
+  const KIB = 1024;
+  for (const size of [1, 64 * KIB - 1, 64 * KIB, 64 * KIB + 1, 16 * MB, 16 * MB + 1]) {
+    const blob = crypto.randomBytes(size);
+    const digest = sha256(blob);
+    const location = await startUpload();
+    const body = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < blob.length; i += 7777) controller.enqueue(blob.subarray(i, i + 7777));
+        controller.close();
+      },
+    });
+    const res = await fetch(registry(location), { method: 'PATCH', headers: bearer, body, duplex: 'half' });
+    assert.equal(res.status, 202, `${size} bytes: ${await res.clone().text()}`);
+    assert.equal(res.headers.get('range'), `0-${blob.length - 1}`, `${size} bytes`);
+    const done = await fetch(registry(`${res.headers.get('location')}?digest=${digest}`), { method: 'PUT', headers: bearer });
+    assert.equal(done.status, 201, `${size} bytes: ${await done.clone().text()}`);
+    await assertBlob(digest, blob);
+  }
+});
+
 test('monolithic uploads: POST with ?digest= and a body, and POST then PUT with the body', async () => {
   const one = crypto.randomBytes(300_000);
   const res = await fetch(registry(`/v2/${name}/blobs/uploads/?digest=${sha256(one)}`), {

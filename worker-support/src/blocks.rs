@@ -20,6 +20,11 @@ extern "C" {
     fn read_at_least(this: &ByobReader, min_bytes: u32, view: Uint8Array) -> Promise;
 }
 
+/// A block is first read this far: a body that ends within it (most blobs
+/// of a push are small: configs, short layers) never allocates a whole
+/// block, which the isolate's memory limit would count in full.
+const PROBE: u32 = 64 * 1024;
+
 /// Cuts a byte stream into blocks of `size` bytes (the last may be shorter).
 pub struct BlockReader {
     reader: ByobReader,
@@ -42,20 +47,55 @@ impl BlockReader {
     /// The next block, `None` once the stream has ended. A block is shorter
     /// than `size` only at the end of the stream.
     pub async fn next_block(&mut self) -> Result<Option<Uint8Array>, JsValue> {
+        let probe = self.size.min(PROBE);
+        let Some(head) = self.fill(Uint8Array::new_with_length(probe)).await? else {
+            return Ok(None);
+        };
+        if self.finished || probe == self.size {
+            return Ok(Some(head));
+        }
+        // The rest of the block, read into the same buffer after the head.
+        let block = Uint8Array::new_with_length(self.size);
+        block.set(&head, 0);
+        let rest =
+            Uint8Array::new_with_byte_offset_and_length(&block.buffer(), probe, self.size - probe);
+        Ok(Some(match self.fill(rest).await? {
+            None => head,
+            // Reading moved the buffer (the streams standard transfers it),
+            // with the head where it was written.
+            Some(tail) if tail.byte_offset() == probe => {
+                Uint8Array::new_with_byte_offset_and_length(
+                    &tail.buffer(),
+                    0,
+                    probe + tail.length(),
+                )
+            }
+            Some(tail) => {
+                let block = Uint8Array::new_with_length(probe + tail.length());
+                block.set(&head, 0);
+                block.set(&tail, probe);
+                block
+            }
+        }))
+    }
+
+    /// Fills `view` (fewer bytes only at the end of the stream): the bytes
+    /// read, in a view on the same memory, or `None` when none were left.
+    async fn fill(&mut self, view: Uint8Array) -> Result<Option<Uint8Array>, JsValue> {
         if self.finished {
             return Ok(None);
         }
-        let buffer = Uint8Array::new_with_length(self.size);
-        let read = JsFuture::from(self.reader.read_at_least(self.size, buffer)).await?;
+        let wanted = view.length();
+        let read = JsFuture::from(self.reader.read_at_least(wanted, view)).await?;
         let done = Reflect::get(&read, &"done".into())?.is_truthy();
-        let block = match Reflect::get(&read, &"value".into())?.dyn_into::<Uint8Array>() {
-            Ok(block) if !done => block,
+        let bytes = match Reflect::get(&read, &"value".into())?.dyn_into::<Uint8Array>() {
+            Ok(bytes) if !done => bytes,
             _ => {
                 self.finished = true;
                 return Ok(None);
             }
         };
-        self.finished = block.length() < self.size;
-        Ok((block.length() > 0).then_some(block))
+        self.finished = bytes.length() < wanted;
+        Ok((bytes.length() > 0).then_some(bytes))
     }
 }
