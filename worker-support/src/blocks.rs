@@ -1,7 +1,7 @@
 //! Reading a body in large blocks that the runtime fills itself.
 //!
 //! Reading a stream chunk by chunk from the Worker costs the runtime a
-//! promise and a call per chunk of a few kilobytes: 15 ms of CPU per MB of a
+//! promise and a call per chunk of a few kilobytes: 17 ms of CPU per MB of a
 //! pushed layer, measured under `wrangler dev`. A bring-your-own-buffer reader
 //! with the runtime's `readAtLeast` fills a whole block in one call, and the
 //! bytes stay in JavaScript, so WebAssembly memory never grows to hold them.

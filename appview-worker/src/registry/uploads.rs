@@ -399,7 +399,13 @@ async fn complete(
 ) -> Outcome {
     if state.parts_sent() == 0 {
         // An empty blob is still one (empty) part.
-        put_part(config, hold, state, PartBody::Bytes(Vec::new())).await?;
+        put_part(
+            config,
+            hold,
+            state,
+            PartBody::Part(Uint8Array::new_with_length(0)),
+        )
+        .await?;
     }
     // Every part, in order: those the state carries, those earlier requests
     // saved, those this request sent.
@@ -467,9 +473,8 @@ async fn publish(
 enum PartBody {
     /// The incoming request body, passed through without buffering.
     Stream(web_sys::ReadableStream, u64),
-    /// A part cut from a body without a length.
+    /// A part cut from a body without a length (or the empty blob's one part).
     Part(Uint8Array),
-    Bytes(Vec<u8>),
 }
 
 /// Sends whatever body the request has to the hold as parts.
@@ -579,11 +584,6 @@ async fn send_part(
         PartBody::Part(bytes) => {
             let len = u64::from(bytes.length());
             init.with_body(Some(bytes.into()));
-            len
-        }
-        PartBody::Bytes(bytes) => {
-            let len = bytes.len() as u64;
-            init.with_body(Some(js_sys::Uint8Array::from(bytes.as_slice()).into()));
             len
         }
     };
