@@ -1,6 +1,6 @@
-// The physical limit a push is measured against: the same bytes uploaded
-// straight to the stack's S3 server, multipart, with a chosen part size and
-// number of parts in flight.
+// The stack's S3 server used directly: the physical limit a push is measured
+// against (the same bytes uploaded multipart, with a chosen part size and
+// number of parts in flight), and a peer's storage filled in.
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
@@ -9,8 +9,17 @@ import { ROOT } from '../../tests/lib/stack.mjs';
 
 const require = createRequire(path.join(ROOT, 'tools', 'package.json'));
 const {
-  S3Client, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, DeleteObjectCommand,
+  S3Client, CreateBucketCommand, PutObjectCommand,
+  CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, DeleteObjectCommand,
 } = require('@aws-sdk/client-s3');
+
+/** A client of the stack's S3 server, with its keys. */
+function s3Client(stack) {
+  return new S3Client({
+    endpoint: stack.urls.s3, region: stack.s3.region, forcePathStyle: true,
+    credentials: { accessKeyId: stack.s3.accessKey, secretAccessKey: stack.s3.secretKey },
+  });
+}
 
 const MIB = 1024 * 1024;
 
@@ -22,10 +31,7 @@ const MIB = 1024 * 1024;
  * parts' upload and the CompleteMultipartUpload that assembles them.
  */
 export async function directS3Upload(stack, file, size, { partMb, parallel, timings }) {
-  const s3 = new S3Client({
-    endpoint: stack.urls.s3, region: stack.s3.region, forcePathStyle: true,
-    credentials: { accessKeyId: stack.s3.accessKey, secretAccessKey: stack.s3.secretKey },
-  });
+  const s3 = s3Client(stack);
   const Bucket = stack.s3.bucket, Key = `bench/${crypto.randomUUID()}`;
   const t = performance.now();
   const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
@@ -51,4 +57,16 @@ export async function directS3Upload(stack, file, size, { partMb, parallel, timi
   if (timings) Object.assign(timings, { parts: assembling - t, complete: performance.now() - assembling });
   await s3.send(new DeleteObjectCommand({ Bucket, Key }));
   return ms;
+}
+
+/** A new `bucket` on the stack's S3 server, with every file under `root` in it, keyed by its path. */
+export async function copyIntoBucket(stack, root, bucket) {
+  const s3 = s3Client(stack);
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  for (const key of fs.readdirSync(root, { recursive: true })) {
+    const file = path.join(root, key);
+    const stat = fs.statSync(file);
+    if (!stat.isFile()) continue;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: fs.createReadStream(file), ContentLength: stat.size }));
+  }
 }
